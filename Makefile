@@ -1,0 +1,44 @@
+# Every target bootstraps what it needs: a fresh machine with Python 3.11 and make is enough.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+PY_HASH := $(shell cat pyproject.toml | sha256sum | cut -c1-12)
+STAMP := $(VENV)/.stamp-$(PY_HASH)
+# Portable llama.cpp build (the wheel compiles from source).
+export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+PYTEST := $(BIN)/python -m pytest
+
+.PHONY: help venv demo test test-slow test-all bench clean nemo-platform
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip setuptools wheel
+	$(BIN)/python -m pip install -q -e ".[local,nemo,prod,dev]"
+	@rm -f $(VENV)/.stamp-*; touch $@
+
+venv: $(STAMP) ## create/update the virtualenv (idempotent; fast when up to date)
+
+demo: venv ## run the whole flywheel on the embedded stack (Temporal dev server, llama.cpp, SQLite)
+	$(BIN)/flywheel demo $(DEMO_ARGS)
+
+test: venv ## default test suite (unit, workflow on a real Temporal dev server, API)
+	$(PYTEST) -m "not slow and not nemo_platform and not bench" $(PYTEST_ARGS)
+
+test-slow: venv nemo-platform ## slow lanes CI also runs: real model, real training, crash tests, NeMo Platform
+	$(PYTEST) -m "(slow or nemo_platform) and not bench" $(PYTEST_ARGS)
+
+test-all: test test-slow ## both lanes
+
+bench: venv ## benchmarks (ratios printed side by side)
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
+nemo-platform: ## separate Python 3.12+/3.13 venv for the real NeMo Platform services (skipped when no such Python)
+	@bash scripts/nemo_platform_venv.sh || echo "nemo-platform venv not prepared (see message above); nemo_platform tests will say so"
+
+clean: ## remove caches and demo output (keeps the venv)
+	rm -rf demo-output .pytest_cache .flywheel

@@ -1,0 +1,1 @@
+"""Temporal Data Flywheel: domain core (pure Python; never imports temporalio)."""

@@ -1,0 +1,337 @@
+"""Settings: YAML (blueprint-compatible sections) + environment overrides, validated at start.
+
+Load order (later wins): the packaged defaults in ``config/default.yaml``, the named config
+``config/<config_name>.yaml`` (or an explicit path), then environment variables
+``FLYWHEEL__<SECTION>__<FIELD>`` (double underscore separates nesting).
+Invalid settings raise :class:`ConfigError` whose message names every offending field.
+"""
+
+from __future__ import annotations
+
+import os
+from enum import Enum
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+CONFIG_DIR = Path(os.environ.get("FLYWHEEL_CONFIG_DIR", Path(__file__).resolve().parent.parent / "config"))
+ENV_PREFIX = "FLYWHEEL__"
+
+
+class ConfigError(ValueError):
+    """Invalid configuration; the message names the offending fields."""
+
+
+class _Section(BaseModel):
+    # Unknown keys are errors: a typo in a field name must not be silently ignored.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class NMPConfig(_Section):
+    nemo_base_url: str = "http://localhost:8080"
+    nim_base_url: str = "http://localhost:8000"
+    datastore_base_url: str = "http://localhost:3000"
+    nmp_namespace: str = "dfwbp"
+    api_key_env: str | None = Field(None, description="Name of the env var holding the API key (never the key).")
+
+
+class ModelSource(_Section):
+    """Where the local platform gets a candidate's weights. Never a hub download."""
+
+    path: str | None = Field(None, description="A local GGUF file.")
+    package: str | None = Field(None, description="A pinned registry package known to flywheel.platforms.local.models.")
+    sha256: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "ModelSource":
+        if not self.path and not self.package:
+            raise ValueError("set either path or package")
+        return self
+
+
+class CustomizerConfig(_Section):
+    target: str | None = None
+    gpus: int = 1
+    num_nodes: int = 1
+    tensor_parallel_size: int = 1
+    data_parallel_size: int = 1
+    use_sequence_parallel: bool = False
+    micro_batch_size: int = 1
+    training_precision: str = "bf16-mixed"
+    max_seq_length: int = 4096
+
+
+class NIMConfig(_Section):
+    model_name: str
+    context_length: int = Field(8192, gt=0)
+    gpus: int = 0
+    pvc_size: str | None = None
+    tag: str | None = None
+    registry_base: str | None = None
+    customization_enabled: bool = False
+    customizer_configs: CustomizerConfig | None = None
+    # Local platform only.
+    source: ModelSource | None = None
+    # Relative cost of serving this model, per 1k tokens (used for the cost column and the gate).
+    cost_per_1k_tokens: float = Field(0.0, ge=0)
+    max_concurrency: int = Field(1, ge=1)
+
+    @model_validator(mode="after")
+    def _customizer_when_enabled(self) -> "NIMConfig":
+        if self.customization_enabled and self.customizer_configs is None:
+            self.customizer_configs = CustomizerConfig()
+        return self
+
+
+class DataSplitConfig(_Section):
+    eval_size: int = Field(100, ge=1)
+    val_ratio: float = Field(0.1, ge=0, lt=1)
+    min_total_records: int = Field(50, ge=1)
+    # Fixed default: a run must be reproducible (the reference defaults to null).
+    random_seed: int = 42
+    limit: int = Field(10000, ge=1)
+    parse_function_arguments: bool = True
+    stratify: bool = True
+
+
+class EmbeddingConfig(_Section):
+    deployment_type: Literal["local", "remote"] = "local"
+    url: str | None = None
+    model_name: str = "all-MiniLM-L6-v2"
+    api_key_env: str | None = None
+
+
+class SimilarityConfig(_Section):
+    relevance_ratio: float = Field(0.7, ge=0, le=1)
+    embedding_nim_config: EmbeddingConfig = EmbeddingConfig()
+
+
+class ExampleSelection(str, Enum):
+    uniform_distribution = "uniform_distribution"
+    semantic_similarity = "semantic_similarity"
+
+
+class ICLConfig(_Section):
+    max_context_length: int = Field(32768, gt=0)
+    reserved_tokens: int = Field(4096, ge=0)
+    max_examples: int = Field(3, ge=0)
+    min_examples: int = Field(1, ge=0)
+    example_selection: ExampleSelection = ExampleSelection.uniform_distribution
+    similarity_config: SimilarityConfig = SimilarityConfig()
+
+    @model_validator(mode="after")
+    def _min_le_max(self) -> "ICLConfig":
+        if self.min_examples > self.max_examples:
+            raise ValueError("min_examples must be <= max_examples")
+        return self
+
+
+class TrainingConfig(_Section):
+    training_type: str = "sft"
+    finetuning_type: str = "lora"
+    epochs: int = Field(2, ge=1)
+    batch_size: int = Field(16, ge=1)
+    learning_rate: float = Field(1e-4, gt=0)
+    # Local trainer.
+    max_steps: int | None = Field(None, ge=1, description="Cap on optimizer steps (local trainer).")
+    max_seq_length: int = Field(1024, ge=32)
+    checkpoint_every_steps: int = Field(5, ge=1)
+    gradient_accumulation_steps: int = Field(1, ge=1)
+
+
+class LoRAConfig(_Section):
+    adapter_dim: int = Field(32, ge=1)
+    adapter_dropout: float = Field(0.1, ge=0, lt=1)
+    alpha: int | None = None
+
+
+class LLMJudgeConfig(_Section):
+    deployment_type: Literal["remote", "local"] = "remote"
+    url: str | None = None
+    model_name: str | None = None
+    api_key_env: str | None = None
+
+
+class MLflowConfig(_Section):
+    enabled: bool = False
+    tracking_uri: str = "sqlite:///.flywheel/mlflow.db"
+    experiment_name_prefix: str = "data-flywheel"
+
+
+class EvaluationConfig(_Section):
+    concurrency: int = Field(8, ge=1)
+    request_timeout_s: float = Field(120.0, gt=0)
+    max_retries: int = Field(3, ge=0)
+    max_tokens: int = Field(256, ge=1)
+    temperature: float = Field(0.0, ge=0)
+
+
+class CurationConfig(_Section):
+    dedup: bool = True
+    redact_pii: bool = False
+
+
+class StoreConfig(_Section):
+    kind: Literal["sqlite", "elasticsearch", "mongo"] = "sqlite"
+    path: str | None = None
+    url: str | None = None
+    index_or_db: str | None = None
+
+
+class TaskQueues(_Section):
+    orchestrator: str = "flywheel-orchestrator"
+    cpu: str = "flywheel-cpu"
+    gpu: str = "flywheel-gpu"
+
+
+class TemporalConfig(_Section):
+    address: str = "localhost:7233"
+    namespace: str = "default"
+    task_queues: TaskQueues = TaskQueues()
+    max_parallel_candidates: int = Field(2, ge=1)
+    review_timeout_s: int = Field(7 * 24 * 3600, ge=0)
+    ui_url: str | None = "http://localhost:8233"
+
+
+class PlatformConfig(_Section):
+    kind: Literal["local", "nemo_v1", "nemo_v2"] = "local"
+    data_dir: str = ".flywheel"
+
+
+class APIConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, gt=0, lt=65536)
+
+
+class GateConfig(_Section):
+    """Promotion gate: a candidate qualifies if it keeps accuracy within tolerance of the reference."""
+
+    metric: str = "function_name_and_args_accuracy"
+    min_score: float = Field(0.0, ge=0, le=1)
+    max_drop_vs_reference: float = Field(0.05, ge=0, le=1)
+
+
+class Settings(_Section):
+    config_name: str = "default"
+    platform: PlatformConfig = PlatformConfig()
+    temporal: TemporalConfig = TemporalConfig()
+    api: APIConfig = APIConfig()
+    logstore: StoreConfig = StoreConfig()
+    jobstore: StoreConfig = StoreConfig()
+    nmp_config: NMPConfig = NMPConfig()
+    nims: list[NIMConfig] = Field(default_factory=list)
+    data_split_config: DataSplitConfig = DataSplitConfig()
+    icl_config: ICLConfig = ICLConfig()
+    training_config: TrainingConfig = TrainingConfig()
+    lora_config: LoRAConfig = LoRAConfig()
+    llm_judge_config: LLMJudgeConfig | None = None
+    mlflow_config: MLflowConfig = MLflowConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+    curation: CurationConfig = CurationConfig()
+    gate: GateConfig = GateConfig()
+
+    @field_validator("nims")
+    @classmethod
+    def _unique_models(cls, nims: list[NIMConfig]) -> list[NIMConfig]:
+        names = [n.model_name for n in nims]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate model_name: {', '.join(dupes)}")
+        return nims
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.platform.data_dir)
+
+    def nim(self, model_name: str) -> NIMConfig:
+        for nim in self.nims:
+            if nim.model_name == model_name:
+                return nim
+        raise KeyError(model_name)
+
+
+def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
+    """``FLYWHEEL__TEMPORAL__ADDRESS=host:7233`` → ``{"temporal": {"address": "host:7233"}}``.
+
+    Values are parsed as YAML scalars so numbers and booleans keep their types.
+    """
+    out: dict[str, Any] = {}
+    for key, raw in environ.items():
+        if not key.startswith(ENV_PREFIX):
+            continue
+        path = [p.lower() for p in key[len(ENV_PREFIX):].split("__") if p]
+        if not path:
+            continue
+        node = out
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = yaml.safe_load(raw) if raw != "" else None
+    return out
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file not found: {path}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must contain a mapping at the top level")
+    return data
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"]) or "(root)"
+        lines.append(f"{field}: {err['msg']}")
+    return "; ".join(lines)
+
+
+def validate_settings(data: dict[str, Any]) -> Settings:
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid configuration: {format_validation_error(exc)}") from exc
+
+
+def load_settings(
+    path: str | Path | None = None,
+    config_name: str | None = None,
+    environ: dict[str, str] | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> Settings:
+    """Load and validate settings. ``path`` wins over ``config_name``; env wins over files."""
+    environ = dict(os.environ if environ is None else environ)
+    config_name = config_name or environ.get("FLYWHEEL_CONFIG_NAME")
+    path = path or environ.get("FLYWHEEL_CONFIG")
+    data: dict[str, Any] = {}
+    default = CONFIG_DIR / "default.yaml"
+    if default.exists():
+        data = _read_yaml(default)
+    if path:
+        data = _deep_merge(data, _read_yaml(Path(path)))
+    elif config_name and config_name != "default":
+        named = CONFIG_DIR / f"{config_name}.yaml"
+        if not named.exists():
+            available = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+            raise ConfigError(f"config_name: no config named {config_name!r} (available: {', '.join(available)})")
+        data = _deep_merge(data, _read_yaml(named))
+        data["config_name"] = config_name
+    data = _deep_merge(data, _env_overrides(environ))
+    if overrides:
+        data = _deep_merge(data, overrides)
+    return validate_settings(data)

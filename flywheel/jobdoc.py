@@ -1,0 +1,168 @@
+"""The job document our users' notebooks read (blueprint-compatible, REFERENCE.md §2).
+
+Field names and meanings are kept; extra fields are additions. Timestamps are timezone-aware UTC
+datetimes serialised as ISO 8601. No defaults read the clock: these models are built inside
+workflows, where time must come from ``workflow.now()``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class RunStatus(str, Enum):
+    pending = "pending"
+    running = "running"
+    completed = "completed"
+    cancelled = "cancelled"
+    failed = "failed"
+
+    @property
+    def finished(self) -> bool:
+        return self in (RunStatus.completed, RunStatus.cancelled, RunStatus.failed)
+
+
+class NimStatus(str, Enum):
+    pending = "pending"
+    deploying = "deploying-nim"
+    running_evals = "running-evals"
+    cancelled = "cancelled"
+    completed = "completed"
+    failed = "failed"
+
+
+class DeploymentStatus(str, Enum):
+    created = "created"
+    pending = "pending"
+    running = "running"
+    cancelled = "cancelled"
+    failed = "failed"
+    completed = "completed"
+    ready = "ready"
+    unknown = "unknown"
+
+
+class Stage(str, Enum):
+    """Where a run is (search attribute FlywheelStage); finer than RunStatus."""
+
+    pending = "pending"
+    preparing_data = "preparing_data"
+    evaluating = "evaluating"
+    awaiting_review = "awaiting_review"
+    promoted = "promoted"
+    rejected = "rejected"
+    completed = "completed"
+    cancelled = "cancelled"
+    failed = "failed"
+
+
+class _Doc(BaseModel):
+    model_config = ConfigDict(extra="allow", use_enum_values=False)
+
+
+class EvaluationDoc(_Doc):
+    eval_type: str
+    scores: dict[str, float | None] = Field(default_factory=dict)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    runtime_seconds: float | None = None
+    progress: float = 0.0
+    nmp_uri: str | None = None
+    mlflow_uri: str | None = None
+    error: str | None = None
+    # Additions.
+    num_records: int | None = None
+    latency_p50_ms: float | None = None
+    latency_p95_ms: float | None = None
+    predictions_uri: str | None = None
+    score_notes: dict[str, str] = Field(default_factory=dict)
+    per_tool: dict[str, Any] = Field(default_factory=dict)
+    confidence_intervals: dict[str, list[float]] = Field(default_factory=dict)
+
+
+class CustomizationDoc(_Doc):
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    runtime_seconds: float | None = None
+    progress: float = 0.0
+    epochs_completed: int = 0
+    steps_completed: int = 0
+    nmp_uri: str | None = None
+    customized_model: str | None = None
+    error: str | None = None
+    # Additions.
+    status: str = "pending"
+    loss: float | None = None
+    checkpoint: str | None = None
+
+
+class NimDoc(_Doc):
+    model_name: str
+    status: NimStatus = NimStatus.pending
+    deployment_status: DeploymentStatus = DeploymentStatus.created
+    runtime_seconds: float | None = None
+    evaluations: list[EvaluationDoc] = Field(default_factory=list)
+    customizations: list[CustomizationDoc] = Field(default_factory=list)
+    error: str | None = None
+    # Additions.
+    cost_per_1k_requests: float | None = None
+    gate: dict[str, Any] | None = None
+
+    def evaluation(self, eval_type: str) -> EvaluationDoc | None:
+        return next((e for e in self.evaluations if e.eval_type == eval_type), None)
+
+
+class DatasetDoc(_Doc):
+    name: str
+    num_records: int
+    nmp_uri: str | None = None
+
+
+class LLMJudgeDoc(_Doc):
+    model_name: str | None = None
+    type: str = "remote"
+    deployment_status: DeploymentStatus = DeploymentStatus.unknown
+    error: str | None = None
+
+
+class JobDocument(_Doc):
+    id: str
+    workload_id: str
+    client_id: str
+    status: RunStatus = RunStatus.pending
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    num_records: int | None = None
+    llm_judge: LLMJudgeDoc | None = None
+    nims: list[NimDoc] = Field(default_factory=list)
+    datasets: list[DatasetDoc] = Field(default_factory=list)
+    error: str | None = None
+    # Additions.
+    workflow_id: str | None = None
+    stage: Stage = Stage.pending
+    config_name: str | None = None
+    job_type: str = "llm_job"
+    curation: dict[str, Any] = Field(default_factory=dict)
+    manifest_hash: str | None = None
+    review: dict[str, Any] | None = None
+    report_uri: str | None = None
+
+    def nim(self, model_name: str) -> NimDoc | None:
+        return next((n for n in self.nims if n.model_name == model_name), None)
+
+    def summary(self) -> dict[str, Any]:
+        """The list-view shape of GET /api/jobs."""
+        return {
+            "id": self.id,
+            "workload_id": self.workload_id,
+            "client_id": self.client_id,
+            "status": self.status.value,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "datasets": [d.model_dump(mode="json") for d in self.datasets],
+            "error": self.error,
+        }
