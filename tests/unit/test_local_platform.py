@@ -1,0 +1,52 @@
+import pytest
+
+from flywheel.config import NIMConfig, Settings
+from flywheel.platforms.base import Endpoint, Platform, PlatformError
+from flywheel.platforms.local import LocalPlatform
+from flywheel.platforms.local.platform import adapter_file
+
+
+@pytest.fixture
+def platform(tmp_path):
+    return LocalPlatform(Settings.model_validate({"platform": {"data_dir": str(tmp_path / "data")}}))
+
+
+def test_is_a_platform(platform):
+    assert isinstance(platform, Platform) and platform.kind == "local"
+
+
+def test_adapter_file_forms(tmp_path):
+    adapter = tmp_path / "adapter.gguf"
+    adapter.write_bytes(b"x")
+    assert adapter_file(str(adapter)) == adapter
+    assert adapter_file(adapter.as_uri()) == adapter
+    (tmp_path / "other.gguf").write_bytes(b"y")
+    assert adapter_file(str(tmp_path)) == adapter  # adapter.gguf preferred in a directory
+    with pytest.raises(PlatformError, match="not found") as err:
+        adapter_file(str(tmp_path / "missing.gguf"))
+    assert err.value.error_type == "AdapterNotFound" and not err.value.retryable
+
+
+def test_adapter_directory_must_be_unambiguous(tmp_path):
+    for name in ("a.gguf", "b.gguf"):
+        (tmp_path / name).write_bytes(b"x")
+    with pytest.raises(PlatformError, match="exactly one"):
+        adapter_file(str(tmp_path))
+
+
+async def test_deploy_without_source_is_permanent_error(platform):
+    with pytest.raises(PlatformError) as err:
+        await platform.deploy(NIMConfig(model_name="m"), "dep")
+    assert err.value.error_type == "ModelSourceMissing" and not err.value.retryable
+
+
+async def test_gone_endpoint_without_redeploy_info(platform):
+    endpoint = Endpoint(deployment_name="dep", model_name="m", served_model="m", base_url="http://127.0.0.1:9/v1")
+    with pytest.raises(PlatformError) as err:
+        await platform.ensure_serving(endpoint)
+    assert err.value.error_type == "EndpointGone"
+
+
+async def test_teardown_of_unknown_deployment_is_tolerated(platform):
+    endpoint = Endpoint(deployment_name="never-deployed", model_name="m", served_model="m", base_url="http://x/v1")
+    await platform.teardown(endpoint)
