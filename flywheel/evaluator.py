@@ -1,0 +1,396 @@
+"""The evaluator of record: concurrent OpenAI-compatible requests to a candidate, scored by flywheel.metrics.
+
+* Requests go to ``{endpoint.base_url}/chat/completions`` with the record's messages and tools,
+  at most ``spec.concurrency`` in flight.
+* Transient failures (connect errors, timeouts, HTTP 408/429/5xx) are retried with exponential
+  backoff and jitter, up to ``spec.max_retries`` times; other 4xx answers are not retried. A record
+  whose request finally fails is recorded with its error, scored 0 and counted in ``num_errors``.
+* Every outcome is appended to ``predictions_path`` (JSONL: record_id, prediction, latency_ms,
+  usage, error) as soon as it arrives. A retried activity reuses the rows already there (successes
+  and permanent errors; transient failures are tried again), so it never pays twice for a record.
+* ``tool_calling_correctness`` asks the LLM judge when ``spec.judge`` has url and model_name; its
+  verdicts are cached beside the predictions (``*.judge.jsonl``) the same way.
+* If every request of an attempt failed transiently, the endpoint is down: a retryable
+  :class:`PlatformError` is raised instead of reporting a score of 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import random
+import ssl
+import time
+from pathlib import Path
+from typing import Any, Protocol
+
+import httpx
+
+from flywheel.config import LLMJudgeConfig
+from flywheel.metrics import binary_judge_score, judge_prompt
+from flywheel.platforms.base import EvalResult, EvalSpec, PlatformError, ProgressFn
+from flywheel.scoring import is_tool_workload, message_tool_calls, response_message, summarize
+from flywheel.stats import latency_percentiles
+
+log = logging.getLogger(__name__)
+
+PROGRESS_INTERVAL_S = 2.0
+PROGRESS_STEP_FRACTION = 0.05
+BACKOFF_MAX_S = 20.0
+
+
+class RequestFailed(Exception):
+    def __init__(self, message: str, *, transient: bool, attempts: int) -> None:
+        super().__init__(message)
+        self.transient = transient
+        self.attempts = attempts
+
+
+def is_transient_status(status: int) -> bool:
+    return status in (408, 429) or status >= 500
+
+
+def record_key(row: dict[str, Any], index: int) -> str:
+    return str(row.get("record_id") or f"row-{index}")
+
+
+def _wire_message(message: dict[str, Any]) -> dict[str, Any]:
+    """A message as the OpenAI API wants it: tool-call arguments as JSON strings."""
+    if not message.get("tool_calls"):
+        return message
+    out = dict(message)
+    calls = []
+    for call in message["tool_calls"]:
+        function = dict(call.get("function") or {})
+        if not isinstance(function.get("arguments"), str):
+            function["arguments"] = json.dumps(function.get("arguments") or {}, ensure_ascii=False)
+        calls.append({**call, "function": function})
+    out["tool_calls"] = calls
+    return out
+
+
+def chat_request_body(spec: EvalSpec, row: dict[str, Any]) -> dict[str, Any]:
+    request = row.get("request") or {}
+    body: dict[str, Any] = {
+        "model": spec.endpoint.served_model,
+        "messages": [_wire_message(m) for m in request.get("messages", [])],
+        "temperature": spec.temperature,
+        "max_tokens": spec.max_tokens,
+    }
+    if request.get("tools"):
+        body["tools"] = request["tools"]
+        if request.get("tool_choice") is not None:
+            body["tool_choice"] = request["tool_choice"]
+    return body
+
+
+def _auth_headers(api_key_env: str | None) -> dict[str, str]:
+    key = os.environ.get(api_key_env) if api_key_env else None
+    return {"Authorization": f"Bearer {key}"} if key else {}
+
+
+async def post_json_with_retries(client: httpx.AsyncClient, url: str, body: dict[str, Any], *,
+                                 headers: dict[str, str], max_retries: int,
+                                 backoff_base_s: float) -> tuple[dict[str, Any], float, int]:
+    """POST ``body``; returns (json, latency_ms of the successful attempt, attempts). Raises RequestFailed."""
+    attempt = 0
+    while True:
+        attempt += 1
+        retry_after: float | None = None
+        started = time.perf_counter()
+        try:
+            response = await client.post(url, json=body, headers=headers)
+            latency_ms = (time.perf_counter() - started) * 1000
+            if response.status_code < 400:
+                try:
+                    return response.json(), latency_ms, attempt
+                except ValueError as exc:
+                    raise RequestFailed(f"response is not JSON: {exc}", transient=False, attempts=attempt) from exc
+            message = f"HTTP {response.status_code}: {response.text[:300]}"
+            if not is_transient_status(response.status_code):
+                raise RequestFailed(message, transient=False, attempts=attempt)
+            header = response.headers.get("retry-after", "")
+            retry_after = min(float(header), BACKOFF_MAX_S) if header.replace(".", "", 1).isdigit() else None
+        except httpx.TransportError as exc:  # connect/read/write errors and timeouts
+            message = f"{type(exc).__name__}: {exc}"
+        if attempt > max_retries:
+            raise RequestFailed(message, transient=True, attempts=attempt)
+        delay = retry_after if retry_after is not None else min(BACKOFF_MAX_S, backoff_base_s * 2 ** (attempt - 1))
+        await asyncio.sleep(delay * (0.5 + random.random() / 2) if retry_after is None else delay)
+
+
+class JsonlCache:
+    """Append-only JSONL rows keyed by ``record_id``; reading tolerates a torn last line."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._file: Any = None
+
+    def load(self) -> dict[str, dict[str, Any]]:
+        rows: dict[str, dict[str, Any]] = {}
+        if not self.path.exists():
+            return rows
+        with self.path.open(encoding="utf-8") as handle:
+            for line in handle:
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a line torn by a crash mid-write
+                if isinstance(row, dict) and "record_id" in row:
+                    rows[str(row["record_id"])] = row
+        return rows
+
+    def append(self, row: dict[str, Any]) -> None:
+        if self._file is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            needs_newline = self.path.exists() and self.path.stat().st_size > 0 and not self.path.read_bytes().endswith(b"\n")
+            self._file = self.path.open("a", encoding="utf-8")
+            if needs_newline:
+                self._file.write("\n")
+        self._file.write(json.dumps(row, ensure_ascii=False) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+class ProgressReporter:
+    """Calls ``fn({done, total, errors})`` at every 5% step, every 2 s while work is pending, and at the end."""
+
+    def __init__(self, fn: ProgressFn | None, total: int, done: int = 0, errors: int = 0) -> None:
+        self.fn, self.total, self.done, self.errors = fn, total, done, errors
+        self._step = max(1, int(total * PROGRESS_STEP_FRACTION))
+        self._next_mark = done + self._step
+        self._last_emit = time.monotonic()
+
+    def emit(self) -> None:
+        self._last_emit = time.monotonic()
+        if self.fn is not None:
+            self.fn({"done": self.done, "total": self.total, "errors": self.errors})
+
+    def record(self, error: bool) -> None:
+        self.done += 1
+        self.errors += int(error)
+        if self.done >= self._next_mark or self.done == self.total:
+            self._next_mark = self.done + self._step
+            self.emit()
+
+    async def tick_forever(self) -> None:
+        while True:
+            await asyncio.sleep(max(0.05, PROGRESS_INTERVAL_S - (time.monotonic() - self._last_emit)))
+            if time.monotonic() - self._last_emit >= PROGRESS_INTERVAL_S:
+                self.emit()
+
+
+class JudgeClient(Protocol):
+    async def complete(self, messages: list[dict[str, Any]]) -> str:
+        """The judge model's reply text."""
+
+
+class OpenAIJudge:
+    """An OpenAI-compatible judge. ``url`` is the API base (``.../v1``) or the full chat/completions URL."""
+
+    def __init__(self, config: LLMJudgeConfig, *, timeout_s: float = 120.0, max_retries: int = 3,
+                 backoff_base_s: float = 0.5, max_tokens: int = 64) -> None:
+        if not config.url or not config.model_name:
+            raise ValueError("llm_judge_config needs url and model_name")
+        base = config.url.rstrip("/")
+        self.url = base if base.endswith("/chat/completions") else base + "/chat/completions"
+        self.model_name = config.model_name
+        self._headers = _auth_headers(config.api_key_env)
+        self._client = httpx.AsyncClient(timeout=timeout_s)
+        self._max_retries, self._backoff_base_s, self._max_tokens = max_retries, backoff_base_s, max_tokens
+
+    async def complete(self, messages: list[dict[str, Any]]) -> str:
+        body = {"model": self.model_name, "messages": messages, "temperature": 0.0, "max_tokens": self._max_tokens}
+        data, _, _ = await post_json_with_retries(self._client, self.url, body, headers=self._headers,
+                                                  max_retries=self._max_retries, backoff_base_s=self._backoff_base_s)
+        return str(response_message(data).get("content") or "")
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+def _client_pool(spec: EvalSpec, transport: httpx.AsyncBaseTransport | None) -> tuple[asyncio.Queue, list]:
+    """One single-connection client per concurrency slot.
+
+    httpcore's shared pool re-checks every connection on each request (O(connections) socket polls
+    per request), which costs more CPU than the request itself at 32+ in flight; a private
+    connection per slot keeps the orchestration overhead flat. The TLS context is built once.
+    """
+    if transport is not None:  # tests: one client over the injected transport
+        clients = [httpx.AsyncClient(timeout=spec.request_timeout_s, transport=transport)] * spec.concurrency
+    else:
+        tls = ssl.create_default_context()
+        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+        clients = [httpx.AsyncClient(timeout=spec.request_timeout_s, limits=limits, verify=tls)
+                   for _ in range(spec.concurrency)]
+    pool: asyncio.Queue = asyncio.Queue()
+    for client in clients:
+        pool.put_nowait(client)
+    return pool, list({id(c): c for c in clients}.values())
+
+
+def _judge_configured(spec: EvalSpec) -> bool:
+    return spec.judge is not None and bool(spec.judge.url) and bool(spec.judge.model_name)
+
+
+async def _run_judge(spec: EvalSpec, rows: list[dict[str, Any]], keys: list[str],
+                     predictions: list[dict[str, Any] | None], judge: JudgeClient,
+                     cache: JsonlCache) -> tuple[float | None, str | None]:
+    """Mean 0/1 judge verdict. No-call records and failed predictions are scored by rule, not asked."""
+    cached = cache.load()
+    semaphore = asyncio.Semaphore(spec.concurrency)
+    verdicts: list[int | None] = [None] * len(rows)
+
+    async def judge_one(i: int) -> None:
+        expected = message_tool_calls(response_message(rows[i]["response"]))
+        predicted = message_tool_calls(predictions[i]) if predictions[i] is not None else None
+        if predicted is None:
+            verdicts[i] = 0
+            return
+        if not expected:
+            verdicts[i] = 1 if not predicted else 0
+            return
+        if keys[i] in cached and cached[keys[i]].get("score") in (0, 1):
+            verdicts[i] = cached[keys[i]]["score"]
+            return
+        async with semaphore:
+            try:
+                reply = await judge.complete(judge_prompt(rows[i].get("request") or {}, expected, predicted))
+            except (RequestFailed, ValueError, httpx.HTTPError) as exc:
+                cache.append({"record_id": keys[i], "score": None, "error": str(exc)[:300]})
+                return
+        verdicts[i] = binary_judge_score(reply)
+        cache.append({"record_id": keys[i], "score": verdicts[i], "reply": reply[:300]})
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            for i in range(len(rows)):
+                group.create_task(judge_one(i))
+    finally:
+        cache.close()
+    usable = [v for v in verdicts if v is not None]
+    missing = len(verdicts) - len(usable)
+    if not usable:
+        return None, "the judge gave no usable verdict" if verdicts else "no records"
+    note = f"judge gave no usable verdict for {missing} of {len(verdicts)} records (excluded)" if missing else None
+    return sum(usable) / len(usable), note
+
+
+async def evaluate(spec: EvalSpec, rows: list[dict[str, Any]], *, predictions_path: Path,
+                   progress: ProgressFn | None = None, judge_client: JudgeClient | None = None,
+                   backoff_base_s: float = 0.5, transport: httpx.AsyncBaseTransport | None = None) -> EvalResult:
+    """Evaluate ``spec.endpoint`` on ``rows``; see the module docstring for the guarantees."""
+    started = time.monotonic()
+    predictions_path = Path(predictions_path)
+    keys = [record_key(row, i) for i, row in enumerate(rows)]
+    store = JsonlCache(predictions_path)
+    existing = store.load()
+    outcomes: dict[str, dict[str, Any]] = {
+        key: row for key, row in existing.items() if not (row.get("error") and row.get("error_transient"))
+    }
+    first_index = {key: i for i, key in reversed(list(enumerate(keys)))}  # duplicate ids share one request
+    todo = sorted(i for key, i in first_index.items() if key not in outcomes)
+    reporter = ProgressReporter(progress, len(first_index), done=len(first_index) - len(todo),
+                                errors=sum(1 for k in first_index if k in outcomes and outcomes[k].get("error")))
+    reporter.emit()
+    url = spec.endpoint.base_url.rstrip("/") + "/chat/completions"
+    headers = _auth_headers(spec.endpoint.details.get("api_key_env"))
+    semaphore = asyncio.Semaphore(spec.concurrency)
+    clients, distinct_clients = _client_pool(spec, transport)
+    transient_failures = 0
+
+    async def predict(i: int) -> None:
+        nonlocal transient_failures
+        async with semaphore:
+            client = clients.get_nowait()  # never empty: one client per semaphore slot
+            outcome: dict[str, Any] = {"record_id": keys[i], "prediction": None, "latency_ms": None,
+                                       "usage": None, "error": None, "error_transient": False, "attempts": 0}
+            try:
+                data, latency_ms, attempts = await post_json_with_retries(
+                    client, url, chat_request_body(spec, rows[i]), headers=headers,
+                    max_retries=spec.max_retries, backoff_base_s=backoff_base_s)
+                outcome.update(prediction=response_message(data), latency_ms=round(latency_ms, 3),
+                               usage=data.get("usage"), attempts=attempts)
+            except RequestFailed as exc:
+                outcome.update(error=str(exc), error_transient=exc.transient, attempts=exc.attempts)
+                transient_failures += int(exc.transient)
+            except ValueError as exc:  # a 2xx answer without choices[0].message
+                outcome.update(error=f"malformed response: {exc}")
+            finally:
+                clients.put_nowait(client)
+        outcomes[keys[i]] = outcome
+        store.append(outcome)
+        reporter.record(error=outcome["error"] is not None)
+
+    ticker = asyncio.create_task(reporter.tick_forever())
+    try:
+        async with asyncio.TaskGroup() as group:
+            for i in todo:
+                group.create_task(predict(i))
+    finally:
+        ticker.cancel()
+        store.close()
+        for client in distinct_clients:
+            await client.aclose()
+    if todo and transient_failures == len(todo):
+        raise PlatformError(f"every request to {url} failed with a transient error; is the endpoint up?",
+                            retryable=True, error_type="EndpointUnavailable")
+    reporter.emit()
+
+    predictions = [None if outcomes[k].get("error") else outcomes[k].get("prediction") for k in keys]
+    summary = summarize(rows, predictions)
+    scores: dict[str, float | None] = {name: summary[name] for name in
+                                       ("function_name", "function_name_and_args_accuracy", "normalized_args_accuracy")}
+    notes: dict[str, str] = dict(summary["notes"])
+    if "similarity" in summary:
+        scores["similarity"] = summary["similarity"]
+    scores["tool_calling_correctness"] = None
+    if not is_tool_workload(rows):
+        notes["tool_calling_correctness"] = "generic workload (no tools in the dataset)"
+    elif judge_client is None and not _judge_configured(spec):
+        notes["tool_calling_correctness"] = "no llm_judge_config configured"
+    else:
+        own_judge = None
+        if judge_client is None:
+            assert spec.judge is not None
+            judge_client = own_judge = OpenAIJudge(spec.judge, timeout_s=spec.request_timeout_s,
+                                                   max_retries=spec.max_retries, backoff_base_s=backoff_base_s)
+        judge_cache = JsonlCache(predictions_path.with_name(predictions_path.stem + ".judge.jsonl"))
+        try:
+            score, note = await _run_judge(spec, rows, keys, predictions, judge_client, judge_cache)
+        finally:
+            if own_judge is not None:
+                await own_judge.aclose()
+        scores["tool_calling_correctness"] = score
+        if note:
+            notes["tool_calling_correctness"] = note
+
+    latencies = [o["latency_ms"] for k in keys if (o := outcomes[k]).get("latency_ms") is not None]
+    p50, p95 = latency_percentiles(latencies)
+    usages = [outcomes[k].get("usage") or {} for k in keys]
+    num_errors = sum(1 for k in keys if outcomes[k].get("error"))
+    if num_errors:
+        log.warning("%s: %d of %d requests failed (scored 0)", spec.name, num_errors, len(rows))
+    return EvalResult(
+        eval_type=spec.eval_type,
+        num_records=len(rows),
+        num_errors=num_errors,
+        scores=scores,
+        score_notes=notes,
+        per_tool=summary["per_tool"],
+        latency_p50_ms=p50,
+        latency_p95_ms=p95,
+        prompt_tokens=sum(int(u.get("prompt_tokens") or 0) for u in usages),
+        completion_tokens=sum(int(u.get("completion_tokens") or 0) for u in usages),
+        predictions_uri=str(predictions_path),
+        runtime_seconds=round(time.monotonic() - started, 3),
+    )
+
+
+__all__ = ["evaluate", "OpenAIJudge", "JudgeClient", "chat_request_body", "post_json_with_retries"]

@@ -1,0 +1,257 @@
+"""Tool-call metrics (REFERENCE.md §3) and the LLM-judge prompt and parser.
+
+Per record, comparing the ground-truth tool calls with the predicted ones:
+
+* ``function_name`` = 1 when the predicted tool names equal the ground-truth names, compared as a
+  multiset keyed by name: order-insensitive, case-sensitive, and calling a tool twice when it is
+  expected once is a mismatch.
+* ``function_name_and_args_accuracy`` = 1 when, in addition, the calls can be paired one-to-one
+  (same name) with exactly equal arguments. JSON-string arguments are parsed first; key order does
+  not matter; ``1 == 1.0`` but ``true != 1``.
+* ``normalized_args_accuracy`` = like the above after normalising every leaf value: strings are
+  trimmed, whitespace-collapsed and lower-cased, numeric strings become numbers (``"5" == 5``).
+
+No call expected and none predicted scores 1 on every metric ("no call expected"); no call expected
+but some predicted scores 0, and so does a missing prediction when calls were expected.
+All metrics are averaged over records by :func:`aggregate`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from flywheel.platforms.base import ToolScores
+
+NO_CALL = "(no call)"
+METRIC_NAMES = ("function_name", "function_name_and_args_accuracy", "normalized_args_accuracy")
+
+
+@dataclass(frozen=True)
+class RecordScore:
+    function_name: float
+    function_name_and_args_accuracy: float
+    normalized_args_accuracy: float
+
+    def as_dict(self) -> dict[str, float]:
+        return {name: getattr(self, name) for name in METRIC_NAMES}
+
+
+# ---------------------------------------------------------------------------------------------
+# Tool-call shapes
+
+
+def _as_dict(call: Any) -> dict[str, Any]:
+    if hasattr(call, "model_dump"):
+        return call.model_dump()
+    return call if isinstance(call, dict) else {}
+
+
+def call_name(call: Any) -> str:
+    """The function name of an OpenAI tool call (``{"function": {"name"}}``) or a flat ``{"name"}``."""
+    data = _as_dict(call)
+    function = data.get("function") if isinstance(data.get("function"), dict) else data
+    name = function.get("name")
+    return name if isinstance(name, str) else ""
+
+
+def call_arguments(call: Any) -> Any:
+    """Arguments as parsed JSON; a string that is not JSON is returned unchanged (it will not match)."""
+    data = _as_dict(call)
+    function = data.get("function") if isinstance(data.get("function"), dict) else data
+    arguments = function.get("arguments")
+    if arguments is None or arguments == "":
+        return {}
+    if isinstance(arguments, str):
+        try:
+            return json.loads(arguments)
+        except json.JSONDecodeError:
+            return arguments
+    return arguments
+
+
+# ---------------------------------------------------------------------------------------------
+# Canonical (hashable) forms of argument values
+
+
+def _exact_key(value: Any) -> Any:
+    if isinstance(value, bool):
+        return ("bool", value)
+    if isinstance(value, (int, float)):
+        return ("num", value)
+    if isinstance(value, dict):
+        return ("obj", tuple(sorted((str(k), _exact_key(v)) for k, v in value.items())))
+    if isinstance(value, (list, tuple)):
+        return ("arr", tuple(_exact_key(v) for v in value))
+    if value is None:
+        return ("null",)
+    return ("str", str(value))
+
+
+_WHITESPACE = re.compile(r"\s+")
+
+
+def _normalized_key(value: Any) -> Any:
+    if isinstance(value, bool):
+        return ("bool", value)
+    if isinstance(value, (int, float)):
+        return ("num", float(value))
+    if isinstance(value, str):
+        text = _WHITESPACE.sub(" ", value.strip()).lower()
+        try:
+            number = float(text)
+        except ValueError:
+            return ("str", text)
+        return ("num", number) if math.isfinite(number) else ("str", text)
+    if isinstance(value, dict):
+        return ("obj", tuple(sorted((str(k), _normalized_key(v)) for k, v in value.items())))
+    if isinstance(value, (list, tuple)):
+        return ("arr", tuple(_normalized_key(v) for v in value))
+    if value is None:
+        return ("null",)
+    return ("str", str(value))
+
+
+def _calls_match(expected: Sequence[Any], predicted: Sequence[Any], key_fn: Any) -> bool:
+    """Multiset equality of (name, canonical arguments): a one-to-one pairing exists."""
+    def keyed(calls: Sequence[Any]) -> Counter:
+        return Counter((call_name(c), key_fn(call_arguments(c))) for c in calls)
+
+    return keyed(expected) == keyed(predicted)
+
+
+def score_tool_calls(expected: Sequence[Any] | None, predicted: Sequence[Any] | None) -> RecordScore:
+    """Score one record. ``expected``/``predicted`` are OpenAI tool calls (dicts or pydantic models)."""
+    expected = list(expected or [])
+    predicted = list(predicted or [])
+    if not expected:
+        value = 1.0 if not predicted else 0.0
+        return RecordScore(value, value, value)
+    names_equal = Counter(map(call_name, expected)) == Counter(map(call_name, predicted))
+    if not names_equal:
+        return RecordScore(0.0, 0.0, 0.0)
+    exact = _calls_match(expected, predicted, _exact_key)
+    normalized = exact or _calls_match(expected, predicted, _normalized_key)
+    return RecordScore(1.0, float(exact), float(normalized))
+
+
+def tool_keys(expected: Sequence[Any] | None) -> list[str]:
+    """The per-tool breakdown keys a record contributes to: its distinct expected names, or "(no call)"."""
+    names = sorted({call_name(c) for c in expected or []})
+    return names or [NO_CALL]
+
+
+def aggregate(record_scores: Sequence[RecordScore], tools_per_record: Sequence[Iterable[str]]) -> dict[str, Any]:
+    """Means over records plus ``per_tool`` (ToolScores keyed by expected tool name or "(no call)").
+
+    ``tools_per_record[i]`` are the expected tool names of record ``i`` (empty = no call expected);
+    a record expecting two different tools counts towards both. Empty input gives ``None`` means.
+    """
+    if len(record_scores) != len(tools_per_record):
+        raise ValueError("record_scores and tools_per_record must have the same length")
+    count = len(record_scores)
+    result: dict[str, Any] = {"num_records": count}
+    for metric in METRIC_NAMES:
+        result[metric] = (sum(getattr(s, metric) for s in record_scores) / count) if count else None
+    groups: dict[str, list[RecordScore]] = {}
+    for score, tools in zip(record_scores, tools_per_record):
+        for key in sorted(set(tools)) or [NO_CALL]:
+            groups.setdefault(key, []).append(score)
+    result["per_tool"] = {
+        key: ToolScores(
+            function_name=sum(s.function_name for s in scores) / len(scores),
+            function_name_and_args_accuracy=sum(s.function_name_and_args_accuracy for s in scores) / len(scores),
+            count=len(scores),
+        )
+        for key, scores in sorted(groups.items())
+    }
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# Generic (non-tool) workloads
+
+
+_TOKEN = re.compile(r"\w+", re.UNICODE)
+
+
+def token_f1(prediction: str | None, reference: str | None) -> float:
+    """SQuAD-style token F1 on lower-cased word tokens (multiset overlap). Both empty scores 1."""
+    predicted_tokens = _TOKEN.findall((prediction or "").lower())
+    reference_tokens = _TOKEN.findall((reference or "").lower())
+    if not predicted_tokens and not reference_tokens:
+        return 1.0
+    overlap = sum((Counter(predicted_tokens) & Counter(reference_tokens)).values())
+    if overlap == 0:
+        return 0.0
+    precision = overlap / len(predicted_tokens)
+    recall = overlap / len(reference_tokens)
+    return 2 * precision * recall / (precision + recall)
+
+
+# ---------------------------------------------------------------------------------------------
+# LLM judge (tool_calling_correctness, 0/1)
+
+
+JUDGE_SYSTEM_PROMPT = """You grade whether an AI assistant's tool calls are correct.
+You are given the conversation, the ground-truth tool calls and the predicted tool calls.
+The prediction is correct (score 1) only if ALL of these hold:
+- the set of called function names is exactly the ground truth's (names must match exactly);
+- every ground-truth argument is present in the matching predicted call;
+- short identifiers, codes, ids, enums, numbers and dates are exactly equal;
+- natural-language values (queries, descriptions, messages) are semantically equivalent.
+Extra predicted arguments with sensible default values are acceptable. Otherwise the score is 0.
+Answer with a JSON object only, for example {"score": 1} or {"score": 0}."""
+
+
+def _compact_calls(calls: Sequence[Any] | None) -> list[dict[str, Any]]:
+    return [{"name": call_name(c), "arguments": call_arguments(c)} for c in calls or []]
+
+
+def judge_prompt(request: dict[str, Any], expected: Sequence[Any] | None,
+                 predicted: Sequence[Any] | None) -> list[dict[str, str]]:
+    """Chat messages asking a judge model for a 0/1 tool_calling_correctness verdict."""
+    conversation = [
+        {"role": m.get("role"), "content": m.get("content")}
+        for m in request.get("messages", []) if isinstance(m, dict) and m.get("role") != "system"
+    ]
+    user = (
+        "Conversation:\n" + json.dumps(conversation, ensure_ascii=False, indent=1)
+        + "\n\nGround-truth tool calls:\n" + json.dumps(_compact_calls(expected), ensure_ascii=False)
+        + "\n\nPredicted tool calls:\n" + json.dumps(_compact_calls(predicted), ensure_ascii=False)
+        + '\n\nIs the prediction correct? Reply {"score": 1} or {"score": 0}.'
+    )
+    return [{"role": "system", "content": JUDGE_SYSTEM_PROMPT}, {"role": "user", "content": user}]
+
+
+_JSON_SCORE = re.compile(r'"score"\s*:\s*"?\s*(-?\d+(?:\.\d+)?)')
+_LABELLED_SCORE = re.compile(r"\bscore\b\s*[:=]?\s*\**\s*(-?\d+(?:\.\d+)?)", re.IGNORECASE)
+_BARE_NUMBER = re.compile(r"^\W*(-?\d+(?:\.\d+)?)\W*$")
+
+
+def _as_int(text: str) -> int | None:
+    value = float(text)
+    return int(value) if value.is_integer() else None
+
+
+def parse_judge_score(text: str | None) -> int | None:
+    """The integer score in a judge reply, or None. Reads whole numbers ("10" is 10, not 1).
+
+    Accepts a JSON object with ``score`` (also inside prose or a code fence), ``SCORE: 1`` and a
+    bare number. The caller decides which values are valid (tool_calling_correctness wants 0/1).
+    """
+    if not text:
+        return None
+    match = _JSON_SCORE.search(text) or _LABELLED_SCORE.search(text) or _BARE_NUMBER.match(text.strip())
+    return _as_int(match.group(1)) if match else None
+
+
+def binary_judge_score(text: str | None) -> int | None:
+    """tool_calling_correctness from a judge reply: 0 or 1, None when unparseable or out of range."""
+    score = parse_judge_score(text)
+    return score if score in (0, 1) else None

@@ -1,0 +1,143 @@
+"""Scoring of (record, predicted message) pairs: shared by the evaluator and ``flywheel score``.
+
+Both paths go through :func:`summarize`, so identical inputs give identical scores whichever
+platform produced the predictions.
+
+Tool workloads (any record has ``request.tools`` or expected tool calls) score ``function_name``,
+``function_name_and_args_accuracy`` and ``normalized_args_accuracy`` (see flywheel.metrics).
+Generic workloads (no tools anywhere) score ``similarity``: the mean token-F1 between the predicted
+text and the reference response text (:func:`flywheel.metrics.token_f1`); the tool metrics are
+``None`` with a note.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from flywheel.metrics import METRIC_NAMES, RecordScore, aggregate, call_name, score_tool_calls, token_f1
+
+
+def response_message(response: Any) -> dict[str, Any]:
+    """``choices[0].message`` of a ChatCompletion; a bare message dict is accepted as is."""
+    if not isinstance(response, dict):
+        raise ValueError(f"expected an object, got {type(response).__name__}")
+    if "choices" in response:
+        choices = response["choices"]
+        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+            raise ValueError("choices is empty or malformed")
+        message = choices[0].get("message")
+        if not isinstance(message, dict):
+            raise ValueError("choices[0].message is missing")
+        return message
+    if any(key in response for key in ("role", "content", "tool_calls")):
+        return response
+    raise ValueError("neither a ChatCompletion (choices) nor a message")
+
+
+def message_tool_calls(message: dict[str, Any] | None) -> list[Any]:
+    calls = (message or {}).get("tool_calls") or []
+    return [c for c in calls if isinstance(c, dict)] if isinstance(calls, list) else []
+
+
+def message_text(message: dict[str, Any] | None) -> str:
+    content = (message or {}).get("content")
+    if isinstance(content, list):
+        return " ".join(str(p.get("text", "")) if isinstance(p, dict) else str(p) for p in content)
+    return content if isinstance(content, str) else ""
+
+
+def is_tool_workload(rows: Iterable[dict[str, Any]]) -> bool:
+    """True if any row offers tools or expects a tool call."""
+    for row in rows:
+        if (row.get("request") or {}).get("tools"):
+            return True
+        try:
+            if message_tool_calls(response_message(row.get("response") or {})):
+                return True
+        except ValueError:
+            continue
+    return False
+
+
+def summarize(rows: Sequence[dict[str, Any]], predictions: Sequence[dict[str, Any] | None],
+              *, tool_workload: bool | None = None) -> dict[str, Any]:
+    """Scores for ``rows`` given the predicted message of each (``None`` = failed request, scored 0).
+
+    Returns ``{function_name, function_name_and_args_accuracy, normalized_args_accuracy,
+    similarity?, num_records, per_tool: {name: ToolScores}, notes: {metric: why None}}``.
+    """
+    if len(rows) != len(predictions):
+        raise ValueError("rows and predictions must have the same length")
+    if tool_workload is None:
+        tool_workload = is_tool_workload(rows)
+    notes: dict[str, str] = {}
+    if not tool_workload:
+        similarities = [
+            token_f1(message_text(pred), message_text(response_message(row["response"]))) if pred is not None else 0.0
+            for row, pred in zip(rows, predictions)
+        ]
+        result: dict[str, Any] = {name: None for name in METRIC_NAMES}
+        result.update(num_records=len(rows), per_tool={},
+                      similarity=(sum(similarities) / len(similarities)) if similarities else None)
+        for name in METRIC_NAMES:
+            notes[name] = "generic workload (no tools in the dataset): scored by similarity"
+        result["notes"] = notes
+        return result
+
+    scores: list[RecordScore] = []
+    tools_per_record: list[list[str]] = []
+    for row, pred in zip(rows, predictions):
+        expected = message_tool_calls(response_message(row["response"]))
+        tools_per_record.append([call_name(c) for c in expected])
+        if pred is None:
+            scores.append(RecordScore(0.0, 0.0, 0.0))
+        else:
+            scores.append(score_tool_calls(expected, message_tool_calls(pred)))
+    result = aggregate(scores, tools_per_record)
+    if not rows:
+        for name in METRIC_NAMES:
+            notes[name] = "no records"
+    result["notes"] = notes
+    return result
+
+
+def _jsonable(summary: dict[str, Any]) -> dict[str, Any]:
+    out = dict(summary)
+    out["per_tool"] = {k: v.model_dump() if hasattr(v, "model_dump") else v for k, v in summary["per_tool"].items()}
+    return out
+
+
+def score_triples(lines: Iterable[str]) -> dict[str, Any]:
+    """Score JSONL lines ``{request, response, prediction}`` (prediction: ChatCompletion or message).
+
+    Bad lines are skipped and reported as ``bad_lines: [{line, error}]`` (1-based line numbers);
+    blank lines are ignored. The result is JSON-serialisable.
+    """
+    rows: list[dict[str, Any]] = []
+    predictions: list[dict[str, Any]] = []
+    bad_lines: list[dict[str, Any]] = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            triple = json.loads(line)
+            if not isinstance(triple, dict):
+                raise ValueError(f"expected an object, got {type(triple).__name__}")
+            missing = [k for k in ("request", "response", "prediction") if k not in triple]
+            if missing:
+                raise ValueError(f"missing field(s): {', '.join(missing)}")
+            if not isinstance(triple["request"], dict):
+                raise ValueError("request must be an object")
+            response_message(triple["response"])
+            prediction = response_message(triple["prediction"])
+        except (json.JSONDecodeError, ValueError) as exc:
+            bad_lines.append({"line": number, "error": str(exc)})
+            continue
+        rows.append(triple)
+        predictions.append(prediction)
+    summary = _jsonable(summarize(rows, predictions))
+    summary["skipped"] = len(bad_lines)
+    summary["bad_lines"] = bad_lines
+    return summary
