@@ -1,0 +1,375 @@
+"""`flywheel` command line: run and watch jobs, review candidates, load logs, manage schedules.
+
+Global options pick the configuration (`--config PATH` or `--config-name NAME`, else the
+FLYWHEEL_CONFIG / FLYWHEEL_CONFIG_NAME env vars, else config/default.yaml). An invalid
+configuration exits with code 2 and a message naming each offending field.
+Heavy modules (Temporal client, API, ingest) are imported only by the commands that use them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from flywheel.config import ConfigError, Settings, load_settings
+from starter.cli_schedule import schedule_app
+
+T = TypeVar("T")
+HELP = {"help_option_names": ["-h", "--help"]}
+console = Console()
+err_console = Console(stderr=True)
+
+app = typer.Typer(help="Temporal Data Flywheel: turn production LLM traffic into cheaper, evaluated models.",
+                  no_args_is_help=True, context_settings=HELP, rich_markup_mode="rich", add_completion=False)
+logs_app = typer.Typer(help="Production logs: load OpenAI-format JSONL into the log store.",
+                       no_args_is_help=True, context_settings=HELP)
+app.add_typer(logs_app, name="logs")
+app.add_typer(schedule_app, name="schedule")
+
+
+@dataclass
+class CLIState:
+    config_path: Path | None = None
+    config_name: str | None = None
+    _settings: Settings | None = field(default=None, repr=False)
+
+    def settings(self, default_name: str | None = None) -> Settings:
+        if self._settings is None:
+            try:
+                self._settings = load_settings(path=self.config_path, config_name=self.config_name or default_name)
+            except ConfigError as exc:
+                err_console.print(f"[red]configuration error:[/] {exc}", highlight=False, soft_wrap=True)
+                raise typer.Exit(2) from exc
+        return self._settings
+
+
+def state(ctx: typer.Context) -> CLIState:
+    root = ctx.find_root()
+    if not isinstance(root.obj, CLIState):
+        root.obj = CLIState()
+    return root.obj
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    err_console.print(f"[red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+class Session:
+    """One event loop, job store and (lazily) Temporal client for a command; sync code calls `run`."""
+
+    def __init__(self, settings: Settings) -> None:
+        from flywheel.jobstore import open_jobstore
+        from starter import client as client_mod
+
+        self.api = client_mod
+        self.settings = settings
+        self.jobstore = open_jobstore(settings)
+        self.loop = asyncio.new_event_loop()
+        self._client: Any = None
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = self.run(lambda: self.api.connect(self.settings))
+        return self._client
+
+    def run(self, make: Callable[[], Awaitable[T]]) -> T:
+        try:
+            return self.loop.run_until_complete(make())
+        except typer.Exit:
+            raise
+        except self.api.JobError as exc:  # typed, with a message meant for people
+            raise fail(str(exc)) from exc
+        except Exception as exc:  # connection refused, RPC errors
+            raise fail(f"{type(exc).__name__}: {exc} (Temporal at {self.settings.temporal.address})") from exc
+
+    def close(self) -> None:
+        self.loop.close()
+        close = getattr(self.jobstore, "close", None)
+        if callable(close):
+            close()
+
+    def __enter__(self) -> "Session":
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+def _jsonable(obj: Any) -> Any:
+    return obj.model_dump(mode="json") if hasattr(obj, "model_dump") else obj
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    config: Path | None = typer.Option(None, "--config", help="Path to a YAML config (wins over --config-name).",
+                                       dir_okay=False),
+    config_name: str | None = typer.Option(None, "--config-name", help="Named config in config/ (e.g. demo)."),
+) -> None:
+    """Temporal Data Flywheel."""
+    ctx.obj = CLIState(config_path=config, config_name=config_name)
+    import structlog  # library modules log for operators; the CLI talks to people
+
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+
+
+@app.command()
+def demo(
+    ctx: typer.Context,
+    keep_running: bool = typer.Option(False, "--keep-running", help="Keep the stack up after the run (Ctrl-C stops)."),
+    continuous: bool = typer.Option(False, "--continuous", help="Run aiva-1, aiva-2, aiva-3 in sequence and show "
+                                    "how accuracy moves with more data."),
+    output: Path = typer.Option(Path("demo-output"), "--output", help="Where job.json, report.html and logs go."),
+) -> None:
+    """Run the whole flywheel on the embedded stack (Temporal dev server, workers, API, SQLite)."""
+    from starter.demo import run_demo
+
+    st = state(ctx)
+    st.settings(default_name="demo")  # a bad config exits 2 before anything starts
+    code = run_demo(output=output, keep_running=keep_running, continuous=continuous,
+                    config_name=st.config_name or (None if st.config_path else "demo"), config_path=st.config_path,
+                    console=console)
+    raise typer.Exit(code)
+
+
+@app.command()
+def run(
+    ctx: typer.Context,
+    workload_id: str = typer.Option(..., "--workload-id", help="Workload (agent node) whose traffic to use."),
+    client_id: str = typer.Option(..., "--client-id", help="Client / deployment id."),
+    eval_size: int | None = typer.Option(None, "--eval-size", min=1, help="Records in the eval split."),
+    limit: int | None = typer.Option(None, "--limit", min=1, help="Max records to extract."),
+    seed: int | None = typer.Option(None, "--seed", help="Random seed for splits and sampling."),
+    wait: bool = typer.Option(False, "--wait", help="Show live progress and print the results table."),
+) -> None:
+    """Start a flywheel job for a workload/client."""
+    settings = state(ctx).settings()
+    given = {"eval_size": eval_size, "limit": limit, "random_seed": seed}
+    split = {k: v for k, v in given.items() if v is not None} or None
+    with Session(settings) as s:
+        started = s.run(lambda: s.api.start_job(s.client, settings, s.jobstore, workload_id=workload_id,
+                                                client_id=client_id, data_split_config=split))
+        job_id = started.id
+        console.print(f"started job [bold]{job_id}[/] for {workload_id}/{client_id} "
+                      f"(workflow {started.workflow_id})", highlight=False, soft_wrap=True)
+        if settings.temporal.ui_url:
+            console.print(f"Temporal UI: {settings.temporal.ui_url}/namespaces/{settings.temporal.namespace}"
+                          f"/workflows/{started.workflow_id}", highlight=False, soft_wrap=True)
+        if not wait:
+            return
+        from starter.cli_progress import follow_job, results_table
+
+        try:
+            doc = follow_job(lambda: s.run(lambda: s.api.get_job(s.client, s.jobstore, job_id)), console)
+        except KeyboardInterrupt:
+            console.print(f"stopped watching; the job keeps running (flywheel status {job_id})")
+            raise typer.Exit(130) from None
+        console.print(results_table(doc))
+        if doc.status.value == "failed":
+            raise typer.Exit(1)
+
+
+@app.command()
+def status(
+    ctx: typer.Context,
+    job_id: str = typer.Argument(..., help="Job id."),
+    as_json: bool = typer.Option(False, "--json", help="Print the job document as JSON."),
+) -> None:
+    """Show a job: stage, candidates, evaluation progress and results."""
+    from starter.cli_progress import as_document, is_settled, progress_view, results_table
+
+    with Session(state(ctx).settings()) as s:
+        raw = s.run(lambda: s.api.get_job(s.client, s.jobstore, job_id))
+    if raw is None:
+        raise fail(f"job {job_id} not found")
+    if as_json:
+        print(json.dumps(_jsonable(raw), indent=2, default=str))
+        return
+    doc = as_document(_jsonable(raw))
+    console.print(progress_view(doc, 0.0 if not doc.started_at else _age(doc)))
+    if is_settled(doc):
+        console.print(results_table(doc))
+
+
+def _age(doc: Any) -> float:
+    from datetime import datetime, timezone
+
+    end = doc.finished_at or datetime.now(timezone.utc)
+    return (end - doc.started_at).total_seconds()
+
+
+@app.command("list")
+def list_jobs(
+    ctx: typer.Context,
+    workload_id: str | None = typer.Option(None, "--workload-id", help="Only this workload."),
+    client_id: str | None = typer.Option(None, "--client-id", help="Only this client."),
+    status_filter: str | None = typer.Option(None, "--status", help="pending|running|completed|cancelled|failed"),
+    limit: int = typer.Option(20, "--limit", min=1, help="How many jobs to show."),
+) -> None:
+    """List jobs (newest first)."""
+    with Session(state(ctx).settings()) as s:
+        jobs, total = s.run(lambda: s.api.list_jobs(s.jobstore, {"workload_id": workload_id, "client_id": client_id,
+                                                                  "status": status_filter}, 0, limit))
+    rows = [j.model_dump(mode="json") for j in jobs]
+    table = Table(title=f"{len(rows)} of {total} job(s), newest first")
+    columns = ("id", "workload_id", "client_id", "status", "stage", "started_at")
+    for col in columns:
+        table.add_column(col, no_wrap=col == "id", overflow="fold")
+    for row in rows:
+        table.add_row(*(str(row.get(c) or "")[:19] if c == "started_at" else str(row.get(c) or "") for c in columns))
+    console.print(table)
+
+
+@app.command()
+def cancel(ctx: typer.Context, job_id: str = typer.Argument(..., help="Job id.")) -> None:
+    """Cancel a running job (candidates are torn down)."""
+    with Session(state(ctx).settings()) as s:
+        s.run(lambda: s.api.cancel_job(s.client, s.jobstore, job_id))
+    console.print(f"cancellation requested for job {job_id}")
+
+
+@app.command()
+def delete(ctx: typer.Context, job_id: str = typer.Argument(..., help="Job id.")) -> None:
+    """Delete a finished job's record."""
+    with Session(state(ctx).settings()) as s:
+        s.run(lambda: s.api.delete_job(s.client, s.jobstore, job_id))
+    console.print(f"deleted job {job_id}")
+
+
+@app.command()
+def promote(
+    ctx: typer.Context,
+    job_id: str = typer.Argument(..., help="Job id (must be awaiting review)."),
+    model: str = typer.Argument(..., help="Candidate model to promote."),
+    note: str | None = typer.Option(None, "--note", help="Why; kept with the decision."),
+) -> None:
+    """Promote a candidate of a job that awaits review."""
+    with Session(state(ctx).settings()) as s:
+        result = s.run(lambda: s.api.promote(s.client, s.jobstore, job_id, model_name=model, note=note))
+    console.print(f"promoted {model} for job {job_id}", _jsonable(result) or "")
+
+
+@app.command()
+def reject(
+    ctx: typer.Context,
+    job_id: str = typer.Argument(..., help="Job id (must be awaiting review)."),
+    reason: str | None = typer.Option(None, "--reason", help="Why; kept with the decision."),
+) -> None:
+    """Reject all candidates of a job that awaits review."""
+    with Session(state(ctx).settings()) as s:
+        result = s.run(lambda: s.api.reject(s.client, s.jobstore, job_id, reason=reason))
+    console.print(f"rejected job {job_id}", _jsonable(result) or "")
+
+
+def format_ingest_error(err: Any) -> str:
+    """An ingest error as 'line N: reason: detail' (IngestError, or a {line, error} dict)."""
+    get = err.get if isinstance(err, dict) else (lambda k: getattr(err, k, None))
+    where = f"line {get('line')}" if get("line") is not None else (
+        f"record {get('index')}" if get("index") is not None else "")
+    what = ": ".join(str(x) for x in (get("reason"), get("detail") or get("error") or get("message")) if x)
+    return f"{where}: {what}" if where else (what or str(err))
+
+
+def _lines_with_progress(path: Path, progress: Any, task: Any) -> Iterator[str]:
+    with path.open("rb") as fh:
+        for raw in fh:
+            progress.advance(task, len(raw))
+            yield raw.decode("utf-8", errors="replace")
+
+
+@logs_app.command("load")
+def logs_load(
+    ctx: typer.Context,
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="JSONL: one request/response record a line."),
+    workload_id: str = typer.Option(..., "--workload-id", help="Workload id to store the records under."),
+    client_id: str = typer.Option(..., "--client-id", help="Client id to store the records under."),
+    show_errors: int = typer.Option(10, "--show-errors", min=0, help="How many line errors to print."),
+) -> None:
+    """Load a JSONL file of production logs. Exits 0 if anything loaded (bad lines are reported), else 1."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from flywheel.ingest import load_jsonl
+    from flywheel.logstore import open_logstore
+
+    settings = state(ctx).settings()
+    store = open_logstore(settings)
+    columns = (TextColumn("loading {task.description}"), BarColumn(), DownloadColumn(), TimeRemainingColumn())
+    try:
+        with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as progress:
+            task = progress.add_task(file.name, total=file.stat().st_size)
+            report = load_jsonl(_lines_with_progress(file, progress, task), store,
+                                workload_id=workload_id, client_id=client_id)
+    finally:
+        close = getattr(store, "close", None)
+        if callable(close):
+            close()
+    console.print(f"loaded {report.loaded}, skipped {report.skipped}", highlight=False)
+    if report.reasons:
+        console.print("  skipped by reason: " + ", ".join(f"{k}={v}" for k, v in report.reasons.items()),
+                      highlight=False, markup=False)
+    errors = list(report.errors or [])
+    for err in errors[:show_errors]:
+        console.print(f"  {format_ingest_error(err)}", highlight=False, markup=False, soft_wrap=True)
+    if report.skipped > min(len(errors), show_errors):
+        console.print(f"  … {report.skipped - min(len(errors), show_errors)} more skipped line(s)", highlight=False)
+    if report.loaded == 0:
+        raise typer.Exit(1)
+
+
+@app.command()
+def score(triples: Path = typer.Argument(..., exists=True, dir_okay=False,
+                                         help="JSONL of (request, reference, prediction) triples.")) -> None:
+    """Score prediction triples with the evaluator of record; prints metrics JSON."""
+    from flywheel.scoring import score_triples
+
+    with triples.open() as fh:
+        result = score_triples(fh)
+    print(json.dumps(_jsonable(result), indent=2, default=str))
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True, **HELP})
+def worker(
+    ctx: typer.Context,
+    queue: str = typer.Option("all", "--queue", help="orchestrator | cpu | gpu | all"),
+) -> None:
+    """Run a worker (same as `flywheel-worker`); extra options are passed through."""
+    st = state(ctx)
+    st.settings()  # fail fast with exit 2 on a bad config
+    argv = ["--queue", queue]
+    if st.config_path:
+        argv += ["--config", str(st.config_path)]
+    elif st.config_name:
+        argv += ["--config-name", st.config_name]
+    from workers.main import main as worker_main
+
+    raise typer.Exit(worker_main(argv + list(ctx.args)) or 0)
+
+
+@app.command()
+def api(
+    ctx: typer.Context,
+    host: str | None = typer.Option(None, "--host", help="Bind address (default: api.host from config)."),
+    port: int | None = typer.Option(None, "--port", help="Port (default: api.port from config)."),
+) -> None:
+    """Serve the starter API (blueprint-compatible /api/jobs)."""
+    import uvicorn
+
+    from starter.api import create_app
+
+    settings = state(ctx).settings()
+    uvicorn.run(create_app(settings), host=host or settings.api.host, port=port or settings.api.port)
+
+
+if __name__ == "__main__":
+    app()
