@@ -11,7 +11,15 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from flywheel.config import DataSplitConfig, NIMConfig, Settings
-from flywheel.platforms.base import CustomizationResult, DatasetRef, Endpoint, EvalResult
+from flywheel.jobdoc import JobDocument, NimDoc
+from flywheel.platforms.base import (
+    CustomizationResult,
+    CustomizationSpec,
+    DatasetRef,
+    Endpoint,
+    EvalResult,
+    EvalSpec,
+)
 
 FLYWHEEL_WORKFLOW = "FlywheelRun"
 CANDIDATE_WORKFLOW = "CandidateRun"
@@ -44,6 +52,8 @@ class FlywheelJobInput(BaseModel):
     job_type: str = "llm_job"
     eval_types: list[str] = Field(default_factory=lambda: ["base-eval", "icl-eval", "customized-eval"])
     review_timeout_s: int | None = None  # None: settings.temporal.review_timeout_s
+    config_name: str | None = None
+    timeouts: "ActivityTimeouts | None" = None  # None: production defaults
 
 
 class PreparedData(BaseModel):
@@ -62,6 +72,7 @@ class CandidateInput(BaseModel):
     settings: Settings
     datasets: dict[str, DatasetRef]
     eval_types: list[str]
+    timeouts: "ActivityTimeouts | None" = None
 
 
 class CandidateResult(BaseModel):
@@ -69,6 +80,7 @@ class CandidateResult(BaseModel):
     evaluations: dict[str, EvalResult] = Field(default_factory=dict)
     customization: CustomizationResult | None = None
     errors: dict[str, str] = Field(default_factory=dict)
+    nim: NimDoc | None = None  # the candidate's finished job-document entry
 
 
 class DeployInput(BaseModel):
@@ -99,3 +111,115 @@ class ReviewDecision(BaseModel):
     model_name: str | None = None
     note: str | None = None
     by: str | None = None
+
+
+# --------------------------------------------------------------------------------------------
+# Additions (Temporal engineer): timeouts, activity inputs, review values, activity names.
+# --------------------------------------------------------------------------------------------
+
+# Activity names (fakes in tests register under the same names).
+ACT_PREPARE_DATA = "prepare_data"
+ACT_BUILD_ICL = "build_icl_dataset"
+ACT_DEPLOY = "deploy"
+ACT_TEARDOWN = "teardown"
+ACT_EVALUATE = "evaluate"
+ACT_CUSTOMIZE = "customize"
+ACT_PERSIST_JOB = "persist_job"
+ACT_WRITE_REPORT = "write_report"
+ACT_AGGREGATE = "aggregate_results"
+ACT_LOG_MLFLOW = "log_mlflow"
+CANDIDATE_UPDATE_SIGNAL = "candidate_update"  # child → parent: live NimDoc
+
+SEARCH_ATTRIBUTE_NAMES = (SA_WORKLOAD_ID, SA_CLIENT_ID, SA_STAGE, SA_JOB_TYPE)
+
+# Review decisions (doc.review["decision"]): promoted | rejected | timed_out | skipped (timeout 0).
+DECISION_PROMOTED = "promoted"
+DECISION_REJECTED = "rejected"
+DECISION_TIMED_OUT = "timed_out"
+DECISION_SKIPPED = "skipped"
+
+
+def job_id_from_workflow_id(workflow_id: str, workload_id: str, client_id: str) -> str:
+    """Inverse of :func:`flywheel_workflow_id` (used when a Schedule starts a run with no job id)."""
+    prefix = f"flywheel-{workload_id}-{client_id}-"
+    return workflow_id[len(prefix):] if workflow_id.startswith(prefix) and len(workflow_id) > len(prefix) else workflow_id
+
+
+def schedule_id(workload_id: str, client_id: str) -> str:
+    return f"flywheel-schedule-{workload_id}-{client_id}"
+
+
+def schedule_workflow_id_prefix(workload_id: str, client_id: str) -> str:
+    """Temporal appends ``-<timestamp>`` → ``flywheel-{w}-{c}-sched-<ts>``; job id ``sched-<ts>``."""
+    return flywheel_workflow_id(workload_id, client_id, "sched")
+
+
+class ActivityTimeouts(BaseModel):
+    """Per-activity timeouts (seconds). Defaults are for production; tests pass small ones."""
+
+    prepare_start_to_close_s: int = 2 * 3600
+    deploy_start_to_close_s: int = 2 * 3600
+    deploy_heartbeat_s: int = 60
+    evaluate_start_to_close_s: int = 12 * 3600
+    evaluate_heartbeat_s: int = 120
+    customize_start_to_close_s: int = 48 * 3600
+    customize_heartbeat_s: int = 600
+    short_start_to_close_s: int = 300  # teardown, persist, report, aggregate, icl
+    retry_initial_interval_s: float = 1.0
+    retry_max_interval_s: float = 60.0
+    max_attempts: int = 5  # 0 = unlimited
+
+
+class PrepareDataInput(BaseModel):
+    settings: Settings
+    workflow_id: str  # run key: datasets are stored under it (idempotent on retry)
+    job_id: str
+    workload_id: str
+    client_id: str
+    data_split_config: DataSplitConfig  # effective config (override already applied)
+
+
+class BuildICLInput(BaseModel):
+    settings: Settings
+    name: str  # deterministic: "{candidate_wf_id}-icl"
+    eval_dataset: DatasetRef
+    train_dataset: DatasetRef
+    context_length: int  # the candidate's context length (per model, not global)
+
+
+class EvaluateInput(BaseModel):
+    settings: Settings
+    spec: EvalSpec
+
+
+class CustomizeInput(BaseModel):
+    settings: Settings
+    spec: CustomizationSpec
+
+
+class PersistJobInput(BaseModel):
+    settings: Settings
+    doc: JobDocument
+
+
+class AggregateInput(BaseModel):
+    settings: Settings
+    doc: JobDocument
+
+
+class ReportInput(BaseModel):
+    settings: Settings
+    doc: JobDocument
+
+
+FlywheelJobInput.model_rebuild()
+CandidateInput.model_rebuild()
+
+# Permanent error types (ApplicationError.type): never retried.
+NON_RETRYABLE_ERROR_TYPES = [
+    "CapabilityUnavailable",
+    "InsufficientData",
+    "ConfigError",
+    "InvalidInput",
+    "NotFound",
+]

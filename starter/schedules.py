@@ -1,0 +1,149 @@
+"""Temporal Schedules: one per (workload_id, client_id), cron spec, overlap policy SKIP.
+
+Each scheduled run starts FlywheelRun with an empty job id; Temporal names the run
+``flywheel-{workload}-{client}-sched-<timestamp>`` and FlywheelRun derives the job id
+(``sched-<timestamp>``) from it, so the job document is findable under the usual id format.
+The action carries a settings snapshot taken when the schedule is created.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleSpec,
+    ScheduleState,
+)
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
+
+from flywheel.config import DataSplitConfig, Settings
+from workflows.models import (
+    FLYWHEEL_WORKFLOW,
+    FlywheelJobInput,
+    schedule_id,
+    schedule_workflow_id_prefix,
+)
+
+
+@dataclass
+class ScheduleInfo:
+    schedule_id: str
+    workload_id: str | None
+    client_id: str | None
+    cron: list[str]
+    paused: bool
+    note: str | None = None
+    recent_runs: list[str] | None = None
+    next_runs: list[datetime] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schedule_id": self.schedule_id, "workload_id": self.workload_id, "client_id": self.client_id,
+            "cron": self.cron, "paused": self.paused, "note": self.note,
+            "recent_runs": self.recent_runs or [], "next_runs": [t.isoformat() for t in self.next_runs or []],
+        }
+
+
+def _search_attributes(workload_id: str, client_id: str, job_type: str) -> TypedSearchAttributes:
+    from workflows.common import KEY_CLIENT_ID, KEY_JOB_TYPE, KEY_STAGE, KEY_WORKLOAD_ID
+
+    return TypedSearchAttributes([
+        SearchAttributePair(KEY_WORKLOAD_ID, workload_id),
+        SearchAttributePair(KEY_CLIENT_ID, client_id),
+        SearchAttributePair(KEY_JOB_TYPE, job_type),
+        SearchAttributePair(KEY_STAGE, "pending"),
+    ])
+
+
+async def create_schedule(
+    client: Client,
+    settings: Settings,
+    workload_id: str,
+    client_id: str,
+    cron: str,
+    *,
+    data_split_config: DataSplitConfig | None = None,
+    paused: bool = False,
+    job_type: str = "llm_job",
+    note: str | None = None,
+) -> str:
+    """Create the schedule (id ``flywheel-schedule-{workload}-{client}``); returns its id.
+
+    Raises ``temporalio.client.ScheduleAlreadyRunningError`` if it already exists.
+    """
+    sid = schedule_id(workload_id, client_id)
+    job = FlywheelJobInput(job_id="", workload_id=workload_id, client_id=client_id, settings=settings,
+                           data_split_config=data_split_config, job_type=job_type,
+                           config_name=settings.config_name)
+    action = ScheduleActionStartWorkflow(
+        FLYWHEEL_WORKFLOW,
+        job,
+        id=schedule_workflow_id_prefix(workload_id, client_id),
+        task_queue=settings.temporal.task_queues.orchestrator,
+        typed_search_attributes=_search_attributes(workload_id, client_id, job_type),
+    )
+    schedule = Schedule(
+        action=action,
+        spec=ScheduleSpec(cron_expressions=[cron]),
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+        state=ScheduleState(paused=paused, note=note or f"flywheel {workload_id}/{client_id}"),
+    )
+    await client.create_schedule(sid, schedule, memo={"workload_id": workload_id, "client_id": client_id, "cron": cron})
+    return sid
+
+
+async def describe_schedule(client: Client, sid: str) -> ScheduleInfo:
+    desc = await client.get_schedule_handle(sid).describe()
+    memo = await desc.memo()
+    spec = desc.schedule.spec
+    recent = [getattr(a.action, "workflow_id", "") for a in desc.info.recent_actions]
+    return ScheduleInfo(
+        schedule_id=sid, workload_id=memo.get("workload_id"), client_id=memo.get("client_id"),
+        # The server stores cron as calendar specs; the memo keeps the cron string as given.
+        cron=[memo["cron"]] if memo.get("cron") else list(spec.cron_expressions),
+        paused=desc.schedule.state.paused, note=desc.schedule.state.note,
+        recent_runs=recent, next_runs=list(desc.info.next_action_times),
+    )
+
+
+async def list_schedules(client: Client, workload_id: str | None = None) -> list[ScheduleInfo]:
+    """Flywheel schedules (optionally for one workload). Visibility is eventually consistent."""
+    prefix = "flywheel-schedule-"
+    out: list[ScheduleInfo] = []
+    async for entry in await client.list_schedules():
+        if not entry.id.startswith(prefix):
+            continue
+        memo = await entry.memo()
+        if workload_id is not None and memo.get("workload_id") != workload_id:
+            continue
+        info = entry.schedule
+        out.append(ScheduleInfo(
+            schedule_id=entry.id, workload_id=memo.get("workload_id"), client_id=memo.get("client_id"),
+            cron=[memo["cron"]] if memo.get("cron") else [], paused=bool(info and info.state.paused),
+            note=info.state.note if info else None,
+        ))
+    return sorted(out, key=lambda s: s.schedule_id)
+
+
+async def pause_schedule(client: Client, sid: str, note: str | None = None) -> None:
+    await client.get_schedule_handle(sid).pause(note=note)
+
+
+async def unpause_schedule(client: Client, sid: str, note: str | None = None) -> None:
+    await client.get_schedule_handle(sid).unpause(note=note)
+
+
+async def trigger_schedule(client: Client, sid: str) -> None:
+    """Start a run now (still subject to overlap policy SKIP)."""
+    await client.get_schedule_handle(sid).trigger(overlap=ScheduleOverlapPolicy.SKIP)
+
+
+async def delete_schedule(client: Client, sid: str) -> None:
+    await client.get_schedule_handle(sid).delete()

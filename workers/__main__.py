@@ -1,0 +1,5 @@
+"""``python -m workers --queue all``."""
+
+from workers.main import main
+
+main()

@@ -1,0 +1,89 @@
+"""Workflow-side helpers: retry policies, activity options, error text, search-attribute keys.
+
+Deterministic code only (imported by the workflow sandbox).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from temporalio.common import RetryPolicy, SearchAttributeKey
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    ChildWorkflowError,
+    FailureError,
+    TimeoutError as TemporalTimeoutError,
+)
+
+from workflows.models import (
+    NON_RETRYABLE_ERROR_TYPES,
+    SA_CLIENT_ID,
+    SA_JOB_TYPE,
+    SA_STAGE,
+    SA_WORKLOAD_ID,
+    ActivityTimeouts,
+)
+
+KEY_WORKLOAD_ID = SearchAttributeKey.for_keyword(SA_WORKLOAD_ID)
+KEY_CLIENT_ID = SearchAttributeKey.for_keyword(SA_CLIENT_ID)
+KEY_STAGE = SearchAttributeKey.for_keyword(SA_STAGE)
+KEY_JOB_TYPE = SearchAttributeKey.for_keyword(SA_JOB_TYPE)
+SEARCH_ATTRIBUTE_KEYS = [KEY_WORKLOAD_ID, KEY_CLIENT_ID, KEY_STAGE, KEY_JOB_TYPE]
+
+
+def retry_policy(t: ActivityTimeouts, max_attempts: int | None = None) -> RetryPolicy:
+    return RetryPolicy(
+        initial_interval=timedelta(seconds=t.retry_initial_interval_s),
+        maximum_interval=timedelta(seconds=t.retry_max_interval_s),
+        maximum_attempts=t.max_attempts if max_attempts is None else max_attempts,
+        non_retryable_error_types=list(NON_RETRYABLE_ERROR_TYPES),
+    )
+
+
+def short_options(t: ActivityTimeouts, task_queue: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "task_queue": task_queue,
+        "start_to_close_timeout": timedelta(seconds=t.short_start_to_close_s),
+        "retry_policy": retry_policy(t),
+        **extra,
+    }
+
+
+def root_failure(exc: BaseException) -> BaseException:
+    """Innermost meaningful failure of an Activity/ChildWorkflow error chain."""
+    current: BaseException = exc
+    while isinstance(current, (ActivityError, ChildWorkflowError)) and current.cause is not None:
+        current = current.cause
+    # An ApplicationError raised by a child may itself wrap an activity failure.
+    while isinstance(current, ApplicationError) and isinstance(current.cause, (ActivityError, ChildWorkflowError)):
+        current = root_failure(current.cause)
+    return current
+
+
+def error_type(exc: BaseException) -> str:
+    root = root_failure(exc)
+    if isinstance(root, ApplicationError):
+        return root.type or "ApplicationError"
+    if isinstance(root, TemporalTimeoutError):
+        return "Timeout"
+    return type(root).__name__
+
+
+def error_text(exc: BaseException) -> str:
+    """``"<Type>: <message>"`` of the root cause, for the job document."""
+    root = root_failure(exc)
+    if isinstance(root, TemporalTimeoutError):
+        return f"Timeout: activity timed out ({root.type.name if root.type else 'unknown'})"
+    message = root.message if isinstance(root, FailureError) else str(root)
+    return f"{error_type(exc)}: {message or 'failed'}"
+
+
+def failure_details(exc: BaseException) -> list[Any]:
+    root = exc
+    while isinstance(root, (ActivityError, ChildWorkflowError)) and root.cause is not None:
+        root = root.cause
+    if isinstance(root, ApplicationError):
+        return list(root.details or [])
+    return []

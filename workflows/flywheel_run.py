@@ -1,0 +1,300 @@
+"""FlywheelRun: one flywheel job — prepare data, one CandidateRun child per candidate (bounded),
+aggregate, report, then wait for a human's promote / reject (Updates) or the review timeout.
+
+The live job document is built here (times from ``workflow.now()``), exposed by the ``status``
+query and persisted to the JobStore at every stage change, so it outlives Temporal's retention.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.exceptions import ApplicationError, is_cancelled_exception
+from temporalio.workflow import ParentClosePolicy
+
+with workflow.unsafe.imports_passed_through():
+    from flywheel.jobdoc import DatasetDoc, JobDocument, NimDoc, NimStatus, RunStatus, Stage
+    from workflows.candidate_run import CandidateRun
+    from workflows.common import (
+        KEY_CLIENT_ID,
+        KEY_JOB_TYPE,
+        KEY_STAGE,
+        KEY_WORKLOAD_ID,
+        error_text,
+        error_type,
+        failure_details,
+        retry_policy,
+        short_options,
+    )
+    from workflows.models import (
+        ACT_AGGREGATE,
+        ACT_LOG_MLFLOW,
+        ACT_PERSIST_JOB,
+        ACT_PREPARE_DATA,
+        ACT_WRITE_REPORT,
+        CANDIDATE_UPDATE_SIGNAL,
+        DECISION_PROMOTED,
+        DECISION_REJECTED,
+        DECISION_SKIPPED,
+        DECISION_TIMED_OUT,
+        FLYWHEEL_WORKFLOW,
+        PROMOTE_UPDATE,
+        REJECT_UPDATE,
+        STATUS_QUERY,
+        ActivityTimeouts,
+        AggregateInput,
+        CandidateInput,
+        CandidateResult,
+        FlywheelJobInput,
+        PersistJobInput,
+        PreparedData,
+        PrepareDataInput,
+        PromoteRequest,
+        RejectRequest,
+        ReportInput,
+        ReviewDecision,
+        candidate_workflow_id,
+        job_id_from_workflow_id,
+    )
+
+_TERMINAL_NIM = (NimStatus.completed, NimStatus.failed, NimStatus.cancelled)
+
+
+@workflow.defn(name=FLYWHEEL_WORKFLOW)
+class FlywheelRun:
+    def __init__(self) -> None:
+        self._doc: JobDocument | None = None
+        self._decision: ReviewDecision | None = None
+
+    # ------------------------------------------------------------------ messages
+    @workflow.query(name=STATUS_QUERY)
+    def status(self) -> JobDocument | None:
+        return self._doc
+
+    @workflow.signal(name=CANDIDATE_UPDATE_SIGNAL)
+    def candidate_update(self, nim: NimDoc) -> None:
+        if self._doc is None:
+            return
+        for i, current in enumerate(self._doc.nims):
+            if current.model_name == nim.model_name and current.status not in _TERMINAL_NIM:
+                self._doc.nims[i] = nim
+
+    @workflow.update(name=PROMOTE_UPDATE)
+    async def promote(self, req: PromoteRequest) -> ReviewDecision:
+        return self._decide(ReviewDecision(decision=DECISION_PROMOTED, model_name=req.model_name,
+                                           note=req.note, by=req.by), Stage.promoted)
+
+    @promote.validator
+    def _validate_promote(self, req: PromoteRequest) -> None:
+        self._check_reviewable("promote")
+        with_results = self._models_with_results()
+        if req.model_name not in with_results:
+            raise ApplicationError(
+                f"promote: model {req.model_name!r} is not a candidate with results in job {self._doc.id} "
+                f"(candidates with results: {', '.join(with_results) or 'none'})",
+                type="UnknownCandidate", non_retryable=True,
+            )
+
+    @workflow.update(name=REJECT_UPDATE)
+    async def reject(self, req: RejectRequest) -> ReviewDecision:
+        return self._decide(ReviewDecision(decision=DECISION_REJECTED, note=req.reason, by=req.by), Stage.rejected)
+
+    @reject.validator
+    def _validate_reject(self, req: RejectRequest) -> None:
+        self._check_reviewable("reject")
+
+    def _check_reviewable(self, action: str) -> None:
+        doc = self._doc
+        if doc is None or doc.stage != Stage.awaiting_review or self._decision is not None:
+            stage = doc.stage.value if doc is not None else "pending"
+            raise ApplicationError(
+                f"{action}: job {doc.id if doc else '?'} is in stage {stage!r}; "
+                f"promote/reject is only possible in stage 'awaiting_review'",
+                type="InvalidReviewState", non_retryable=True,
+            )
+
+    def _models_with_results(self) -> list[str]:
+        return [n.model_name for n in self._doc.nims
+                if any(e.scores and e.error is None for e in n.evaluations)]
+
+    def _decide(self, decision: ReviewDecision, stage: Stage) -> ReviewDecision:
+        self._decision = decision
+        self._doc.review = {**decision.model_dump(mode="json"), "decided_at": workflow.now().isoformat()}
+        self._doc.stage = stage
+        return decision
+
+    # ------------------------------------------------------------------ run
+    @workflow.run
+    async def run(self, inp: FlywheelJobInput) -> JobDocument:
+        info = workflow.info()
+        settings = inp.settings
+        self._inp, self._settings = inp, settings
+        self._t = inp.timeouts or ActivityTimeouts()
+        self._cpu = settings.temporal.task_queues.cpu
+        job_id = inp.job_id or job_id_from_workflow_id(info.workflow_id, inp.workload_id, inp.client_id)
+        self._doc = doc = JobDocument(
+            id=job_id, workload_id=inp.workload_id, client_id=inp.client_id, status=RunStatus.running,
+            started_at=workflow.now(), workflow_id=info.workflow_id, job_type=inp.job_type,
+            config_name=inp.config_name or settings.config_name,
+            nims=[NimDoc(model_name=n.model_name) for n in settings.nims],
+        )
+        try:
+            await self._set_stage(Stage.preparing_data)
+            split = inp.data_split_config or settings.data_split_config
+            prepared: PreparedData = await workflow.execute_activity(
+                ACT_PREPARE_DATA,
+                PrepareDataInput(settings=settings, workflow_id=info.workflow_id, job_id=job_id,
+                                 workload_id=inp.workload_id, client_id=inp.client_id, data_split_config=split),
+                result_type=PreparedData,
+                task_queue=self._cpu,
+                start_to_close_timeout=timedelta(seconds=self._t.prepare_start_to_close_s),
+                heartbeat_timeout=timedelta(seconds=self._t.evaluate_heartbeat_s),
+                retry_policy=retry_policy(self._t),
+            )
+            doc.num_records = prepared.num_records
+            doc.curation = prepared.curation
+            doc.manifest_hash = prepared.manifest_hash
+            doc.datasets = [DatasetDoc(name=r.name, num_records=r.num_records, nmp_uri=r.platform_uri or r.uri,
+                                       split=split_name) for split_name, r in prepared.datasets.items()]
+            await self._set_stage(Stage.evaluating)
+            semaphore = asyncio.Semaphore(settings.temporal.max_parallel_candidates)
+            # return_exceptions: on cancellation wait for EVERY child to finish its teardown.
+            outcomes = await asyncio.gather(*(self._candidate(n, prepared, semaphore) for n in settings.nims),
+                                            return_exceptions=True)
+            for outcome in outcomes:
+                if isinstance(outcome, BaseException):
+                    raise outcome
+            await self._finish_results()
+            await self._review(inp)
+            doc.status = RunStatus.completed
+            doc.finished_at = workflow.now()
+            await self._persist(final=True)
+            await workflow.wait_condition(workflow.all_handlers_finished)
+            return doc
+        except BaseException as exc:
+            if is_cancelled_exception(exc):
+                doc.status, doc.stage = RunStatus.cancelled, Stage.cancelled
+                doc.error = doc.error or "cancelled"
+                for nim in doc.nims:
+                    if nim.status not in _TERMINAL_NIM:
+                        nim.status = NimStatus.cancelled
+                doc.finished_at = workflow.now()
+                await asyncio.shield(asyncio.ensure_future(self._persist(final=True, stage=Stage.cancelled)))
+                raise
+            doc.status, doc.stage = RunStatus.failed, Stage.failed
+            doc.error = error_text(exc)
+            doc.finished_at = workflow.now()
+            await asyncio.shield(asyncio.ensure_future(self._persist(final=True, stage=Stage.failed)))
+            raise ApplicationError(doc.error, type=error_type(exc), non_retryable=True) from exc
+
+    # ------------------------------------------------------------------ stages
+    async def _set_stage(self, stage: Stage) -> None:
+        self._doc.stage = stage
+        await self._persist(stage=stage)
+
+    def _upsert(self, stage: Stage) -> None:
+        doc = self._doc
+        workflow.upsert_search_attributes([
+            KEY_WORKLOAD_ID.value_set(doc.workload_id),
+            KEY_CLIENT_ID.value_set(doc.client_id),
+            KEY_JOB_TYPE.value_set(doc.job_type),
+            KEY_STAGE.value_set(stage.value),
+        ])
+
+    async def _persist(self, *, final: bool = False, stage: Stage | None = None) -> None:
+        """Upsert the stage search attribute and write the doc to the JobStore (failures are logged:
+        a job-store outage must not lose the run; the final write retries for longer)."""
+        if stage is not None:
+            self._upsert(stage)
+        try:
+            await workflow.execute_activity(
+                ACT_PERSIST_JOB,
+                PersistJobInput(settings=self._settings, doc=self._doc),
+                **short_options(self._t, self._cpu, retry_policy=retry_policy(self._t, max_attempts=0),
+                                schedule_to_close_timeout=timedelta(seconds=3600 if final else 600)),
+            )
+        except Exception as exc:  # noqa: BLE001
+            if is_cancelled_exception(exc) and not final:
+                raise
+            workflow.logger.warning("persisting job %s failed: %s", self._doc.id, error_text(exc))
+
+    async def _candidate(self, nim_cfg: Any, prepared: PreparedData, semaphore: asyncio.Semaphore) -> None:
+        inp, doc = self._inp, self._doc
+        index = next(i for i, n in enumerate(doc.nims) if n.model_name == nim_cfg.model_name)
+        async with semaphore:
+            doc.nims[index].status = NimStatus.deploying
+            try:
+                result: CandidateResult = await workflow.execute_child_workflow(
+                    CandidateRun.run,
+                    CandidateInput(parent_workflow_id=workflow.info().workflow_id, job_id=doc.id, nim=nim_cfg,
+                                   settings=self._settings, datasets=prepared.datasets,
+                                   eval_types=list(inp.eval_types), timeouts=inp.timeouts),
+                    id=candidate_workflow_id(workflow.info().workflow_id, nim_cfg.model_name),
+                    task_queue=self._settings.temporal.task_queues.orchestrator,
+                    parent_close_policy=ParentClosePolicy.REQUEST_CANCEL,
+                )
+            except Exception as exc:
+                if is_cancelled_exception(exc):
+                    raise
+                details = failure_details(exc)
+                failed = NimDoc.model_validate(details[0]) if details and isinstance(details[0], dict) else None
+                nim = failed or doc.nims[index].model_copy()
+                nim.status = NimStatus.failed
+                nim.error = nim.error or error_text(exc)
+                doc.nims[index] = nim
+                return
+            doc.nims[index] = result.nim or doc.nims[index]
+
+    async def _finish_results(self) -> None:
+        doc = self._doc
+        try:
+            aggregated: JobDocument = await workflow.execute_activity(
+                ACT_AGGREGATE, AggregateInput(settings=self._settings, doc=doc), result_type=JobDocument,
+                **short_options(self._t, self._cpu))
+            doc.nims = aggregated.nims  # CIs, gate, cost; the rest of the doc stays this workflow's
+        except Exception as exc:
+            if is_cancelled_exception(exc):
+                raise
+            self._warn(f"aggregation failed: {error_text(exc)}")
+        if self._settings.mlflow_config.enabled:
+            try:
+                uris: dict[str, str] = await workflow.execute_activity(
+                    ACT_LOG_MLFLOW, ReportInput(settings=self._settings, doc=doc), result_type=dict,
+                    **short_options(self._t, self._cpu))
+                for nim in doc.nims:
+                    for ev in nim.evaluations:
+                        ev.mlflow_uri = uris.get(f"{nim.model_name}/{ev.eval_type}", ev.mlflow_uri)
+            except Exception as exc:
+                if is_cancelled_exception(exc):
+                    raise
+                self._warn(f"MLflow logging failed: {error_text(exc)}")
+        try:
+            doc.report_uri = await workflow.execute_activity(
+                ACT_WRITE_REPORT, ReportInput(settings=self._settings, doc=doc), result_type=str,
+                **short_options(self._t, self._cpu))
+        except Exception as exc:
+            if is_cancelled_exception(exc):
+                raise
+            self._warn(f"report failed: {error_text(exc)}")
+
+    def _warn(self, message: str) -> None:
+        warnings = list(getattr(self._doc, "warnings", None) or [])
+        warnings.append(message)
+        self._doc.warnings = warnings
+        workflow.logger.warning(message)
+
+    async def _review(self, inp: FlywheelJobInput) -> None:
+        timeout = inp.review_timeout_s if inp.review_timeout_s is not None else self._settings.temporal.review_timeout_s
+        await self._set_stage(Stage.awaiting_review)
+        if timeout > 0:
+            try:
+                await workflow.wait_condition(lambda: self._decision is not None, timeout=timedelta(seconds=timeout))
+            except asyncio.TimeoutError:
+                pass
+        if self._decision is None:
+            self._decide(ReviewDecision(decision=DECISION_TIMED_OUT if timeout > 0 else DECISION_SKIPPED),
+                         Stage.completed)
+        self._upsert(self._doc.stage)
