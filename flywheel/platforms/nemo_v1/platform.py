@@ -1,0 +1,70 @@
+"""``NemoV1Platform``: the Platform protocol over NeMo Microservices 25.x (v1 REST)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from flywheel.config import NIMConfig, Settings
+from flywheel.platforms.base import (CustomizationResult, CustomizationSpec, DatasetRef, Endpoint, EvalResult, EvalSpec,
+                                     ProgressFn)
+from flywheel.platforms.nemo_v1.client import NemoV1Clients, NemoV1Timing
+from flywheel.platforms.nemo_v1.customization import CustomizationV1
+from flywheel.platforms.nemo_v1.datasets import DatasetsV1
+from flywheel.platforms.nemo_v1.deployment import DeploymentV1
+from flywheel.platforms.nemo_v1.evaluation import EvaluationV1
+
+
+def cancel_remote_unless_worker_shutdown() -> bool:
+    """On activity cancellation, cancel the remote job too — except when the Temporal worker is shutting
+    down: then the activity is retried elsewhere and must re-attach to the still-running job."""
+    try:
+        from temporalio import activity
+
+        if activity.in_activity() and activity.is_worker_shutdown():
+            return False
+    except Exception:  # noqa: BLE001 - outside an activity / no temporalio
+        pass
+    return True
+
+
+class NemoV1Platform:
+    kind = "nemo_v1"
+
+    def __init__(self, settings: Settings, timing: NemoV1Timing | None = None, *, register_models: bool = False,
+                 cleanup_on_cancel: Callable[[], bool] = cancel_remote_unless_worker_shutdown) -> None:
+        self.settings = settings
+        self.timing = timing or NemoV1Timing()
+        self.clients = NemoV1Clients(settings, self.timing)
+        self.datasets = DatasetsV1(self.clients)
+        self.evaluation = EvaluationV1(self.clients, register_models=register_models)
+        self.customization = CustomizationV1(self.clients)
+        self.deployment = DeploymentV1(self.clients)
+        self.cleanup_on_cancel = cleanup_on_cancel
+
+    async def aclose(self) -> None:
+        await self.clients.aclose()
+
+    async def put_datasets(self, run_key: str, splits: Mapping[str, Iterable[dict[str, Any]]]) -> dict[str, DatasetRef]:
+        return await self.datasets.put(run_key, splits)
+
+    async def read_dataset(self, ref: DatasetRef) -> list[dict[str, Any]]:
+        return await self.datasets.read(ref)
+
+    async def deploy(self, nim: NIMConfig, name: str, adapter_uri: str | None = None,
+                     progress: ProgressFn | None = None) -> Endpoint:
+        return await self.deployment.deploy(nim, name, adapter_uri, progress)
+
+    async def teardown(self, endpoint: Endpoint) -> None:
+        await self.deployment.teardown(endpoint)
+
+    async def evaluate(self, spec: EvalSpec, progress: ProgressFn | None = None) -> EvalResult:
+        return await self.evaluation.evaluate(spec, progress, self.cleanup_on_cancel)
+
+    async def customize(self, spec: CustomizationSpec, progress: ProgressFn | None = None) -> CustomizationResult:
+        return await self.customization.customize(spec, progress, self.cleanup_on_cancel)
+
+    async def cancel(self, name: str) -> None:
+        """Best-effort: cancel the live customization or evaluation job named ``name``."""
+        if not await self.customization.cancel_by_name(name):
+            await self.evaluation.cancel_by_name(name)

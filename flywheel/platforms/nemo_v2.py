@@ -1,0 +1,275 @@
+"""NeMo Platform (v2, the open-source successor) over its REST API with httpx.
+
+Paths are ``/apis/<service>/v2/workspaces/{ws}/...``; the workspace is ``nmp_config.nmp_namespace``.
+
+* datasets → a fileset per run; each split is uploaded twice: ``{split}/{split}.jsonl`` (the rows as given,
+  read back by :meth:`read_dataset`) and ``{split}/{split}.nemo-eval.jsonl`` (JSON-text columns for the
+  Evaluator). Why: when the Evaluator loads a fileset it unifies nested structs across rows, so a row whose
+  ground-truth arguments are ``{}`` becomes ``{"a": null}`` when another row has ``{"a": 1}`` (found by the
+  cross-check test; inline rows are not affected). JSON-text columns keep every row exactly as logged.
+* deploy → a model provider pointing at the OpenAI-compatible endpoint (``nim_base_url``); the platform
+  auto-discovers its models; requests go through the inference gateway.
+* evaluate → ``POST /apis/evaluator/v2/workspaces/{ws}/evaluate/jobs`` with a ``spec`` holding the inline
+  ``tool-calling`` metric; ``params`` always carries ``max_retries`` (without it the job is a bare 500).
+  Jobs are named deterministically (``spec.name``): a retry finds the job instead of creating another.
+* customize → :class:`CapabilityUnavailable` (training needs Docker/Kubernetes GPU images).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import re
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from flywheel.config import NIMConfig, Settings
+from flywheel.platforms.base import (CapabilityUnavailable, CustomizationResult, CustomizationSpec, DatasetRef,
+                                     Endpoint, EvalResult, EvalSpec, PlatformError, ProgressFn)
+
+log = logging.getLogger(__name__)
+NO_TRAINING = "NeMo Platform has no training backend here: customization needs Docker/Kubernetes GPU images"
+RUNNING = frozenset({"created", "pending", "active", "running", "cancelling", "paused", "pausing", "resuming"})
+# Marks a template whose single expression yields JSON text: the Evaluator json-decodes templates mentioning tojson.
+JSON_TEXT = "{# tojson: this column holds JSON text #}"
+_OUTPUT_SCHEMA = {"description": "Continuous numeric metric value.", "title": "ContinuousScore", "type": "number"}
+
+
+def tool_calling_metric() -> dict[str, Any]:
+    """The inline-bundled built-in ``tool-calling`` metric (what the Evaluator SDK's packager produces)."""
+    return {
+        "bundle_kind": "metric-bundle", "bundle_format_version": "v1", "metric_type": "tool-calling",
+        "metadata": {"description": None, "labels": {}},
+        "outputs": [{"name": n, "description": None, "value_json_schema": _OUTPUT_SCHEMA}
+                    for n in ("function_name_accuracy", "function_name_and_args_accuracy")],
+        "secrets": {},
+        "payload": {"kind": "inline", "metric": {"type": "tool-calling", "description": None, "labels": {},
+                                                  "supported_job_types": ["online", "offline"],
+                                                  "reference": JSON_TEXT + "{{ item.tool_calls_json }}"}},
+    }
+
+
+def entity_name(raw: str) -> str:
+    """A valid platform name (lowercase, 2-63 chars, no ``--``), deterministic for ``raw``."""
+    name = re.sub(r"[^a-z0-9\-.]+", "-", raw.lower())
+    name = re.sub(r"-{2,}", "-", name).strip("-.")
+    if not name or not name[0].isalpha():
+        name = f"f-{name}"
+    if len(name) > 63 or name != raw:
+        digest = hashlib.sha256(raw.encode()).hexdigest()[:8]
+        name = f"{name[:54].rstrip('-.')}-{digest}"
+    return name
+
+
+def eval_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A log record → the Evaluator's row: JSON-text columns for messages, tools and expected tool calls."""
+    request = row.get("request") or {}
+    message = (((row.get("response") or {}).get("choices") or [{}])[0]).get("message") or {}
+    calls = []
+    for call in message.get("tool_calls") or []:
+        fn = dict(call.get("function") or {})
+        if isinstance(fn.get("arguments"), str):
+            try:
+                fn["arguments"] = json.loads(fn["arguments"])
+            except json.JSONDecodeError:
+                pass
+        calls.append({**call, "function": fn})
+    return {"messages_json": json.dumps(request.get("messages") or []),
+            "tools_json": json.dumps(request.get("tools") or []),
+            "tool_calls_json": json.dumps(calls)}
+
+
+@dataclass
+class NemoV2Timing:
+    poll_interval_s: float = 2.0
+    eval_timeout_s: float = 6 * 3600.0
+    provider_timeout_s: float = 120.0
+    request_timeout_s: float = 60.0
+
+
+class NemoV2Platform:
+    kind = "nemo_v2"
+
+    def __init__(self, settings: Settings, timing: NemoV2Timing | None = None) -> None:
+        self.settings = settings
+        self.timing = timing or NemoV2Timing()
+        self.base = settings.nmp_config.nemo_base_url.rstrip("/")
+        self.ws = settings.nmp_config.nmp_namespace
+        self.http = httpx.AsyncClient(base_url=self.base, timeout=self.timing.request_timeout_s)
+        self._workspace_ready = False
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    # -- plumbing --------------------------------------------------------------------------------
+    async def _call(self, method: str, path: str, ok: tuple[int, ...] = (200, 201), **kw: Any) -> httpx.Response:
+        try:
+            resp = await self.http.request(method, path, **kw)
+        except httpx.TransportError as exc:
+            raise PlatformError(f"{method} {path}: {exc!r}") from exc
+        if resp.status_code not in ok:
+            raise PlatformError(f"{method} {path}: HTTP {resp.status_code}: {resp.text[:500]}",
+                                retryable=resp.status_code >= 500 or resp.status_code in (408, 409, 429),
+                                details={"status_code": resp.status_code})
+        return resp
+
+    async def ensure_workspace(self) -> None:
+        if not self._workspace_ready:
+            await self._call("POST", "/apis/entities/v2/workspaces", ok=(200, 201, 409), json={"name": self.ws})
+            self._workspace_ready = True
+
+    # -- datasets --------------------------------------------------------------------------------
+    async def put_datasets(self, run_key: str, splits: Mapping[str, Iterable[dict[str, Any]]]) -> dict[str, DatasetRef]:
+        await self.ensure_workspace()
+        fileset = entity_name(run_key)
+        await self._call("POST", f"/apis/files/v2/workspaces/{self.ws}/filesets", ok=(200, 201, 409),
+                         json={"name": fileset, "purpose": "dataset", "description": f"flywheel run {run_key}"[:255]})
+        refs: dict[str, DatasetRef] = {}
+        for split, rows in splits.items():
+            rows = list(rows)
+            raw = "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows).encode()
+            nemo = "".join(json.dumps(eval_row(r), sort_keys=True) + "\n" for r in rows).encode()
+            for path, data in ((f"{split}/{split}.jsonl", raw), (f"{split}/{split}.nemo-eval.jsonl", nemo)):
+                await self._call("PUT", f"/apis/files/v2/workspaces/{self.ws}/filesets/{fileset}/-/{path}", content=data,
+                                 headers={"content-type": "application/octet-stream"})
+            refs[split] = DatasetRef(name=fileset, split=split, uri=f"{self.ws}/{fileset}#{split}/{split}.jsonl",
+                                     num_records=len(rows), sha256=hashlib.sha256(raw).hexdigest(),
+                                     platform_uri=f"{self.ws}/{fileset}#{split}/{split}.nemo-eval.jsonl")
+        return refs
+
+    async def read_dataset(self, ref: DatasetRef) -> list[dict[str, Any]]:
+        ws_name, _, path = ref.uri.partition("#")
+        ws, _, fileset = ws_name.partition("/")
+        resp = await self._call("GET", f"/apis/files/v2/workspaces/{ws}/filesets/{fileset}/-/{path}")
+        return [json.loads(line) for line in resp.text.splitlines() if line.strip()]
+
+    # -- providers (deploy) ----------------------------------------------------------------------
+    async def register_provider(self, name: str, host_url: str, model: str, progress: ProgressFn | None = None,
+                                api_key_secret: str | None = None) -> str:
+        """Register (idempotently) a provider for ``host_url``; wait until it serves ``model``."""
+        await self.ensure_workspace()
+        provider = entity_name(name)
+        body: dict[str, Any] = {"name": provider, "host_url": host_url.rstrip("/").removesuffix("/v1")}
+        if api_key_secret:
+            body["api_key_secret_name"] = api_key_secret
+        path = f"/apis/models/v2/workspaces/{self.ws}/providers"
+        await self._call("POST", path, ok=(200, 201, 409), json=body)
+        deadline = time.monotonic() + self.timing.provider_timeout_s
+        while True:
+            info = (await self._call("GET", f"{path}/{provider}")).json()
+            served = [m.get("served_model_name") for m in info.get("served_models") or []]
+            if progress:
+                progress({"kind": "provider", "provider": provider, "status": info.get("status"), "served_models": served})
+            if info.get("status") == "READY" and model in served:
+                return provider
+            if str(info.get("status")).upper() in ("ERROR", "FAILED"):
+                raise PlatformError(f"provider {provider} failed: {info.get('status_message')}", retryable=False)
+            if time.monotonic() > deadline:
+                raise PlatformError(f"provider {provider} did not serve {model!r} within {self.timing.provider_timeout_s:.0f}s "
+                                    f"(status {info.get('status')}, served {served})", error_type="InfrastructureError")
+            await asyncio.sleep(self.timing.poll_interval_s)
+
+    def gateway_url(self, provider: str) -> str:
+        return f"{self.base}/apis/inference-gateway/v2/workspaces/{self.ws}/provider/{provider}/-/v1"
+
+    async def deploy(self, nim: NIMConfig, name: str, adapter_uri: str | None = None,
+                     progress: ProgressFn | None = None) -> Endpoint:
+        model = adapter_uri or nim.model_name
+        provider = await self.register_provider(name, self.settings.nmp_config.nim_base_url, model, progress)
+        return Endpoint(deployment_name=provider, model_name=nim.model_name, served_model=model,
+                        base_url=self.gateway_url(provider), details={"provider": provider, "workspace": self.ws})
+
+    async def teardown(self, endpoint: Endpoint) -> None:
+        provider = endpoint.details.get("provider") or endpoint.deployment_name
+        await self._call("DELETE", f"/apis/models/v2/workspaces/{self.ws}/providers/{provider}", ok=(200, 202, 204, 404))
+
+    # -- evaluation ------------------------------------------------------------------------------
+    def job_path(self, job: str) -> str:
+        return f"/apis/evaluator/v2/workspaces/{self.ws}/evaluate/jobs/{job}"
+
+    def build_job(self, spec: EvalSpec, job: str) -> dict[str, Any]:
+        return {
+            "name": job, "description": f"flywheel {spec.eval_type} {spec.endpoint.model_name}"[:255],
+            "custom_fields": {"flywheel_name": spec.name, "eval_type": spec.eval_type},
+            "spec": {
+                "dataset": spec.dataset.platform_uri or spec.dataset.uri,
+                "metrics": [tool_calling_metric()],
+                "target": {"url": spec.endpoint.base_url, "name": spec.endpoint.served_model},
+                "prompt_template": {"messages": JSON_TEXT + "{{ item.messages_json }}",
+                                    "tools": JSON_TEXT + "{{ item.tools_json }}", "tool_choice": "required",
+                                    "max_tokens": spec.max_tokens, "temperature": spec.temperature},
+                "params": {"parallelism": spec.concurrency, "max_retries": spec.max_retries,
+                           "request_timeout": int(spec.request_timeout_s), "ignore_request_failure": True},
+            },
+        }
+
+    async def evaluate(self, spec: EvalSpec, progress: ProgressFn | None = None) -> EvalResult:
+        t0 = time.monotonic()
+        await self.ensure_workspace()
+        job = entity_name(spec.name)
+        existing = await self._call("GET", self.job_path(job), ok=(200, 404))
+        if existing.status_code == 404:
+            created = await self._call("POST", f"/apis/evaluator/v2/workspaces/{self.ws}/evaluate/jobs", ok=(200, 201, 409),
+                                       json=self.build_job(spec, job))
+            log.info("evaluation job %s/%s: HTTP %s", self.ws, job, created.status_code)
+        uri = f"{self.base}{self.job_path(job)}"
+        deadline = time.monotonic() + self.timing.eval_timeout_s
+        try:
+            while True:
+                st = (await self._call("GET", f"{self.job_path(job)}/status")).json()
+                state = str(st.get("status"))
+                info = {"kind": "evaluation", "job_id": job, "nmp_uri": uri, "status": state,
+                        "message": (st.get("status_details") or {}).get("message")}
+                if state not in RUNNING and state not in ("completed", "failed", "cancelled", "error"):
+                    info["unknown_state"] = state
+                if progress:
+                    progress(info)
+                if state == "completed":
+                    break
+                if state in ("failed", "cancelled", "error"):
+                    raise PlatformError(f"evaluation job {job} {state}: {info['message']} {st.get('error_details') or ''}",
+                                        retryable=False, error_type="JobFailed",
+                                        details={"job_id": job, "nmp_uri": uri, "status": state})
+                if time.monotonic() > deadline:
+                    raise PlatformError(f"evaluation job {job} did not finish in {self.timing.eval_timeout_s:.0f}s",
+                                        error_type="Timeout", details={"job_id": job, "status": state})
+                await asyncio.sleep(self.timing.poll_interval_s)
+        except asyncio.CancelledError:
+            await asyncio.shield(self.cancel(spec.name))
+            raise
+        agg = (await self._call("GET", f"{self.job_path(job)}/results/aggregate-scores/download")).json()
+        scores: dict[str, float | None] = {"function_name": None, "function_name_and_args_accuracy": None,
+                                           "tool_calling_correctness": None}
+        notes = {"tool_calling_correctness": "no LLM judge on the nemo_v2 evaluator path"}
+        count = spec.dataset.num_records
+        for s in agg.get("scores") or []:
+            key = {"tool-calling.function_name_accuracy": "function_name",
+                   "tool-calling.function_name_and_args_accuracy": "function_name_and_args_accuracy"}.get(s.get("name"))
+            if key:
+                scores[key] = s.get("mean")
+                count = int(s.get("count") or 0) + int(s.get("nan_count") or 0) or count
+                if s.get("nan_count"):
+                    notes[key] = f"{s['nan_count']} row(s) scored NaN (request failure or unparseable arguments)"
+        return EvalResult(eval_type=spec.eval_type, num_records=count, scores=scores, score_notes=notes, nmp_uri=uri,
+                          runtime_seconds=time.monotonic() - t0)
+
+    async def row_scores(self, spec_name: str) -> list[dict[str, Any]]:
+        """Per-row results (item, sample response, metric values) of a finished evaluation job."""
+        resp = await self._call("GET", f"{self.job_path(entity_name(spec_name))}/results/row-scores/download")
+        return [json.loads(line) for line in resp.text.splitlines() if line.strip()]
+
+    # -- customization / cancel ------------------------------------------------------------------
+    async def customize(self, spec: CustomizationSpec, progress: ProgressFn | None = None) -> CustomizationResult:
+        raise CapabilityUnavailable(NO_TRAINING)
+
+    async def cancel(self, name: str) -> None:
+        await self._call("POST", f"{self.job_path(entity_name(name))}/cancel", ok=(200, 201, 202, 404, 409, 422))
+
+    async def delete_job(self, name: str) -> None:
+        await self._call("DELETE", self.job_path(entity_name(name)), ok=(200, 202, 204, 404))
