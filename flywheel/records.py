@@ -134,3 +134,166 @@ def first_user_query(record: LogRecord) -> str:
 def tool_names(record: LogRecord) -> list[str]:
     """Stratification key parts: the names of the expected tool calls (sorted)."""
     return sorted(tc.function.name for tc in expected_tool_calls(record))
+
+
+# --- Fast normalisation -------------------------------------------------------------------------
+# Curation normalises every extracted record; going through pydantic (validate + model_dump) costs
+# ~10x more than plain dict work. ``normalize_record`` handles the common well-formed shapes
+# directly and falls back to the pydantic path for anything unusual, so its output and its errors
+# are exactly those of ``parse_record(raw).model_dump(mode="json", exclude_none=True)``.
+
+
+class _NotSimple(Exception):
+    """The fast path cannot vouch for this record; use pydantic."""
+
+
+def _extras(raw: dict[str, Any], known: frozenset[str], out: dict[str, Any]) -> dict[str, Any]:
+    if raw.keys() <= known:  # the common case, checked in C
+        return out
+    for key, value in raw.items():
+        if key not in known and value is not None:
+            out[key] = value
+    return out
+
+
+def _opt_str(value: Any) -> bool:
+    return value is None or type(value) is str
+
+
+_MESSAGE_FIELDS = frozenset(("role", "content", "tool_calls", "tool_call_id", "name"))
+_TOOL_CALL_FIELDS = frozenset(("id", "type", "function"))
+_FUNCTION_FIELDS = frozenset(("name", "arguments"))
+
+
+def _fast_message(raw: Any, pending_arguments: list[dict[str, Any]]) -> dict[str, Any]:
+    if type(raw) is not dict or type(raw.get("role")) is not str:
+        raise _NotSimple
+    out: dict[str, Any] = {"role": raw["role"]}
+    content = raw.get("content")
+    if type(content) is str:
+        out["content"] = content
+    elif type(content) is list:
+        out["content"] = list(content)
+    elif content is not None:
+        raise _NotSimple
+    calls = raw.get("tool_calls")
+    if calls is not None:
+        if type(calls) is not list:
+            raise _NotSimple
+        out["tool_calls"] = [_fast_tool_call(tc, pending_arguments) for tc in calls]
+    for key in ("tool_call_id", "name"):
+        value = raw.get(key)
+        if not _opt_str(value):
+            raise _NotSimple
+        if value is not None:
+            out[key] = value
+    return _extras(raw, _MESSAGE_FIELDS, out)
+
+
+def _fast_tool_call(raw: Any, pending_arguments: list[dict[str, Any]]) -> dict[str, Any]:
+    if type(raw) is not dict:
+        raise _NotSimple
+    fn = raw.get("function")
+    call_id, call_type = raw.get("id"), raw.get("type", "function")
+    if type(fn) is not dict or type(fn.get("name")) is not str or not _opt_str(call_id) or type(call_type) is not str:
+        raise _NotSimple
+    arguments = fn.get("arguments", {})
+    if type(arguments) is dict:
+        arguments = dict(arguments)
+    elif type(arguments) is not str:
+        raise _NotSimple
+    function = _extras(fn, _FUNCTION_FIELDS, {"name": fn["name"], "arguments": arguments})
+    pending_arguments.append(function)
+    out: dict[str, Any] = {"id": call_id} if call_id is not None else {}
+    out["type"] = call_type
+    out["function"] = function
+    return _extras(raw, _TOOL_CALL_FIELDS, out)
+
+
+_RECORD_FIELDS = frozenset(("timestamp", "workload_id", "client_id", "request", "response"))
+_REQUEST_FIELDS = frozenset(("model", "messages", "tools"))
+_CHOICE_FIELDS = frozenset(("index", "message", "finish_reason"))
+
+
+def _fast_normalize(raw: dict[str, Any], parse_function_arguments: bool) -> dict[str, Any]:
+    ts, request, response = raw["timestamp"], raw["request"], raw["response"]
+    if type(ts) not in (int, float) or type(raw["workload_id"]) is not str or type(raw["client_id"]) is not str:
+        raise _NotSimple
+    if type(request) is not dict or type(response) is not dict:
+        raise _NotSimple
+    messages, tools, model = request.get("messages"), request.get("tools"), request.get("model")
+    choices = response.get("choices")
+    if type(messages) is not list or not messages or type(choices) is not list or not choices:
+        raise _NotSimple
+    if not _opt_str(model) or not (tools is None or (type(tools) is list and all(type(t) is dict for t in tools))):
+        raise _NotSimple
+    request_args: list[dict[str, Any]] = []  # request-side tool calls keep their arguments as given
+    req: dict[str, Any] = {"model": model} if model is not None else {}
+    req["messages"] = [_fast_message(m, request_args) for m in messages]
+    if tools is not None:
+        req["tools"] = list(tools)
+    _extras(request, _REQUEST_FIELDS, req)
+    response_args: list[dict[str, Any]] = []
+    out_choices = []
+    for i, choice in enumerate(choices):
+        if type(choice) is not dict or type(choice.get("index", 0)) is not int or not _opt_str(choice.get("finish_reason")):
+            raise _NotSimple
+        out_choice: dict[str, Any] = {"index": choice.get("index", 0),
+                                      "message": _fast_message(choice.get("message"), response_args if i == 0 else [])}
+        if choice.get("finish_reason") is not None:
+            out_choice["finish_reason"] = choice["finish_reason"]
+        out_choices.append(_extras(choice, _CHOICE_FIELDS, out_choice))
+    resp = _extras(response, frozenset(("choices",)), {"choices": out_choices})
+    row = {"timestamp": float(ts), "workload_id": raw["workload_id"], "client_id": raw["client_id"],
+           "request": req, "response": resp}
+    _extras(raw, _RECORD_FIELDS, row)
+    if parse_function_arguments:  # only after the whole structure is known valid, as parse_record does
+        for function in response_args:
+            function["arguments"] = parse_arguments(function["arguments"])
+    return row
+
+
+def normalize_record(raw: Any, parse_function_arguments: bool = True) -> dict[str, Any]:
+    """``parse_record(raw).model_dump(mode="json", exclude_none=True)``, fast for well-formed records.
+
+    Raises the same :class:`RecordError` as :func:`parse_record`. The result may share leaf
+    objects (tool schemas, argument values) with ``raw``: treat both as read-only.
+    """
+    if isinstance(raw, dict) and all(raw.get(f) is not None for f in _RECORD_FIELDS):
+        try:
+            return _fast_normalize(raw, parse_function_arguments)
+        except _NotSimple:
+            pass
+    return parse_record(raw, parse_function_arguments).model_dump(mode="json", exclude_none=True)
+
+
+def normalize_query(text: str) -> str:
+    """Case- and whitespace-insensitive form of a user query (dedup and leakage keys)."""
+    return " ".join(text.casefold().split()).rstrip(" .!?")
+
+
+def row_user_query(row: dict[str, Any]) -> str:
+    """:func:`first_user_query` for a normalised row dict."""
+    for msg in reversed(row["request"]["messages"]):
+        if msg.get("role") == "user":
+            content = msg.get("content")
+            if isinstance(content, str):
+                return content
+            if isinstance(content, list):
+                return " ".join(str(p.get("text", "")) if isinstance(p, dict) else str(p) for p in content)
+    return ""
+
+
+def row_tool_calls(row: dict[str, Any]) -> list[dict[str, Any]]:
+    """The expected tool calls of a normalised row (empty: no call expected)."""
+    return row["response"]["choices"][0]["message"].get("tool_calls") or []
+
+
+def row_tool_names(row: dict[str, Any]) -> list[str]:
+    """:func:`tool_names` for a normalised row dict."""
+    return sorted(tc["function"]["name"] for tc in row_tool_calls(row))
+
+
+def tool_signature(names: list[str]) -> str:
+    """Stratum key: sorted tool names joined by '|'; '' means no tool call."""
+    return "|".join(sorted(names))

@@ -1,0 +1,25 @@
+"""Log stores: :class:`LogStore` protocol and the configured implementation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from flywheel.config import ConfigError
+from flywheel.logstore.base import LogStore
+
+if TYPE_CHECKING:
+    from flywheel.config import Settings
+
+__all__ = ["LogStore", "open_logstore"]
+
+
+def open_logstore(settings: "Settings") -> LogStore:
+    """The configured log store. Only ``sqlite`` is available in this release."""
+    kind = settings.logstore.kind
+    if kind == "sqlite":
+        from flywheel.logstore.sqlite import SQLiteLogStore
+
+        path = settings.logstore.path or str(Path(settings.platform.data_dir) / "logs.sqlite")
+        return SQLiteLogStore(path)
+    raise ConfigError(f"logstore.kind: {kind!r} is not available yet (available: sqlite)")
