@@ -273,6 +273,28 @@ def _calls_from_json_text(text: str) -> list[dict[str, Any]] | None:
     return calls  # type: ignore[return-value]
 
 
+def _leading_calls(text: str) -> tuple[list[dict[str, Any]], str]:
+    """Calls at the very start of ``text`` followed by anything else (small models often keep
+    writing after a bare JSON call - an imagined tool result, say). Returns (calls, the rest)."""
+    stripped = text.lstrip()
+    decoder = json.JSONDecoder()
+    calls: list[dict[str, Any]] = []
+    pos = 0
+    while pos < len(stripped) and stripped[pos] in "[{":
+        try:
+            value, end = decoder.raw_decode(stripped, pos)
+        except json.JSONDecodeError:
+            break
+        parsed = [_as_call(v) for v in (value if isinstance(value, list) else [value])]
+        if not parsed or any(c is None for c in parsed):
+            break
+        calls.extend(parsed)  # type: ignore[arg-type]
+        pos = end
+        while pos < len(stripped) and stripped[pos] in " \t\r\n,":
+            pos += 1
+    return calls, stripped[pos:].strip() if calls else text.strip()
+
+
 def _call_id(index: int, call: dict[str, Any]) -> str:
     # Deterministic ids: identical outputs give identical messages (reproducible evaluations).
     digest = hashlib.sha1(f"{index}:{call['name']}:{json.dumps(call['arguments'], sort_keys=True)}".encode())
@@ -292,7 +314,8 @@ def parse_completion(text: str) -> dict[str, Any]:
 
     Accepts ``<tool_call>{json}</tool_call>`` blocks (several allowed; an unclosed last block is
     accepted when its JSON is complete), or the whole output being a bare JSON call / list of calls,
-    optionally in a ```json fence. Anything that does not parse stays in ``content``.
+    optionally in a ```json fence, or bare JSON calls at the start followed by other text (the text is
+    kept in ``content``). Anything that does not parse stays in ``content``.
     """
     calls: list[dict[str, Any]] = []
     remaining: list[str] = []
@@ -317,6 +340,8 @@ def parse_completion(text: str) -> dict[str, Any]:
             if fenced and all(c is not None for c in fenced_calls):
                 calls = [c for group in fenced_calls for c in group]  # type: ignore[union-attr]
                 content = _FENCE.sub("", text).strip()
+            else:
+                calls, content = _leading_calls(text)
 
     message: dict[str, Any] = {"role": "assistant", "content": content or None}
     if calls:

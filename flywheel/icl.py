@@ -11,15 +11,19 @@ For each eval row, examples are chosen from the train rows:
   taking that signature's most similar row. Slots still free are filled by similarity.
 
 Budget per eval row = min(context_length, max_context_length) - reserved_tokens - tokens of the eval
-request (messages + tools) - the examples header; examples that do not fit are skipped. Tokens are
+request (messages + tools); examples that do not fit are skipped. Tokens are
 estimated as ceil(len(text) / 4) unless ``count_tokens`` is given. At most ``max_examples`` are
 chosen; when fewer than ``min_examples`` fit, the row keeps what fits and the shortfall is counted
 in ``report["below_min_examples"]`` (and logged) rather than overflowing the context.
 An eval record never gets itself, nor any train row with the same (normalised) user query.
 
-Rendering: the examples go into the system message (appended to an existing one, or a new one at
-the start) as a "Here are some examples" block of ``User: <query>`` → ``Assistant tool calls:
-<JSON>`` pairs. The chosen train record ids are kept in ``row["icl_example_ids"]``.
+Rendering: each example becomes a prior conversation turn - the example's user query, then the
+assistant message it got (tool calls or reply text) - inserted right after the leading system
+message. The reference blueprint appends an examples block to the system prompt instead; chat
+templates (Qwen's among them) render the system text *before* the tool schemas, so that would make
+every ICL prompt differ before the tools and defeat llama.cpp's prompt-prefix reuse, which is what
+makes CPU evaluation affordable. As turns, the system+tools prefix is shared by every base and ICL
+request of a candidate. The chosen train record ids are kept in ``row["icl_example_ids"]``.
 """
 
 from __future__ import annotations
@@ -42,7 +46,6 @@ from flywheel.metrics import NO_CALL, call_arguments, call_name
 log = logging.getLogger(__name__)
 
 TokenCounter = Callable[[str], int]
-EXAMPLES_HEADER = "Here are some examples of how to respond to user requests:"
 EVAL_CHUNK_ROWS = 256
 TOPK_BLOCK = 128
 
@@ -95,11 +98,6 @@ def _render(query: str, calls: list[dict[str, Any]], row: dict[str, Any]) -> str
 def render_example(row: dict[str, Any]) -> str:
     """``User: <query>`` then ``Assistant tool calls: [{"name", "arguments"}]`` (or the reply text)."""
     return _render(user_query(row), _compact_calls(row), row)
-
-
-def render_examples_block(examples: Sequence[dict[str, Any]]) -> str:
-    parts = [f"Example {i}:\n{render_example(row)}" for i, row in enumerate(examples, start=1)]
-    return EXAMPLES_HEADER + "\n\n" + "\n\n".join(parts)
 
 
 def _request_text(row: dict[str, Any]) -> str:
@@ -175,7 +173,7 @@ class _Picker:
 
 def _budget(row: dict[str, Any], config: ICLConfig, context_length: int, count_tokens: TokenCounter) -> int:
     window = min(context_length, config.max_context_length)
-    return window - config.reserved_tokens - count_tokens(_request_text(row)) - count_tokens(EXAMPLES_HEADER + "\n\n")
+    return window - config.reserved_tokens - count_tokens(_request_text(row))
 
 
 def _select_uniform(pool: _Pool, pickers: list[_Picker], keys: list[str], seed: int) -> None:
@@ -322,22 +320,24 @@ def select_examples(eval_rows: Sequence[dict[str, Any]], train_rows: Sequence[di
     return [[pool.rows[j] for j in picker.chosen] for picker in pickers]
 
 
+def example_turns(example: dict[str, Any]) -> list[dict[str, Any]]:
+    """One example as a user turn followed by the assistant message the production model gave."""
+    answer = _response_message(example)
+    calls = answer.get("tool_calls") or []
+    assistant: dict[str, Any] = {"role": "assistant", "content": None if calls else (answer.get("content") or "")}
+    if calls:
+        assistant["tool_calls"] = copy.deepcopy(calls)
+    return [{"role": "user", "content": user_query(example)}, assistant]
+
+
 def inject_examples(row: dict[str, Any], examples: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """A copy of ``row`` with ``examples`` rendered into its system message."""
+    """A copy of ``row`` with ``examples`` as prior turns right after its leading system message."""
     out = copy.deepcopy(row)
     out["icl_example_ids"] = [e.get("record_id") for e in examples]
-    if not examples:
-        return out
-    block = render_examples_block(examples)
     messages = out.setdefault("request", {}).setdefault("messages", [])
-    if messages and messages[0].get("role") == "system":
-        content = messages[0].get("content")
-        if isinstance(content, list):
-            messages[0]["content"] = [*content, {"type": "text", "text": block}]
-        else:
-            messages[0]["content"] = f"{content}\n\n{block}" if content else block
-    else:
-        messages.insert(0, {"role": "system", "content": block})
+    at = 1 if messages and messages[0].get("role") == "system" else 0
+    turns = [turn for example in examples for turn in example_turns(example)]
+    messages[at:at] = turns
     return out
 
 

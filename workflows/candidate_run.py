@@ -64,6 +64,7 @@ class CandidateRun:
         started = workflow.now()
         await self._notify()
         tasks: list[asyncio.Task[None]] = []
+        evicted = False
         try:
             try:
                 base = await self._deploy(f"{self._wf_id}-base", None)
@@ -86,6 +87,9 @@ class CandidateRun:
             else:
                 nim.status = NimStatus.completed
             nim.deployment_status = DeploymentStatus.completed
+        except GeneratorExit:
+            evicted = True  # dropped from the worker's cache, not an outcome: replay resumes the run
+            raise
         except BaseException as exc:
             await self._stop(tasks)
             if is_cancelled_exception(exc):
@@ -98,8 +102,9 @@ class CandidateRun:
                                    type=error_type(exc) if not isinstance(exc, ApplicationError) else exc.type,
                                    non_retryable=True) from exc
         finally:
-            nim.runtime_seconds = (workflow.now() - started).total_seconds()
-            await asyncio.shield(asyncio.ensure_future(self._teardown_all()))
+            if not evicted:
+                nim.runtime_seconds = (workflow.now() - started).total_seconds()
+                await asyncio.shield(asyncio.ensure_future(self._teardown_all()))
         await self._notify()
         self._result.nim = nim
         return self._result

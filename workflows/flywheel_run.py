@@ -174,6 +174,8 @@ class FlywheelRun:
             await self._persist(final=True)
             await workflow.wait_condition(workflow.all_handlers_finished)
             return doc
+        except GeneratorExit:
+            raise  # evicted from the worker's cache: not an outcome of the run; replay resumes it
         except BaseException as exc:
             if is_cancelled_exception(exc):
                 doc.status, doc.stage = RunStatus.cancelled, Stage.cancelled

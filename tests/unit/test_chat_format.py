@@ -160,3 +160,16 @@ def test_parse_round_trips_assistant_target():
     msg = parse_completion(assistant_target(CONVERSATION[-1]))
     assert names_and_args(msg) == [("get_weather", {"city": "Paris"}), ("send_email", {"to": "bob@x.org", "body": "héllo"})]
     assert parse_completion(assistant_target(CONVERSATION[-1])) == msg  # deterministic ids
+
+
+def test_leading_bare_call_followed_by_rambling_is_a_call():
+    text = '{"name": "get_product_details", "arguments": {"product_id": "P98398"}}\n{"ok": true}\n{"response": "x"'
+    message = parse_completion(text)
+    assert [c["function"]["name"] for c in message["tool_calls"]] == ["get_product_details"]
+    assert json.loads(message["tool_calls"][0]["function"]["arguments"]) == {"product_id": "P98398"}
+    assert message["content"].startswith('{"ok": true}')
+
+
+def test_text_starting_with_non_call_json_stays_content():
+    message = parse_completion('{"ok": true} and more')
+    assert "tool_calls" not in message and message["content"] == '{"ok": true} and more'

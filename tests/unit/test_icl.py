@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from flywheel.config import ICLConfig
-from flywheel.icl import EXAMPLES_HEADER, build_icl_rows, select_examples, tool_signature
+from flywheel.icl import build_icl_rows, select_examples, tool_signature
 
 
 def row(record_id, query, tool="get_weather", args=None, system="You are helpful."):
@@ -120,16 +120,24 @@ def test_semantic_fills_remaining_slots_by_similarity_when_all_covered():
     assert len(chosen[0]) == 3 and chosen[0][0]["record_id"] == "w3"
 
 
-def test_build_icl_rows_renders_into_system_message():
+def test_build_icl_rows_inserts_examples_as_turns_after_the_system_message():
     evals = [row("e1", "weather?"), row("e2", "flight?", system=None)]
     before = [dict(e) for e in evals]
     rows = build_icl_rows(evals, TRAIN, config(max_examples=2), context_length=100_000)
-    system = rows[0]["request"]["messages"][0]
-    assert system["role"] == "system" and system["content"].startswith("You are helpful.\n\n" + EXAMPLES_HEADER)
-    assert "Example 1:\nUser: " in system["content"] and "Example 2:" in system["content"]
-    assert "Assistant tool calls: [{\"name\": " in system["content"] or "Assistant: Sure." in system["content"]
-    assert rows[1]["request"]["messages"][0]["content"].startswith(EXAMPLES_HEADER)
-    assert rows[1]["request"]["messages"][1] == {"role": "user", "content": "flight?"}
+    first = rows[0]["request"]["messages"]
+    # The system message (and so the system+tools prompt prefix) is unchanged.
+    assert first[0] == {"role": "system", "content": "You are helpful."}
+    assert [m["role"] for m in first[1:5]] == ["user", "assistant", "user", "assistant"]
+    assert first[-1] == evals[0]["request"]["messages"][-1]
+    by_id = {r["record_id"]: r for r in TRAIN}
+    for i, example_id in enumerate(rows[0]["icl_example_ids"]):
+        example = by_id[example_id]
+        assert first[1 + 2 * i]["content"] == example["request"]["messages"][-1]["content"]
+        expected = example["response"]["choices"][0]["message"]
+        assert first[2 + 2 * i].get("tool_calls") == expected.get("tool_calls")
+    # Without a system message the examples come first.
+    second = rows[1]["request"]["messages"]
+    assert second[0]["role"] == "user" and second[-1] == {"role": "user", "content": "flight?"}
     assert len(rows[0]["icl_example_ids"]) == 2
     assert evals == before and evals[0]["request"]["messages"][0]["content"] == "You are helpful."  # inputs untouched
     assert rows[0]["response"] == evals[0]["response"]

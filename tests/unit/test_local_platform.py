@@ -50,3 +50,37 @@ async def test_gone_endpoint_without_redeploy_info(platform):
 async def test_teardown_of_unknown_deployment_is_tolerated(platform):
     endpoint = Endpoint(deployment_name="never-deployed", model_name="m", served_model="m", base_url="http://x/v1")
     await platform.teardown(endpoint)
+
+
+async def test_evaluations_of_one_deployment_take_turns(platform, monkeypatch, tmp_path):
+    """A llama.cpp server serves one request at a time: concurrent evals would measure queueing."""
+    import asyncio
+
+    import flywheel.evaluator
+    from flywheel.platforms.base import DatasetRef, EvalResult, EvalSpec
+
+    active, overlaps, seen_concurrency = [0], [0], []
+
+    async def fake_evaluate(spec, rows, *, predictions_path, progress=None):
+        active[0] += 1
+        overlaps[0] = max(overlaps[0], active[0])
+        seen_concurrency.append(spec.concurrency)
+        await asyncio.sleep(0.05)
+        active[0] -= 1
+        return EvalResult(eval_type=spec.eval_type, num_records=len(rows), scores={})
+
+    async def serving(endpoint, progress=None):
+        return endpoint
+
+    async def no_rows(ref):
+        return []
+
+    monkeypatch.setattr(flywheel.evaluator, "evaluate", fake_evaluate)
+    monkeypatch.setattr(platform, "ensure_serving", serving)
+    monkeypatch.setattr(platform, "read_dataset", no_rows)
+    endpoint = Endpoint(deployment_name="dep", model_name="m", served_model="m", base_url="http://x/v1")
+    ref = DatasetRef(name="d", split="eval", uri="file:///nope", num_records=0)
+    specs = [EvalSpec(name=f"e{i}", eval_type="base-eval", dataset=ref, endpoint=endpoint, concurrency=8)
+             for i in range(3)]
+    await asyncio.gather(*(platform.evaluate(s) for s in specs))
+    assert overlaps[0] == 1 and seen_concurrency == [1, 1, 1]

@@ -58,6 +58,9 @@ class LocalPlatform:
         self.data_dir = Path(settings.platform.data_dir)
         self.models_dir = self.data_dir / "models"
         self.servers = ModelServerManager(self.data_dir)
+        # A llama.cpp server answers one request at a time: evaluations of one deployment take turns,
+        # one request in flight, so measured latency is service time, not time queued behind others.
+        self._eval_turns: dict[str, asyncio.Lock] = {}
 
     # ------------------------------------------------------------------ datasets
 
@@ -114,7 +117,12 @@ class LocalPlatform:
             spec = spec.model_copy(update={"endpoint": endpoint})
         rows = await self.read_dataset(spec.dataset)
         predictions_path = self.data_dir / "predictions" / f"{spec.name}.jsonl"
-        return await evaluate(spec, rows, predictions_path=predictions_path, progress=progress)
+        spec = spec.model_copy(update={"concurrency": 1})
+        turn = self._eval_turns.setdefault(spec.endpoint.deployment_name, asyncio.Lock())
+        if turn.locked() and progress:
+            progress({"status": "queued", "detail": "waiting for another evaluation of this deployment"})
+        async with turn:
+            return await evaluate(spec, rows, predictions_path=predictions_path, progress=progress)
 
     async def customize(self, spec: CustomizationSpec, progress: ProgressFn | None = None) -> CustomizationResult:
         from flywheel.platforms.local.trainer import train
