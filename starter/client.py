@@ -23,6 +23,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from flywheel.config import ConfigError, DataSplitConfig, Settings, format_validation_error, load_settings
 from flywheel.jobdoc import JobDocument, RunStatus, Stage
 from flywheel.jobstore import DEFAULT_PAGE_SIZE, JobStore
+from starter.live_progress import overlay_live_progress
 from workflows import models
 
 log = structlog.get_logger("starter.client")
@@ -271,7 +272,9 @@ async def get_job(client: Client, jobstore: JobStore, job_id: str) -> JobDocumen
         except Exception as exc:  # no worker polling, query failed: the stored copy is still an answer
             log.warning("job_status_query_failed", job_id=job_id, error=str(exc))
             return doc
-        return live if isinstance(live, JobDocument) else doc  # None before the run has built its document
+        if not isinstance(live, JobDocument):
+            return doc  # None before the run has built its document
+        return await overlay_live_progress(client, live)
     return await _reconcile_finished(client, jobstore, doc, execution)
 
 
