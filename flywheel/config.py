@@ -35,6 +35,10 @@ class NMPConfig(_Section):
     datastore_base_url: str = "http://localhost:3000"
     nmp_namespace: str = "dfwbp"
     api_key_env: str | None = Field(None, description="Name of the env var holding the API key (never the key).")
+    # Poll timing (None: the platform's default — nemo_v1 NemoV1Timing 10 s / 1800 s, nemo_v2 NemoV2Timing 2 s).
+    poll_interval_s: float | None = Field(None, gt=0, description="Seconds between job/deployment status polls.")
+    pending_timeout_s: float | None = Field(
+        None, gt=0, description="nemo_v1: how long a job may stay created/pending before it is an infrastructure failure.")
 
 
 class ModelSource(_Section):

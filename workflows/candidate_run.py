@@ -36,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
         DeployInput,
         EvaluateInput,
         TeardownInput,
+        customized_model_name,
     )
 
 
@@ -266,7 +267,7 @@ class CandidateRun:
         spec = CustomizationSpec(
             name=f"{self._wf_id}-customize", nim=inp.nim, train=inp.datasets["train"], val=inp.datasets.get("val"),
             training=s.training_config, lora=s.lora_config,
-            output_model=f"customized-{inp.nim.model_name}@{inp.job_id}",
+            output_model=customized_model_name(inp.nim.model_name, inp.job_id),
         )
         try:
             res = await workflow.execute_activity(

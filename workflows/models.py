@@ -37,6 +37,11 @@ def flywheel_workflow_id(workload_id: str, client_id: str, job_id: str) -> str:
     return f"flywheel-{workload_id}-{client_id}-{job_id}"
 
 
+def customized_model_name(model_name: str, job_id: str) -> str:
+    """``customized-{model}@{job}`` like the reference, with ``/`` (a namespace separator on NeMo) made ``-``."""
+    return f"customized-{model_name.replace('/', '-')}@{job_id}"
+
+
 def candidate_workflow_id(parent_id: str, model_name: str) -> str:
     safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in model_name)
     return f"{parent_id}-cand-{safe}"

@@ -55,16 +55,26 @@ def tool_calling_metric() -> dict[str, Any]:
     }
 
 
-def entity_name(raw: str) -> str:
-    """A valid platform name (lowercase, 2-63 chars, no ``--``), deterministic for ``raw``."""
+def entity_name(raw: str, max_len: int = 63) -> str:
+    """A valid platform name (lowercase, 2-``max_len`` chars, no ``--``), deterministic for ``raw``."""
     name = re.sub(r"[^a-z0-9\-.]+", "-", raw.lower())
     name = re.sub(r"-{2,}", "-", name).strip("-.")
     if not name or not name[0].isalpha():
         name = f"f-{name}"
-    if len(name) > 63 or name != raw:
+    if len(name) > max_len or name != raw:
         digest = hashlib.sha256(raw.encode()).hexdigest()[:8]
-        name = f"{name[:54].rstrip('-.')}-{digest}"
+        name = f"{name[:max_len - 9].rstrip('-.')}-{digest}"
     return name
+
+
+# The Jobs service creates a fileset ``job-fileset-{job name}`` (≤ 63 chars) for every job; a longer job name
+# makes the create fail with a generic 409 "conflicts with existing platform state" (found by the end-to-end test).
+JOB_NAME_MAX = 63 - len("job-fileset-")
+
+
+def job_name(spec_name: str) -> str:
+    """The platform job name for our deterministic spec name (≤ JOB_NAME_MAX chars)."""
+    return entity_name(spec_name, JOB_NAME_MAX)
 
 
 def eval_row(row: dict[str, Any]) -> dict[str, Any]:
@@ -98,7 +108,11 @@ class NemoV2Platform:
 
     def __init__(self, settings: Settings, timing: NemoV2Timing | None = None) -> None:
         self.settings = settings
-        self.timing = timing or NemoV2Timing()
+        if timing is None:
+            timing = NemoV2Timing()
+            if settings.nmp_config.poll_interval_s is not None:
+                timing.poll_interval_s = settings.nmp_config.poll_interval_s
+        self.timing = timing
         self.base = settings.nmp_config.nemo_base_url.rstrip("/")
         self.ws = settings.nmp_config.nmp_namespace
         self.http = httpx.AsyncClient(base_url=self.base, timeout=self.timing.request_timeout_s)
@@ -212,12 +226,17 @@ class NemoV2Platform:
     async def evaluate(self, spec: EvalSpec, progress: ProgressFn | None = None) -> EvalResult:
         t0 = time.monotonic()
         await self.ensure_workspace()
-        job = entity_name(spec.name)
+        job = job_name(spec.name)
         existing = await self._call("GET", self.job_path(job), ok=(200, 404))
         if existing.status_code == 404:
             created = await self._call("POST", f"/apis/evaluator/v2/workspaces/{self.ws}/evaluate/jobs", ok=(200, 201, 409),
                                        json=self.build_job(spec, job))
             log.info("evaluation job %s/%s: HTTP %s", self.ws, job, created.status_code)
+            if created.status_code == 409 and \
+                    (await self._call("GET", self.job_path(job), ok=(200, 404))).status_code == 404:
+                raise PlatformError(f"evaluation job {self.ws}/{job}: create answered 409 but no such job exists: "
+                                    f"{created.text[:300]}", retryable=False, error_type="JobCreateConflict",
+                                    details={"job_id": job})
         uri = f"{self.base}{self.job_path(job)}"
         deadline = time.monotonic() + self.timing.eval_timeout_s
         try:
@@ -261,7 +280,7 @@ class NemoV2Platform:
 
     async def row_scores(self, spec_name: str) -> list[dict[str, Any]]:
         """Per-row results (item, sample response, metric values) of a finished evaluation job."""
-        resp = await self._call("GET", f"{self.job_path(entity_name(spec_name))}/results/row-scores/download")
+        resp = await self._call("GET", f"{self.job_path(job_name(spec_name))}/results/row-scores/download")
         return [json.loads(line) for line in resp.text.splitlines() if line.strip()]
 
     # -- customization / cancel ------------------------------------------------------------------
@@ -269,7 +288,7 @@ class NemoV2Platform:
         raise CapabilityUnavailable(NO_TRAINING)
 
     async def cancel(self, name: str) -> None:
-        await self._call("POST", f"{self.job_path(entity_name(name))}/cancel", ok=(200, 201, 202, 404, 409, 422))
+        await self._call("POST", f"{self.job_path(job_name(name))}/cancel", ok=(200, 201, 202, 404, 409, 422))
 
     async def delete_job(self, name: str) -> None:
-        await self._call("DELETE", self.job_path(entity_name(name)), ok=(200, 202, 204, 404))
+        await self._call("DELETE", self.job_path(job_name(name)), ok=(200, 202, 204, 404))

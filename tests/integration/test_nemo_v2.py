@@ -1,19 +1,15 @@
 """NeMo Platform (v2) against the REAL platform services, plus the cross-check with our evaluator of record.
 
-The fixture starts ``nemo services run`` from the separate Python 3.12/3.13 venv ``.venv-nemo`` (built by
-``scripts/nemo_platform_venv.sh``) and skips, naming what is missing, when that venv or its interpreter is
-absent. The candidate and the judge are a tiny scripted OpenAI-compatible server on 127.0.0.1.
+The ``nemo_platform`` fixture (tests/integration/conftest.py) starts ``nemo services run`` from the separate
+Python 3.12/3.13 venv ``.venv-nemo`` (built by ``scripts/nemo_platform_venv.sh``) and skips, naming what is
+missing, when that venv or its interpreter is absent. The candidate and the judge are a tiny scripted
+OpenAI-compatible server on 127.0.0.1.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import time
 import uuid
-from pathlib import Path
 
 import httpx
 import pytest
@@ -23,13 +19,9 @@ from flywheel.metrics import aggregate, score_tool_calls, tool_keys
 from flywheel.platforms.base import CapabilityUnavailable, CustomizationSpec, EvalSpec
 from flywheel.config import LoRAConfig, TrainingConfig
 from flywheel.platforms.nemo_v2 import NO_TRAINING, NemoV2Platform, NemoV2Timing
-from tests.emulators.openai_scripted import ScriptedOpenAI, free_port
+from tests.emulators.openai_scripted import ScriptedOpenAI
 
 pytestmark = pytest.mark.nemo_platform
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-VENV = Path(os.environ.get("NEMO_PLATFORM_VENV", REPO_ROOT / ".venv-nemo"))
-SERVICES = "auth,models,files,inference-gateway,jobs,secrets,entities,evaluator,customization"
 
 
 def call(name: str, args: dict | str) -> dict:
@@ -77,52 +69,6 @@ def responder(body: dict) -> dict:
         return {"role": "assistant", "content": "RATING: 1"}
     answer = CASES[user][1]
     return {"role": "assistant", "content": answer.get("content"), **({"tool_calls": answer["tool_calls"]} if "tool_calls" in answer else {})}
-
-
-@pytest.fixture(scope="module")
-def nemo_platform(tmp_path_factory):
-    nemo = VENV / "bin" / "nemo"
-    python = VENV / "bin" / "python"
-    if not python.exists():
-        pytest.skip(f"NeMo Platform venv missing: {VENV} (run `make nemo-platform`; needs Python 3.12/3.13)")
-    try:
-        subprocess.run([str(python), "-c", "import sys"], check=True, capture_output=True, timeout=30)
-    except (OSError, subprocess.SubprocessError) as exc:
-        pytest.skip(f"NeMo Platform venv {VENV} has no working Python 3.12/3.13 interpreter: {exc}")
-    if not nemo.exists():
-        pytest.skip(f"`nemo` CLI missing from {VENV}: `pip install nemo-platform[all]==0.6.0` did not complete")
-    workdir = tmp_path_factory.mktemp("nemo-platform")
-    port = free_port()
-    log = open(workdir / "services.log", "w")
-    env = {**os.environ, "NEMO_TELEMETRY_ENABLED": "false", "HOME": str(workdir)}
-    proc = subprocess.Popen([str(nemo), "services", "run", "--port", str(port), "--services", SERVICES,
-                             "--controllers", "jobs,models,entities"], cwd=workdir, env=env, stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"nemo services exited with {proc.returncode}: {(workdir / 'services.log').read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{base}/apis/entities/v2/workspaces", timeout=2).status_code == 200 and \
-                        httpx.get(f"{base}/apis/evaluator/v1/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"nemo services not healthy in 180 s: {(workdir / 'services.log').read_text()[-3000:]}")
-            time.sleep(1)
-        yield base
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
-        log.close()
 
 
 @pytest.fixture(scope="module")

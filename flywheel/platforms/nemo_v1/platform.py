@@ -28,13 +28,24 @@ def cancel_remote_unless_worker_shutdown() -> bool:
     return True
 
 
+def timing_from_settings(settings: Settings) -> NemoV1Timing:
+    """Defaults, with ``nmp_config.poll_interval_s`` / ``pending_timeout_s`` applied when set."""
+    cfg = settings.nmp_config
+    timing = NemoV1Timing()
+    if cfg.poll_interval_s is not None:
+        timing.poll_interval_s = cfg.poll_interval_s
+    if cfg.pending_timeout_s is not None:
+        timing.pending_timeout_s = cfg.pending_timeout_s
+    return timing
+
+
 class NemoV1Platform:
     kind = "nemo_v1"
 
     def __init__(self, settings: Settings, timing: NemoV1Timing | None = None, *, register_models: bool = False,
                  cleanup_on_cancel: Callable[[], bool] = cancel_remote_unless_worker_shutdown) -> None:
         self.settings = settings
-        self.timing = timing or NemoV1Timing()
+        self.timing = timing or timing_from_settings(settings)
         self.clients = NemoV1Clients(settings, self.timing)
         self.datasets = DatasetsV1(self.clients)
         self.evaluation = EvaluationV1(self.clients, register_models=register_models)
