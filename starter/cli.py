@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sys
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +26,7 @@ from starter.cli_schedule import schedule_app
 
 T = TypeVar("T")
 HELP = {"help_option_names": ["-h", "--help"]}
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True)
 
 app = typer.Typer(help="Temporal Data Flywheel: turn production LLM traffic into cheaper, evaluated models.",

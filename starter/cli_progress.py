@@ -7,6 +7,7 @@ the Temporal status query as a :class:`JobDocument`.
 from __future__ import annotations
 
 import contextlib
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -136,7 +137,7 @@ def follow_job(
     ``health_check`` runs each poll and may raise (e.g. the embedded stack lost its worker).
     Transient fetch errors are shown and retried; a timeout raises :class:`TimeoutError`.
     """
-    console = console or Console()
+    console = console or Console(width=None if sys.stdout.isatty() else 160)
     started = time.monotonic()
     doc: JobDocument | None = None
     last_line = ""

@@ -169,7 +169,7 @@ def run_demo(
     console: Console | None = None,
 ) -> int:
     """Run the demo; returns the process exit code (0 ok, 1 a run failed, 130 interrupted)."""
-    console = console or Console()
+    console = console or Console(width=None if sys.stdout.isatty() else 160)
     started = time.monotonic()
     output = Path(output)
     state_dir = output / "state"
