@@ -1,0 +1,133 @@
+"""SFT examples for the LoRA trainer: log records → (input_ids, labels) in the serving format.
+
+The prompt is rendered exactly as the llama.cpp model server renders it
+(:func:`flywheel.chat_format.render_prompt` with the GGUF's own chat template, ``bos_token=""``,
+the model's EOS text, then tokenised with BOS added when the GGUF says ``add_bos_token``), and the
+target is what the template renders after the generation prompt for the production model's
+answer (:func:`flywheel.chat_format.training_pair`: ``assistant_target`` + the template's own
+end-of-turn). Labels are ``-100`` on every prompt token, so the loss covers only the assistant
+tokens the served model has to generate.
+
+Truncation policy: an example whose prompt + target exceeds ``max_seq_length`` is **dropped**
+(counted as ``too_long``), never truncated. Left-truncating the prompt would cut the system
+prompt and tool definitions at its start, teaching the model to call tools it cannot see; cutting
+the target would teach it to stop mid-call.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from flywheel.chat_format import ChatTemplateError, training_pair
+
+IGNORE_INDEX = -100
+
+
+@dataclass(frozen=True)
+class GGUFPromptInfo:
+    """What the server's prompt rendering depends on, read from the GGUF metadata."""
+
+    chat_template: str | None
+    add_bos: bool
+
+
+@dataclass
+class SFTExample:
+    input_ids: list[int]
+    labels: list[int]
+
+    @property
+    def num_target_tokens(self) -> int:
+        return sum(1 for label in self.labels if label != IGNORE_INDEX)
+
+
+@dataclass
+class SFTData:
+    examples: list[SFTExample]
+    dropped: Counter = field(default_factory=Counter)
+
+    @property
+    def num_tokens(self) -> int:
+        return sum(len(e.input_ids) for e in self.examples)
+
+
+def read_prompt_info(gguf_path: Path) -> GGUFPromptInfo:
+    """The chat template and add-BOS flag the llama.cpp server will use for this GGUF."""
+    from gguf import GGUFReader
+
+    reader = GGUFReader(str(gguf_path))
+
+    def _field(name: str) -> Any:
+        f = reader.fields.get(name)
+        return None if f is None else f.contents()
+
+    template = _field("tokenizer.chat_template")
+    add_bos = _field("tokenizer.ggml.add_bos_token")
+    if add_bos is None:  # llama.cpp's default: SentencePiece vocabularies add BOS, BPE ones do not
+        add_bos = _field("tokenizer.ggml.model") == "llama"
+    return GGUFPromptInfo(chat_template=template or None, add_bos=bool(add_bos))
+
+
+def conversation(row: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None]:
+    """A normalized log record → (messages ending with the production answer, tools)."""
+    request = row["request"]
+    messages = [dict(m) for m in request["messages"]]
+    answer = dict(row["response"]["choices"][0]["message"])
+    answer["role"] = "assistant"
+    return messages + [answer], request.get("tools") or None
+
+
+def encode_example(row: dict[str, Any], tokenizer: Any, info: GGUFPromptInfo,
+                   max_seq_length: int) -> SFTExample | str:
+    """One record → an :class:`SFTExample`, or the reason it was dropped."""
+    try:
+        messages, tools = conversation(row)
+    except (KeyError, IndexError, TypeError):
+        return "malformed"
+    try:
+        prompt, target = training_pair(messages, tools, info.chat_template, bos_token="",
+                                       eos_token=tokenizer.eos_token or "")
+    except (ChatTemplateError, ValueError):
+        return "template_error"
+    prompt_ids = tokenizer.encode(prompt, add_special_tokens=False)
+    bos = tokenizer.bos_token_id
+    if info.add_bos and bos is not None and (not prompt_ids or prompt_ids[0] != bos):
+        prompt_ids = [bos] + prompt_ids
+    target_ids = tokenizer.encode(target, add_special_tokens=False)
+    if not target_ids:
+        return "empty_target"
+    if len(prompt_ids) + len(target_ids) > max_seq_length:
+        return "too_long"
+    return SFTExample(input_ids=prompt_ids + target_ids,
+                      labels=[IGNORE_INDEX] * len(prompt_ids) + list(target_ids))
+
+
+def build_examples(rows: list[dict[str, Any]], tokenizer: Any, info: GGUFPromptInfo,
+                   max_seq_length: int) -> SFTData:
+    data = SFTData(examples=[])
+    for row in rows:
+        result = encode_example(row, tokenizer, info, max_seq_length)
+        if isinstance(result, str):
+            data.dropped[result] += 1
+        else:
+            data.examples.append(result)
+    return data
+
+
+def collate(examples: list[SFTExample], pad_id: int) -> dict[str, Any]:
+    """Right-padded tensors: input_ids, attention_mask, labels (-100 on prompt and padding)."""
+    import torch
+
+    width = max(len(e.input_ids) for e in examples)
+    input_ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(examples), width), IGNORE_INDEX, dtype=torch.long)
+    mask = torch.zeros((len(examples), width), dtype=torch.long)
+    for i, e in enumerate(examples):
+        n = len(e.input_ids)
+        input_ids[i, :n] = torch.tensor(e.input_ids)
+        labels[i, :n] = torch.tensor(e.labels)
+        mask[i, :n] = 1
+    return {"input_ids": input_ids, "attention_mask": mask, "labels": labels}
