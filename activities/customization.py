@@ -4,10 +4,16 @@ The spec's name is derived from the workflow id, so a retried attempt (after a w
 finds the trainer's own checkpoints / the remote job it already created. The previous attempt's
 last heartbeat (``{step, epoch, loss, checkpoint, job}``) seeds this attempt's heartbeats, so the
 resume point stays visible even before the trainer reports again.
+
+On worker shutdown (SIGTERM) a platform that can suspend (the local trainer) checkpoints and stops at
+once, so the attempt fails retryably and the next worker resumes from that checkpoint with no step
+repeated. Remote platforms keep their job running and the next attempt re-attaches to it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -34,9 +40,23 @@ async def customize(inp: CustomizeInput) -> CustomizationResult:
     initial = {**resume, "job": inp.spec.name, "attempt": info.attempt}
 
     async def call(progress: Any) -> CustomizationResult:
-        return await platform.customize(inp.spec, progress=progress)
+        watcher = asyncio.create_task(_suspend_on_worker_shutdown(platform, inp.spec.name))
+        try:
+            return await platform.customize(inp.spec, progress=progress)
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
 
     async def on_cancel() -> None:
         await platform.cancel(inp.spec.name)
 
     return await run_with_heartbeat(call, initial=initial, on_cancel=on_cancel)
+
+
+async def _suspend_on_worker_shutdown(platform: Any, name: str) -> None:
+    await activity.wait_for_worker_shutdown()
+    suspend = getattr(platform, "suspend", None)
+    if suspend is not None:
+        log.info("customize suspending for worker shutdown", extra={"job": name})
+        await suspend(name)

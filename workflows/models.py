@@ -168,7 +168,7 @@ class ActivityTimeouts(BaseModel):
     evaluate_start_to_close_s: int = 12 * 3600
     evaluate_heartbeat_s: int = 120
     customize_start_to_close_s: int = 48 * 3600
-    customize_heartbeat_s: int = 600
+    customize_heartbeat_s: int = 120  # heartbeats every 10 s; a dead worker is noticed within 2 min
     short_start_to_close_s: int = 300  # teardown, persist, report, aggregate, icl
     retry_initial_interval_s: float = 1.0
     retry_max_interval_s: float = 60.0

