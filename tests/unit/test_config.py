@@ -16,7 +16,7 @@ def test_named_config_overrides_defaults():
     s = load_settings(config_name="demo", environ={})
     assert s.config_name == "demo"
     assert s.data_split_config.eval_size == 20
-    assert s.training_config.max_steps == 20
+    assert s.training_config.max_steps == 12
     # Sections not mentioned by the profile keep the defaults.
     assert s.icl_config.example_selection.value == "uniform_distribution"
 
