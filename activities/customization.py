@@ -20,6 +20,7 @@ from typing import Any
 from temporalio import activity
 
 from activities.common import get_platform, previous_details, run_with_heartbeat
+from activities.devices import device_pool
 from flywheel.platforms.base import CustomizationResult
 from workflows.models import ACT_CUSTOMIZE, CustomizeInput
 
@@ -42,7 +43,11 @@ async def customize(inp: CustomizeInput) -> CustomizationResult:
     async def call(progress: Any) -> CustomizationResult:
         watcher = asyncio.create_task(_suspend_on_worker_shutdown(platform, inp.spec.name))
         try:
-            return await platform.customize(inp.spec, progress=progress)
+            if inp.spec.device is not None or inp.settings.platform.kind != "local":
+                return await platform.customize(inp.spec, progress=progress)
+            async with device_pool().hold() as device:
+                progress({"device": device})
+                return await platform.customize(inp.spec.model_copy(update={"device": device}), progress=progress)
         finally:
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
