@@ -29,6 +29,9 @@ demo: venv ## run the whole flywheel on the embedded stack (Temporal dev server,
 test: venv ## default test suite (unit, workflow on a real Temporal dev server, API)
 	$(PYTEST) -m "not slow and not nemo_platform and not bench" $(PYTEST_ARGS)
 
+# Assembled models (and the trainer's dequantised weights) are shared by the slow test modules.
+export FLYWHEEL_TEST_MODEL_CACHE ?= $(CURDIR)/.flywheel-test-models
+
 test-slow: venv nemo-platform ## slow lanes CI also runs: real model, real training, crash tests, NeMo Platform
 	$(PYTEST) -m "(slow or nemo_platform) and not bench" $(PYTEST_ARGS)
 
