@@ -59,6 +59,9 @@ def configure_logging(level: str = "INFO") -> None:
     root.setLevel(level.upper())
 
 
+HEARTBEAT_THROTTLE_S = 5.0
+
+
 def gpu_slots() -> tuple[int, str]:
     """(slots, why): visible CUDA GPUs if torch sees any, else 1 (CPU training)."""
     try:
@@ -98,7 +101,14 @@ def build_workers(
     import activities as acts
 
     names = settings.temporal.task_queues
-    common = {"graceful_shutdown_timeout": timedelta(seconds=graceful_shutdown_s), **worker_kwargs}
+    common = {
+        "graceful_shutdown_timeout": timedelta(seconds=graceful_shutdown_s),
+        # Heartbeats carry live progress (evaluation %, training step/loss) to the job document; the SDK
+        # would otherwise send them at most every min(0.8 x heartbeat timeout, 60 s).
+        "max_heartbeat_throttle_interval": timedelta(seconds=HEARTBEAT_THROTTLE_S),
+        "default_heartbeat_throttle_interval": timedelta(seconds=HEARTBEAT_THROTTLE_S),
+        **worker_kwargs,
+    }
     out: list[Worker] = []
     for queue in queues:
         if queue == "orchestrator":
