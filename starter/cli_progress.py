@@ -119,7 +119,12 @@ def progress_line(doc: JobDocument) -> str:
     parts = [f"stage={_value(doc.stage)} status={_value(doc.status)}"]
     for nim in doc.nims:
         evals = " ".join(f"{e.eval_type}={e.progress:.0f}%" for e in nim.evaluations)
-        parts.append(f"{nim.model_name}: {_value(nim.status)} {evals}".rstrip())
+        training = ""
+        if nim.customizations and nim.customizations[-1].finished_at is None:
+            cust = nim.customizations[-1]
+            loss = f" loss={cust.loss:.3f}" if cust.loss is not None else ""
+            training = f" training={cust.progress:.0f}% step={cust.steps_completed}{loss}"
+        parts.append(f"{nim.model_name}: {_value(nim.status)} {evals}{training}".rstrip())
     return " | ".join(parts)
 
 

@@ -116,3 +116,14 @@ def test_score_prints_metrics_json(sandbox):
     assert result.exit_code == 0, result.output
     metrics = json.loads(result.output)
     assert metrics["function_name_and_args_accuracy"] == 1.0
+
+
+def test_progress_line_shows_live_training_step_and_loss():
+    from flywheel.jobdoc import CustomizationDoc, EvaluationDoc, JobDocument, NimDoc
+    from starter.cli_progress import progress_line
+
+    doc = JobDocument(id="j", workload_id="w", client_id="c", nims=[NimDoc(
+        model_name="m", evaluations=[EvaluationDoc(eval_type="base-eval", progress=40)],
+        customizations=[CustomizationDoc(progress=25, steps_completed=3, loss=0.5123)])])
+    line = progress_line(doc)
+    assert "base-eval=40%" in line and "training=25% step=3 loss=0.512" in line
