@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -169,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     if {"extract", "prepare"} & set(cases) and "add" not in cases:
         cases.insert(cases.index("extract") if "extract" in cases else cases.index("prepare"), "add")
     results = {}
+    load_before = os.getloadavg()
     for n in args.sizes:
         with tempfile.TemporaryDirectory(prefix="bench-logs-") as tmp:
             db = str(Path(tmp) / "logs.sqlite")
@@ -180,6 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     print(_table(results, args.sizes, cases))
     print(f"\ncpu calibration: 10M-iteration Python loop = {cpu_calibration_s():.2f} s "
           "(~0.5 s on an idle modern x86 core); records/s exclude synthetic-record generation")
+    print("load average (1/5/15 min) before: {:.2f} {:.2f} {:.2f}, after: {:.2f} {:.2f} {:.2f}; {} CPUs".format(
+        *load_before, *os.getloadavg(), os.cpu_count()))
     return 0
 
 

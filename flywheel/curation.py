@@ -22,6 +22,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from flywheel.config import CurationConfig
 from flywheel.records import RecordError, normalize_query, normalize_record, row_tool_calls, row_user_query
 
@@ -38,23 +40,53 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
+_ORJSON_CANONICAL = (orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_PASSTHROUGH_DATETIME
+                     | orjson.OPT_PASSTHROUGH_DATACLASS)
+_SHORT_EXPONENT = re.compile(rb"\de-")
+
+
+def _not_json(value: Any) -> Any:
+    raise TypeError(type(value).__name__)
+
+
+def canonical_bytes(value: Any) -> bytes:
+    """``canonical_json(value).encode()``, computed by orjson (~5x faster) wherever the bytes are the same.
+
+    orjson writes NaN and infinities as ``null`` and floats below 1e-4 as ``0.00001`` / ``1e-7`` where
+    json writes ``1e-05``; it rejects integers beyond 64 bits, non-str keys and lone surrogates. Output
+    that may hold any of these is redone by json, so hashes (record ids, dedup keys) never change.
+    """
+    try:
+        out = orjson.dumps(value, default=_not_json, option=_ORJSON_CANONICAL)
+    except TypeError:
+        return canonical_json(value).encode()
+    if b"null" in out or b"0.0000" in out or (b"e-" in out and _SHORT_EXPONENT.search(out)):
+        return canonical_json(value).encode()
+    return out
+
+
 class _SharedTools:
-    """The last tools list seen, with its sha256; thread-safe (the state is swapped as one tuple).
+    """The last distinct tools list seen, with its sha256; thread-safe (the state is swapped as one tuple).
 
     Every record of a workload repeats the same ~3 KB of tool schemas (~25 KB as Python objects).
     Comparing with the previous list is several times cheaper than serialising it again, and
-    curated rows then share one list instead of each keeping its own copy.
+    curated rows then share one list instead of each keeping its own copy. ``alias`` is the last
+    list found equal: the log store hands out one tools list per distinct value, so comparing with
+    it is a few identity checks even when ``shared`` came from another extraction.
     """
 
     def __init__(self) -> None:
-        self._state: tuple[Any, str] = (None, "")
+        self._state: tuple[Any, str, Any] = (None, "", None)
 
     def lookup(self, tools: Any) -> tuple[Any, str]:
-        last, digest = self._state
-        if tools is last or tools == last:
-            return last, digest
-        digest = hashlib.sha256(canonical_json(tools).encode()).hexdigest()
-        self._state = (tools, digest)
+        shared, digest, alias = self._state
+        if tools is shared or tools is alias:
+            return shared, digest
+        if tools == alias or tools == shared:
+            self._state = (shared, digest, tools)
+            return shared, digest
+        digest = hashlib.sha256(canonical_bytes(tools)).hexdigest()
+        self._state = (tools, digest, None)
         return tools, digest
 
 
@@ -69,7 +101,7 @@ def record_id(row: dict[str, Any]) -> str:
     request = row["request"]
     if "tools" in request:
         row = {**row, "request": {**request, "tools": _shared_tools.lookup(request["tools"])[1]}}
-    return hashlib.sha256(canonical_json(row).encode()).hexdigest()[:16]
+    return hashlib.sha256(canonical_bytes(row)).hexdigest()[:16]
 
 
 def redact_text(text: str) -> str:
@@ -119,10 +151,10 @@ def dedup_key(row: dict[str, Any]) -> int:
     64 bits keep the dedup set small (~60 B per kept record); a collision is ~1e-8 likely at 1M records.
     """
     calls = sorted(
-        (tc["function"]["name"], canonical_json(tc["function"]["arguments"])) for tc in row_tool_calls(row)
+        (tc["function"]["name"], canonical_bytes(tc["function"]["arguments"]).decode()) for tc in row_tool_calls(row)
     )
-    payload = canonical_json([normalize_query(row_user_query(row)), calls])
-    return int.from_bytes(hashlib.blake2b(payload.encode(), digest_size=8).digest(), "big")
+    payload = canonical_bytes([normalize_query(row_user_query(row)), calls])
+    return int.from_bytes(hashlib.blake2b(payload, digest_size=8).digest(), "big")
 
 
 def new_counts() -> dict[str, Any]:

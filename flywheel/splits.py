@@ -65,10 +65,10 @@ def _allocate(sizes: dict[str, int], total: int, caps: dict[str, int]) -> dict[s
     return quota
 
 
-def _groups(rows: Sequence[dict[str, Any]], stratify: bool) -> dict[str, list[int]]:
+def _groups(strata: Sequence[str]) -> dict[str, list[int]]:
     groups: dict[str, list[int]] = {}
-    for i, row in enumerate(rows):
-        groups.setdefault(stratum_of(row) if stratify else "", []).append(i)
+    for i, stratum in enumerate(strata):
+        groups.setdefault(stratum, []).append(i)
     return dict(sorted(groups.items()))
 
 
@@ -78,7 +78,8 @@ def split_records(rows: Sequence[dict[str, Any]], config: DataSplitConfig, *,
     if len(rows) < config.min_total_records:
         raise InsufficientData(len(rows), config.min_total_records, curation_counts)
     rng = random.Random(config.random_seed)
-    groups = _groups(rows, config.stratify)
+    strata_of = [stratum_of(row) for row in rows] if config.stratify else [""] * len(rows)
+    groups = _groups(strata_of)
     for members in groups.values():
         rng.shuffle(members)
     sizes = {k: len(v) for k, v in groups.items()}
@@ -104,7 +105,7 @@ def split_records(rows: Sequence[dict[str, Any]], config: DataSplitConfig, *,
             leakage_removed += 1  # the same question is in eval: training on it would inflate scores
             continue
         splits[name].append(row)
-        stratum = stratum_of(row) if config.stratify else ""
+        stratum = strata_of[i]
         strata[name][stratum] = strata[name].get(stratum, 0) + 1
 
     counts = {"usable": len(rows), "eval": len(splits["eval"]), "train": len(splits["train"]),
