@@ -143,6 +143,8 @@ class TrainingConfig(_Section):
     max_seq_length: int = Field(1024, ge=32)
     checkpoint_every_steps: int = Field(5, ge=1)
     gradient_accumulation_steps: int = Field(1, ge=1)
+    max_tools_per_example: int | None = Field(
+        None, ge=1, description="Local trainer: keep the called tools plus distractors up to this many per prompt.")
 
 
 class LoRAConfig(_Section):

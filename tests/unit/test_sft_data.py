@@ -56,3 +56,24 @@ def test_too_long_and_malformed_are_dropped_and_counted() -> None:
     data = build_examples([row(), row(content="x" * 50), {"request": {}}], tok, info, limit)
     assert len(data.examples) == 1
     assert dict(data.dropped) == {"too_long": 1, "malformed": 1}
+
+
+def _tools(*names):
+    return [{"type": "function", "function": {"name": n, "parameters": {"type": "object"}}} for n in names]
+
+
+def test_prune_tools_keeps_called_tools_plus_seeded_distractors_in_order():
+    from flywheel.platforms.local.sft_data import prune_tools
+
+    tools = _tools("a", "b", "c", "d", "e")
+    messages = [{"role": "user", "content": "q"},
+                {"role": "assistant", "tool_calls": [{"function": {"name": "d", "arguments": {}}}]}]
+    pruned = prune_tools(tools, messages, 2, seed=1)
+    names = [t["function"]["name"] for t in pruned]
+    assert len(names) == 2 and "d" in names
+    assert names == sorted(names, key="abcde".index)  # original order kept
+    assert prune_tools(tools, messages, 2, seed=1) == pruned  # deterministic
+    assert prune_tools(tools, messages, None, seed=1) is tools and prune_tools(tools, messages, 9, seed=1) is tools
+    # A conversation calling more tools than the cap keeps all of them (the answer must stay explicable).
+    both = [messages[0], {"role": "assistant", "tool_calls": [{"function": {"name": n, "arguments": {}}} for n in "ace"]}]
+    assert [t["function"]["name"] for t in prune_tools(tools, both, 2, seed=1)] == ["a", "c", "e"]

@@ -12,10 +12,18 @@ Truncation policy: an example whose prompt + target exceeds ``max_seq_length`` i
 (counted as ``too_long``), never truncated. Left-truncating the prompt would cut the system
 prompt and tool definitions at its start, teaching the model to call tools it cannot see; cutting
 the target would teach it to stop mid-call.
+
+Tool pruning (opt-in, ``training_config.max_tools_per_example``): agents' tool lists are long (the
+sample's 7 schemas are ~1,000 of a record's ~1,300 tokens) and a CPU has to run the whole prompt
+through the model for every example. With the option set, each example's prompt keeps the tools
+it calls plus seeded distractors up to that many, in their original order; the model still learns
+the call format, the arguments and to choose among several tools. Serving always shows all tools.
 """
 
 from __future__ import annotations
 
+import hashlib
+import random
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,13 +88,33 @@ def conversation(row: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[s
     return messages + [answer], request.get("tools") or None
 
 
+def _tool_name(tool: dict[str, Any]) -> str:
+    return str((tool.get("function") or tool).get("name", ""))
+
+
+def prune_tools(tools: list[dict[str, Any]] | None, messages: list[dict[str, Any]], max_tools: int | None,
+                seed: int) -> list[dict[str, Any]] | None:
+    """The tools the conversation calls plus seeded distractors, at most ``max_tools`` (see module doc)."""
+    if not tools or max_tools is None or len(tools) <= max_tools:
+        return tools
+    called = {c["function"]["name"] for m in messages for c in (m.get("tool_calls") or [])}
+    keep = {i for i, t in enumerate(tools) if _tool_name(t) in called}
+    others = [i for i in range(len(tools)) if i not in keep]
+    digest = hashlib.sha256(f"{seed}:{sorted(called)}:{messages[-2].get('content') if len(messages) > 1 else ''}"
+                            .encode()).digest()
+    random.Random(digest).shuffle(others)
+    keep.update(others[:max(0, max_tools - len(keep))])
+    return [t for i, t in enumerate(tools) if i in keep]
+
+
 def encode_example(row: dict[str, Any], tokenizer: Any, info: GGUFPromptInfo,
-                   max_seq_length: int) -> SFTExample | str:
+                   max_seq_length: int, max_tools: int | None = None, seed: int = 0) -> SFTExample | str:
     """One record → an :class:`SFTExample`, or the reason it was dropped."""
     try:
         messages, tools = conversation(row)
     except (KeyError, IndexError, TypeError):
         return "malformed"
+    tools = prune_tools(tools, messages, max_tools, seed)
     try:
         prompt, target = training_pair(messages, tools, info.chat_template, bos_token="",
                                        eos_token=tokenizer.eos_token or "")
@@ -106,10 +134,10 @@ def encode_example(row: dict[str, Any], tokenizer: Any, info: GGUFPromptInfo,
 
 
 def build_examples(rows: list[dict[str, Any]], tokenizer: Any, info: GGUFPromptInfo,
-                   max_seq_length: int) -> SFTData:
+                   max_seq_length: int, max_tools: int | None = None, seed: int = 0) -> SFTData:
     data = SFTData(examples=[])
     for row in rows:
-        result = encode_example(row, tokenizer, info, max_seq_length)
+        result = encode_example(row, tokenizer, info, max_seq_length, max_tools, seed)
         if isinstance(result, str):
             data.dropped[result] += 1
         else:

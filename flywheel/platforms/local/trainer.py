@@ -198,7 +198,8 @@ def _train(spec: CustomizationSpec, model_path: Path, work_dir: Path, rows_train
 
     base, tokenizer = hf_model.load_base(model_path, cache_root=cache_root)
     info = sft_data.read_prompt_info(model_path)
-    data = sft_data.build_examples(rows_train, tokenizer, info, spec.training.max_seq_length)
+    data = sft_data.build_examples(rows_train, tokenizer, info, spec.training.max_seq_length,
+                                   spec.training.max_tools_per_example, seed)
     if not data.examples:
         raise _config_error(f"none of the {len(rows_train)} training records fits max_seq_length="
                             f"{spec.training.max_seq_length} or renders (dropped: {dict(data.dropped)})")
@@ -303,7 +304,8 @@ def _finish(spec, model, tokenizer, info, model_path: Path, work_dir: Path, plan
     shutil.rmtree(adapter_dir, ignore_errors=True)
     os.replace(tmp, adapter_dir)
     gguf_path = export_gguf_adapter(adapter_dir, model_path, work_dir / "adapter.gguf").resolve()
-    val_loss = validation_loss(model, tokenizer, info, rows_val, spec.training.max_seq_length, device, pad_id) \
+    val_loss = validation_loss(model, tokenizer, info, rows_val, spec.training.max_seq_length, device, pad_id,
+                               spec.training.max_tools_per_example) \
         if rows_val else None
     result = CustomizationResult(
         customized_model=spec.output_model,
@@ -332,13 +334,13 @@ def _finish(spec, model, tokenizer, info, model_path: Path, work_dir: Path, plan
 
 
 def validation_loss(model: Any, tokenizer: Any, info: Any, rows: list[dict], max_seq_length: int, device: Any,
-                    pad_id: int) -> float | None:
+                    pad_id: int, max_tools: int | None = None) -> float | None:
     """Mean target-token loss over up to :data:`VAL_MAX_EXAMPLES` validation records."""
     import torch
 
     from flywheel.platforms.local import hf_model, sft_data
 
-    data = sft_data.build_examples(rows[:VAL_MAX_EXAMPLES], tokenizer, info, max_seq_length)
+    data = sft_data.build_examples(rows[:VAL_MAX_EXAMPLES], tokenizer, info, max_seq_length, max_tools)
     if not data.examples:
         return None
     was_training = model.training
