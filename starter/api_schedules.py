@@ -25,20 +25,6 @@ def _schedules() -> Any:
     return schedules
 
 
-def _plain(value: Any) -> Any:
-    if hasattr(value, "to_dict"):
-        return value.to_dict()
-    if hasattr(value, "model_dump"):
-        return value.model_dump(mode="json")
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if hasattr(value, "__dataclass_fields__"):
-        from dataclasses import asdict
-
-        return asdict(value)
-    return value
-
-
 @contextmanager
 def _schedule_errors(schedule_id: str | None = None) -> Iterator[None]:
     from starter.api import ApiError
@@ -97,7 +83,7 @@ async def list_schedules(
     client = await _client(request)
     with _schedule_errors():
         items = await _schedules().list_schedules(client, workload_id=workload_id)
-    return JSONResponse(jsonable_encoder({"schedules": _plain(items)}))
+    return JSONResponse(jsonable_encoder({"schedules": _schedules().to_json(items)}))
 
 
 @schedules_router.get("/{schedule_id}")
@@ -106,7 +92,7 @@ async def describe_schedule(schedule_id: str, request: Request) -> JSONResponse:
     client = await _client(request)
     with _schedule_errors(schedule_id):
         described = await _schedules().describe_schedule(client, schedule_id)
-    return JSONResponse(jsonable_encoder(_plain(described)))
+    return JSONResponse(jsonable_encoder(_schedules().to_json(described)))
 
 
 async def _act(request: Request, schedule_id: str, action: str, message: str) -> ScheduleActionResponse:

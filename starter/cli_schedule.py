@@ -18,22 +18,10 @@ def _session(ctx: typer.Context) -> Any:
     return Session(state(ctx).settings())
 
 
-def _plain(value: Any) -> Any:
-    if hasattr(value, "to_dict"):
-        return value.to_dict()
-    if hasattr(value, "model_dump"):
-        return value.model_dump(mode="json")
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if hasattr(value, "__dataclass_fields__"):
-        from dataclasses import asdict
-
-        return asdict(value)
-    return value
-
-
 def _print(value: Any) -> None:
-    print(json.dumps(_plain(value), indent=2, default=str))
+    from starter import schedules
+
+    print(json.dumps(schedules.to_json(value), indent=2, default=str))
 
 
 @schedule_app.command("create")
@@ -53,7 +41,7 @@ def create(
             s.client, s.settings, workload_id=workload_id, client_id=client_id, cron=cron, paused=paused, note=note))
     from starter.cli import console
 
-    console.print(f"created schedule {_plain(created)} ({cron}, overlap policy: skip)", highlight=False)
+    console.print(f"created schedule {schedules.to_json(created)} ({cron}, overlap policy: skip)", highlight=False)
 
 
 @schedule_app.command("list")
@@ -62,7 +50,7 @@ def list_(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help
     from starter import schedules
 
     with _session(ctx) as s:
-        items = _plain(s.run(lambda: schedules.list_schedules(s.client)))
+        items = schedules.to_json(s.run(lambda: schedules.list_schedules(s.client)))
     if as_json or not items or not isinstance(items[0], dict):
         _print(items)
         return

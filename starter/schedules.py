@@ -51,6 +51,13 @@ class ScheduleInfo:
         }
 
 
+def to_json(value: Any) -> Any:
+    """ScheduleInfo (or a list of them) as JSON-ready dicts; anything else unchanged (API and CLI output)."""
+    if isinstance(value, (list, tuple)):
+        return [to_json(v) for v in value]
+    return value.to_dict() if isinstance(value, ScheduleInfo) else value
+
+
 def _search_attributes(workload_id: str, client_id: str, job_type: str) -> TypedSearchAttributes:
     from workflows.common import KEY_CLIENT_ID, KEY_JOB_TYPE, KEY_STAGE, KEY_WORKLOAD_ID
 
