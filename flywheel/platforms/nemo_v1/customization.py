@@ -24,7 +24,7 @@ from typing import Any
 
 from flywheel.platforms.base import CustomizationResult, CustomizationSpec, PlatformError, ProgressFn
 from flywheel.platforms.nemo_v1.client import NemoV1Clients, is_ambiguous, status_error, to_platform_error
-from flywheel.platforms.nemo_v1.jobs import log_messages, poll_job
+from flywheel.platforms.nemo_v1.jobs import create_once, find_named_job, log_messages, poll_job, reusable
 
 log = logging.getLogger(__name__)
 NAME_FIELD = "flywheel_name"
@@ -122,18 +122,9 @@ class CustomizationV1:
 
     # -- jobs ------------------------------------------------------------------------------------
     async def find_job(self, name: str) -> dict[str, Any] | None:
-        found: list[dict[str, Any]] = []
-        page = 1
-        while True:
-            data = await self.c.get_json(f"{self.c.nemo_url}/v1/customization/jobs?page={page}&page_size=100"
-                                         f"&filter[namespace]={self.c.namespace}")
-            found += [j for j in data.get("data") or [] if (j.get("custom_fields") or {}).get(NAME_FIELD) == name]
-            total = ((data.get("pagination") or {}).get("total_pages")) or 1
-            if page >= total or not data.get("data"):
-                break
-            page += 1
-        found.sort(key=lambda j: str(j.get("created_at") or ""))
-        return found[-1] if found else None
+        return await find_named_job(
+            self.c.get_json, f"{self.c.nemo_url}/v1/customization/jobs?filter[namespace]={self.c.namespace}",
+            name, NAME_FIELD)
 
     async def create_job(self, spec: CustomizationSpec, config: str) -> str:
         hp: dict[str, Any] = {
@@ -146,27 +137,15 @@ class CustomizationV1:
             hp["lora"]["alpha"] = spec.lora.alpha
         if spec.training.max_steps is not None:
             hp["max_steps"] = spec.training.max_steps
-        try:
-            job = await self.c.sdk_create.customization.jobs.create(
-                name=spec.name, namespace=self.c.namespace, config=config,
-                dataset={"name": spec.train.name, "namespace": self.c.namespace},
-                output_model=customized_model_name(spec, self.c.namespace), hyperparameters=hp,
-                custom_fields={NAME_FIELD: spec.name})
-        except Exception as exc:
-            if is_ambiguous(exc) and (existing := await self.find_job(spec.name)):
-                log.warning("customization create for %s failed ambiguously (%s); found job %s", spec.name, exc, existing["id"])
-                return str(existing["id"])
-            raise to_platform_error(exc, f"create customization job {spec.name}") from exc
-        if not job.id:
-            raise PlatformError(f"customization job {spec.name} created without an id", retryable=False)
-        return job.id
+        return await create_once("customization", spec.name, lambda: self.c.sdk_create.customization.jobs.create(
+            name=spec.name, namespace=self.c.namespace, config=config,
+            dataset={"name": spec.train.name, "namespace": self.c.namespace},
+            output_model=customized_model_name(spec, self.c.namespace), hyperparameters=hp,
+            custom_fields={NAME_FIELD: spec.name}), self.find_job)
 
     async def customize(self, spec: CustomizationSpec, progress: ProgressFn | None, cleanup_on_cancel) -> CustomizationResult:
         t0 = time.monotonic()
-        existing = await self.find_job(spec.name)
-        if existing and existing.get("status") in ("failed", "cancelled"):
-            log.info("customization %s: earlier job %s is %s; creating a new one", spec.name, existing["id"], existing["status"])
-            existing = None
+        existing = reusable("customization", spec.name, await self.find_job(spec.name))
         if existing:
             job_id = str(existing["id"])
         else:

@@ -18,8 +18,8 @@ from typing import Any
 
 from flywheel.config import LLMJudgeConfig
 from flywheel.platforms.base import EvalResult, EvalSpec, PlatformError, ProgressFn
-from flywheel.platforms.nemo_v1.client import NemoV1Clients, is_ambiguous, status_error, to_platform_error
-from flywheel.platforms.nemo_v1.jobs import poll_job
+from flywheel.platforms.nemo_v1.client import NemoV1Clients, status_error, to_platform_error
+from flywheel.platforms.nemo_v1.jobs import create_once, find_named_job, poll_job, reusable
 
 log = logging.getLogger(__name__)
 
@@ -137,21 +137,9 @@ class EvaluationV1:
 
     async def find_job(self, name: str) -> dict[str, Any] | None:
         """The newest evaluation job carrying ``custom_fields.flywheel_name == name`` (raw dict)."""
-        found: list[dict[str, Any]] = []
-        page = 1
-        while True:
-            data = await self.c.get_json(
-                f"{self.c.nemo_url}/v1/evaluation/jobs?page={page}&page_size=100"
-                f"&filter[namespace]={self.c.namespace}&filter[custom_fields][{NAME_FIELD}]={name}")
-            for job in data.get("data") or []:
-                if (job.get("custom_fields") or {}).get(NAME_FIELD) == name:
-                    found.append(job)
-            total = ((data.get("pagination") or {}).get("total_pages")) or 1
-            if page >= total or not data.get("data"):
-                break
-            page += 1
-        found.sort(key=lambda j: str(j.get("created_at") or ""))
-        return found[-1] if found else None
+        return await find_named_job(
+            self.c.get_json, f"{self.c.nemo_url}/v1/evaluation/jobs?filter[namespace]={self.c.namespace}"
+            f"&filter[custom_fields][{NAME_FIELD}]={name}", name, NAME_FIELD)
 
     async def _target(self, spec: EvalSpec) -> dict[str, Any]:
         endpoint = {"url": chat_url(spec.endpoint.base_url), "model_id": spec.endpoint.served_model, "format": "nim"}
@@ -168,26 +156,14 @@ class EvaluationV1:
     async def create_job(self, spec: EvalSpec) -> str:
         body_config = build_config(spec, self.c.nim_url)
         target = await self._target(spec)
-        try:
-            job = await self.c.sdk_create.evaluation.jobs.create(
-                config=body_config, target=target, namespace=self.c.namespace,
-                custom_fields={NAME_FIELD: spec.name, "eval_type": spec.eval_type},
-                description=f"flywheel {spec.eval_type} {spec.endpoint.model_name}")
-        except Exception as exc:
-            if is_ambiguous(exc) and (existing := await self.find_job(spec.name)):
-                log.warning("evaluation create for %s failed ambiguously (%s); found job %s", spec.name, exc, existing["id"])
-                return str(existing["id"])
-            raise to_platform_error(exc, f"create evaluation job {spec.name}") from exc
-        if not job.id:
-            raise PlatformError(f"evaluation job {spec.name} created without an id", retryable=False)
-        return job.id
+        return await create_once("evaluation", spec.name, lambda: self.c.sdk_create.evaluation.jobs.create(
+            config=body_config, target=target, namespace=self.c.namespace,
+            custom_fields={NAME_FIELD: spec.name, "eval_type": spec.eval_type},
+            description=f"flywheel {spec.eval_type} {spec.endpoint.model_name}"), self.find_job)
 
     async def evaluate(self, spec: EvalSpec, progress: ProgressFn | None, cleanup_on_cancel) -> EvalResult:
         t0 = time.monotonic()
-        existing = await self.find_job(spec.name)
-        if existing and existing.get("status") in ("failed", "cancelled"):
-            log.info("evaluation %s: earlier job %s is %s; creating a new one", spec.name, existing["id"], existing["status"])
-            existing = None
+        existing = reusable("evaluation", spec.name, await self.find_job(spec.name))
         job_id = str(existing["id"]) if existing else await self.create_job(spec)
         uri = self.job_uri(job_id)
         if progress:

@@ -15,10 +15,51 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from flywheel.platforms.base import PlatformError, ProgressFn
-from flywheel.platforms.nemo_v1.client import INFRA_MARKERS, NON_TERMINAL, TERMINAL
+from flywheel.platforms.nemo_v1.client import INFRA_MARKERS, NON_TERMINAL, TERMINAL, is_ambiguous, to_platform_error
 
 log = logging.getLogger(__name__)
 WAITING = frozenset({"created", "pending"})
+
+
+async def find_named_job(get_json: Callable[[str], Awaitable[dict[str, Any]]], list_url: str, name: str,
+                         name_field: str) -> dict[str, Any] | None:
+    """The newest job whose ``custom_fields[name_field] == name``, across every page of ``list_url``."""
+    found: list[dict[str, Any]] = []
+    page = 1
+    while True:
+        data = await get_json(f"{list_url}&page={page}&page_size=100")
+        found += [j for j in data.get("data") or [] if (j.get("custom_fields") or {}).get(name_field) == name]
+        total = ((data.get("pagination") or {}).get("total_pages")) or 1
+        if page >= total or not data.get("data"):
+            break
+        page += 1
+    found.sort(key=lambda j: str(j.get("created_at") or ""))
+    return found[-1] if found else None
+
+
+def reusable(kind: str, name: str, existing: dict[str, Any] | None) -> dict[str, Any] | None:
+    """An earlier attempt's job to re-attach to; a failed or cancelled one is replaced (that is what a retry
+    after a retryable failure is for)."""
+    if existing and existing.get("status") in ("failed", "cancelled"):
+        log.info("%s %s: earlier job %s is %s; creating a new one", kind, name, existing["id"], existing["status"])
+        return None
+    return existing
+
+
+async def create_once(kind: str, name: str, create: Callable[[], Awaitable[Any]],
+                      find: Callable[[str], Awaitable[dict[str, Any] | None]]) -> str:
+    """Create a job with SDK retries off; an ambiguous failure (connection drop, 5xx) is resolved by looking the
+    name up, so a create whose response was lost never becomes a second job."""
+    try:
+        job = await create()
+    except Exception as exc:
+        if is_ambiguous(exc) and (existing := await find(name)):
+            log.warning("%s create for %s failed ambiguously (%s); found job %s", kind, name, exc, existing["id"])
+            return str(existing["id"])
+        raise to_platform_error(exc, f"create {kind} job {name}") from exc
+    if not job.id:
+        raise PlatformError(f"{kind} job {name} created without an id", retryable=False)
+    return job.id
 
 
 def log_messages(status_logs: list[dict[str, Any]] | None, last: int = 5) -> list[str]:
