@@ -8,7 +8,7 @@ query and persisted to the JobStore at every stage change, so it outlives Tempor
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
@@ -61,6 +61,18 @@ with workflow.unsafe.imports_passed_through():
     )
 
 _TERMINAL_NIM = (NimStatus.completed, NimStatus.failed, NimStatus.cancelled)
+_TERMINAL_CUSTOMIZATION = ("completed", "failed", "cancelled", "unavailable")
+
+
+def _mark_unfinished_cancelled(nim: NimDoc, now: datetime) -> None:
+    """On cancel, whatever a child last reported as running is cancelled (a cancelled child does not report
+    again), so the stored document never shows a dead run's steps as running."""
+    for cust in nim.customizations:
+        if cust.status not in _TERMINAL_CUSTOMIZATION:
+            cust.status, cust.finished_at = "cancelled", cust.finished_at or now
+    for evaluation in nim.evaluations:
+        if evaluation.finished_at is None and evaluation.error is None:
+            evaluation.error = "cancelled"
 
 
 @workflow.defn(name=FLYWHEEL_WORKFLOW)
@@ -180,10 +192,11 @@ class FlywheelRun:
             if is_cancelled_exception(exc):
                 doc.status, doc.stage = RunStatus.cancelled, Stage.cancelled
                 doc.error = doc.error or "cancelled"
+                doc.finished_at = workflow.now()
                 for nim in doc.nims:
                     if nim.status not in _TERMINAL_NIM:
                         nim.status = NimStatus.cancelled
-                doc.finished_at = workflow.now()
+                    _mark_unfinished_cancelled(nim, doc.finished_at)
                 await asyncio.shield(asyncio.ensure_future(self._persist(final=True, stage=Stage.cancelled)))
                 raise
             doc.status, doc.stage = RunStatus.failed, Stage.failed

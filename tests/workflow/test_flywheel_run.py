@@ -179,6 +179,11 @@ async def test_cancel_mid_evaluation(client: Client, tmp_path: Path) -> None:
     assert persisted.status == RunStatus.cancelled and persisted.stage == Stage.cancelled
     assert all(n.status == NimStatus.cancelled for n in persisted.nims)
     assert persisted.finished_at is not None
+    # Nothing a cancelled child last reported as in flight stays "running" in the stored document.
+    for nim in persisted.nims:
+        assert all(c.status in ("cancelled", "completed", "failed") for c in nim.customizations)
+        assert all(e.finished_at is not None or e.error for e in nim.evaluations)
+    assert any(e.error == "cancelled" for n in persisted.nims for e in n.evaluations)
     await replay(client, handle.id, candidate_workflow_id(handle.id, "slow-a"))
 
 
