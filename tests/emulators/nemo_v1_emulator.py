@@ -30,7 +30,6 @@ from typing import Any
 
 import httpx
 import jinja2
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from nemo_microservices.types import Dataset, Model, Namespace
@@ -46,6 +45,7 @@ from nemo_microservices.types.shared.error_response import ErrorResponse
 
 from flywheel.metrics import score_tool_calls
 from tests.emulators.openai_scripted import ScriptedOpenAI, free_port
+from tests.emulators.threaded_server import ThreadedServer
 
 JINJA = jinja2.Environment(undefined=jinja2.StrictUndefined)
 JINJA.filters["tojson"] = lambda v: json.dumps(v)
@@ -121,8 +121,6 @@ class NemoV1Emulator:
         self.deploy_models_on_ready = True
         self.port = free_port()
         self.app = self._build()
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
@@ -133,22 +131,12 @@ class NemoV1Emulator:
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> "NemoV1Emulator":
-        self._server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning",
-                                                     lifespan="off"))
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("emulator did not start")
-            time.sleep(0.02)
+        self._runner = ThreadedServer(self.app, self.port, "emulator")
+        self._runner.start_server()
         return self
 
     def stop(self) -> None:
-        if self._server:
-            self._server.should_exit = True
-        if self._thread:
-            self._thread.join(timeout=5)
+        self._runner.stop()
 
     # -- evaluation ------------------------------------------------------------------------------
     def _dataset_rows(self, files_url: str) -> list[dict[str, Any]]:

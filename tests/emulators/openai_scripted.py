@@ -14,8 +14,9 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-import uvicorn
 from fastapi import FastAPI, HTTPException, Request
+
+from tests.emulators.threaded_server import ThreadedServer
 
 Responder = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -44,8 +45,6 @@ class ScriptedOpenAI:
         self.lock = threading.Lock()
         self.port = free_port()
         self.app = self._build()
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
 
     @property
     def base_url(self) -> str:  # ends in /v1
@@ -82,22 +81,12 @@ class ScriptedOpenAI:
         return app
 
     def start(self) -> "ScriptedOpenAI":
-        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("scripted OpenAI server did not start")
-            time.sleep(0.02)
+        self._runner = ThreadedServer(self.app, self.port, "scripted OpenAI server")
+        self._runner.start_server()
         return self
 
     def stop(self) -> None:
-        if self._server:
-            self._server.should_exit = True
-        if self._thread:
-            self._thread.join(timeout=5)
+        self._runner.stop()
 
     def add_model(self, model: str) -> None:
         with self.lock:

@@ -24,7 +24,7 @@ from typing import Any
 
 from flywheel.platforms.base import CustomizationResult, CustomizationSpec, PlatformError, ProgressFn
 from flywheel.platforms.nemo_v1.client import NemoV1Clients, is_ambiguous, status_error, to_platform_error
-from flywheel.platforms.nemo_v1.jobs import create_once, find_named_job, log_messages, poll_job, reusable
+from flywheel.platforms.nemo_v1.jobs import cancel_if_live, create_once, find_named_job, log_messages, poll_job, reusable
 
 log = logging.getLogger(__name__)
 NAME_FIELD = "flywheel_name"
@@ -189,8 +189,4 @@ class CustomizationV1:
             log.info("cancel customization job %s: %s", job_id, exc)
 
     async def cancel_by_name(self, name: str) -> bool:
-        job = await self.find_job(name)
-        if job and job.get("status") not in ("completed", "failed", "cancelled"):
-            await self.cancel_job(str(job["id"]))
-            return True
-        return False
+        return await cancel_if_live(name, self.find_job, self.cancel_job)

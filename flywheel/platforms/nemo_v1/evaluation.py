@@ -19,7 +19,7 @@ from typing import Any
 from flywheel.config import LLMJudgeConfig
 from flywheel.platforms.base import EvalResult, EvalSpec, PlatformError, ProgressFn
 from flywheel.platforms.nemo_v1.client import NemoV1Clients, status_error, to_platform_error
-from flywheel.platforms.nemo_v1.jobs import create_once, find_named_job, poll_job, reusable
+from flywheel.platforms.nemo_v1.jobs import cancel_if_live, create_once, find_named_job, poll_job, reusable
 
 log = logging.getLogger(__name__)
 
@@ -199,8 +199,4 @@ class EvaluationV1:
             log.info("cancel evaluation job %s: %s", job_id, exc)
 
     async def cancel_by_name(self, name: str) -> bool:
-        job = await self.find_job(name)
-        if job and job.get("status") not in ("completed", "failed", "cancelled"):
-            await self.cancel_job(str(job["id"]))
-            return True
-        return False
+        return await cancel_if_live(name, self.find_job, self.cancel_job)

@@ -62,6 +62,16 @@ async def create_once(kind: str, name: str, create: Callable[[], Awaitable[Any]]
     return job.id
 
 
+async def cancel_if_live(name: str, find: Callable[[str], Awaitable[dict[str, Any] | None]],
+                         cancel: Callable[[str], Awaitable[None]]) -> bool:
+    """Cancel the job named ``name`` unless it is already terminal; True if a cancel was sent."""
+    job = await find(name)
+    if job and job.get("status") not in TERMINAL:
+        await cancel(str(job["id"]))
+        return True
+    return False
+
+
 def log_messages(status_logs: list[dict[str, Any]] | None, last: int = 5) -> list[str]:
     out = []
     for entry in (status_logs or [])[-last:]:
