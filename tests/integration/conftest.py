@@ -74,6 +74,17 @@ def logged_answers() -> dict[str, list[dict[str, Any]]]:
     return out
 
 
+# -- NeMo v1 contract emulator -------------------------------------------------------------------
+@pytest.fixture
+def emu(nim):
+    """The v1 contract emulator in front of the module's scripted NIM (each module defines ``nim``)."""
+    from tests.emulators.nemo_v1_emulator import NemoV1Emulator
+
+    emulator = NemoV1Emulator(nim).start()
+    yield emulator
+    emulator.stop()
+
+
 # -- Temporal ------------------------------------------------------------------------------------
 @pytest_asyncio.fixture(scope="session")
 async def temporal_env() -> AsyncIterator["WorkflowEnvironment"]:  # noqa: F821 - lazy import

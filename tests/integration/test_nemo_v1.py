@@ -59,13 +59,6 @@ def nim():
 
 
 @pytest.fixture
-def emu(nim):
-    emulator = NemoV1Emulator(nim).start()
-    yield emulator
-    emulator.stop()
-
-
-@pytest.fixture
 def settings(emu, nim) -> Settings:
     return Settings(
         platform={"kind": "nemo_v1"},

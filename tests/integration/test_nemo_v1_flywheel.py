@@ -75,13 +75,6 @@ def nim():
 
 
 @pytest.fixture
-def emu(nim):
-    emulator = NemoV1Emulator(nim).start()
-    yield emulator
-    emulator.stop()
-
-
-@pytest.fixture
 def client(temporal_env: WorkflowEnvironment) -> Client:
     return temporal_env.client
 
