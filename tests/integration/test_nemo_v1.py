@@ -16,7 +16,6 @@ from flywheel.metrics import aggregate, score_tool_calls, tool_keys
 from flywheel.platforms.base import CustomizationSpec, EvalSpec, PlatformError
 from flywheel.platforms.nemo_v1 import NemoV1Platform, NemoV1Timing
 from flywheel.platforms.nemo_v1.customization import base_config_name
-from tests.emulators.nemo_v1_emulator import NemoV1Emulator
 from tests.emulators.openai_scripted import ScriptedOpenAI
 
 BASE = "meta/llama-3.2-1b-instruct"
