@@ -31,7 +31,8 @@ import httpx
 from flywheel.config import LLMJudgeConfig
 from flywheel.metrics import binary_judge_score, judge_prompt
 from flywheel.platforms.base import EvalResult, EvalSpec, PlatformError, ProgressFn
-from flywheel.scoring import is_tool_workload, message_tool_calls, response_message, summarize
+from flywheel.records import message_tool_calls, response_message
+from flywheel.scoring import is_tool_workload, summarize
 from flywheel.stats import latency_percentiles
 
 log = logging.getLogger(__name__)

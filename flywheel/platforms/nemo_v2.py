@@ -32,6 +32,7 @@ import httpx
 from flywheel.config import NIMConfig, Settings
 from flywheel.platforms.base import (CapabilityUnavailable, CustomizationResult, CustomizationSpec, DatasetRef,
                                      Endpoint, EvalResult, EvalSpec, PlatformError, ProgressFn)
+from flywheel.records import call_arguments, expected_calls
 
 log = logging.getLogger(__name__)
 NO_TRAINING = "NeMo Platform has no training backend here: customization needs Docker/Kubernetes GPU images"
@@ -80,16 +81,8 @@ def job_name(spec_name: str) -> str:
 def eval_row(row: dict[str, Any]) -> dict[str, Any]:
     """A log record → the Evaluator's row: JSON-text columns for messages, tools and expected tool calls."""
     request = row.get("request") or {}
-    message = (((row.get("response") or {}).get("choices") or [{}])[0]).get("message") or {}
-    calls = []
-    for call in message.get("tool_calls") or []:
-        fn = dict(call.get("function") or {})
-        if isinstance(fn.get("arguments"), str):
-            try:
-                fn["arguments"] = json.loads(fn["arguments"])
-            except json.JSONDecodeError:
-                pass
-        calls.append({**call, "function": fn})
+    calls = [{**call, "function": {**(call.get("function") or {}), "arguments": call_arguments(call)}}
+             for call in expected_calls(row)]
     return {"messages_json": json.dumps(request.get("messages") or []),
             "tools_json": json.dumps(request.get("tools") or []),
             "tool_calls_json": json.dumps(calls)}

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from flywheel.config import ICLConfig
-from flywheel.icl import build_icl_rows, select_examples, tool_signature
+from flywheel.icl import build_icl_rows, select_examples
+from flywheel.records import tool_signature
 
 
 def row(record_id, query, tool="get_weather", args=None, system="You are helpful."):
