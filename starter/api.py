@@ -36,6 +36,7 @@ from starter.api_models import (
     ReviewResponse,
 )
 from starter.api_schedules import schedules_router
+from starter.ui import include_ui
 
 log = structlog.get_logger("starter.api")
 
@@ -359,6 +360,7 @@ def create_app(
     app.include_router(jobs_router)
     app.include_router(schedules_router)
     app.include_router(misc_router)
+    include_ui(app)  # the reviewer's page at /ui (reads and acts through the routes above)
     return app
 
 
