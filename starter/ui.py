@@ -23,12 +23,13 @@ import base64
 import re
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Sequence, TypeVar
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from fastapi import APIRouter, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, Response
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from flywheel.jobdoc import JobDocument, RunStatus, Stage
 from flywheel.report import fmt_cost, fmt_ms, fmt_score, fmt_score_ci
@@ -50,6 +51,7 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
 }
+_Model = TypeVar("_Model", bound=BaseModel)
 POLL_MS = {"jobs": 3000, "job": 2000, "schedules": 10000}
 
 
@@ -91,10 +93,23 @@ def _html(template: str, status_code: int = 200, **context: Any) -> HTMLResponse
     return HTMLResponse(body, status_code=status_code, headers=SECURITY_HEADERS)
 
 
-async def _limit_render_body(request: Request) -> None:
+async def _read_body(request: Request, model: type[_Model]) -> _Model:
+    """The JSON body as ``model``, refusing bodies over MAX_RENDER_BYTES before reading them whole.
+
+    Errors take the API's shapes: 413 too large, 400 not JSON, 422 naming the field (via the app's handlers).
+    """
     size = request.headers.get("content-length")
     if size and size.isdigit() and int(size) > MAX_RENDER_BYTES:
         raise HTTPException(413, f"request body too large: {int(size)} bytes (limit {MAX_RENDER_BYTES})")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_RENDER_BYTES:
+            raise HTTPException(413, f"request body too large (limit {MAX_RENDER_BYTES} bytes)")
+    try:
+        return model.model_validate_json(bytes(body))
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors(include_url=False)) from exc
 
 
 # ---------------------------------------------------------------------------------------------- pages
@@ -141,7 +156,7 @@ async def static_file(name: str) -> Response:
 
 # ---------------------------------------------------------------------------------------------- fragments
 
-render_router = APIRouter(prefix="/ui/render", include_in_schema=False, dependencies=[Depends(_limit_render_body)])
+render_router = APIRouter(prefix="/ui/render", include_in_schema=False)
 
 
 class ScheduleList(BaseModel):
@@ -149,8 +164,9 @@ class ScheduleList(BaseModel):
 
 
 @render_router.post("/jobs", response_class=HTMLResponse)
-async def render_jobs(listing: JobsListResponse) -> HTMLResponse:
+async def render_jobs(request: Request) -> HTMLResponse:
     """The job list fragment for a ``GET /api/jobs`` answer."""
+    listing = await _read_body(request, JobsListResponse)
     return _html("_jobs.jinja", listing=listing, pages=_pages(listing))
 
 
@@ -162,15 +178,17 @@ def _pages(listing: JobsListResponse) -> dict[str, int | None]:
 
 
 @render_router.post("/job", response_class=HTMLResponse)
-async def render_job(doc: JobDocument) -> HTMLResponse:
+async def render_job(request: Request) -> HTMLResponse:
     """The job page's live part for a ``GET /api/jobs/{id}`` answer."""
+    doc = await _read_body(request, JobDocument)
     png = await asyncio.to_thread(cached_plot_png, doc)
     return _html("_job.jinja", plot_base64=base64.b64encode(png).decode("ascii"), **job_view(doc))
 
 
 @render_router.post("/schedules", response_class=HTMLResponse)
-async def render_schedules(body: ScheduleList) -> HTMLResponse:
+async def render_schedules(request: Request) -> HTMLResponse:
     """The schedule list fragment for a ``GET /api/schedules`` answer."""
+    body = await _read_body(request, ScheduleList)
     rows = [{
         "schedule_id": str(s.get("schedule_id") or ""),
         "workload_id": s.get("workload_id"),
