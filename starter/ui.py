@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import re
+import threading
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterable, Sequence, TypeVar
@@ -34,7 +35,7 @@ from pydantic import BaseModel, Field, ValidationError
 from flywheel.jobdoc import JobDocument, RunStatus, Stage
 from flywheel.report import fmt_cost, fmt_ms, fmt_score, fmt_score_ci
 from starter.api_models import JobsListResponse
-from starter.ui_views import cached_plot_png, fmt_value, job_view, verdict_class
+from starter.ui_views import cached_plot_png, fmt_value, job_view, verdict_class, warm_plotting
 
 HERE = Path(__file__).resolve().parent
 TEMPLATES_DIR = HERE / "templates" / "ui"
@@ -117,7 +118,20 @@ async def _read_body(request: Request, model: type[_Model]) -> _Model:
 pages_router = APIRouter(prefix="/ui", include_in_schema=False)
 
 
+_plotting_warmed = False
+
+
+def _warm_plotting() -> None:
+    """Import matplotlib off the request path once: the first job fragment would otherwise wait seconds for it."""
+    global _plotting_warmed
+    if not _plotting_warmed:
+        _plotting_warmed = True
+        threading.Thread(target=warm_plotting, name="ui-warm-matplotlib", daemon=True).start()
+
+
 def _page(template: str, page: str, **context: Any) -> HTMLResponse:
+    if page in ("jobs", "job"):
+        _warm_plotting()
     return _html(template, page=page, poll_ms=POLL_MS.get(page, 3000), **context)
 
 

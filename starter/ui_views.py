@@ -165,6 +165,15 @@ _plot_lock = threading.Lock()  # pyplot keeps global state: one figure at a time
 _plot_cache: OrderedDict[str, bytes] = OrderedDict()
 
 
+def warm_plotting() -> None:
+    """Import matplotlib the way the plot does, under the plot's lock (concurrent first imports break)."""
+    with _plot_lock:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        from matplotlib import pyplot  # noqa: F401
+
+
 def cached_plot_png(doc: JobDocument) -> bytes:
     """flywheel.report's plot, cached on the numbers it draws (a polling page re-renders unchanged documents)."""
     key = hashlib.sha256(json.dumps(results_rows(doc), default=str, sort_keys=True).encode()).hexdigest()

@@ -66,6 +66,7 @@ async def test_reviewer_watches_a_job_live_and_promotes_it(chromium, served, tmp
     from playwright.async_api import async_playwright, expect
 
     base, settings = served
+    expect.set_options(timeout=TIMEOUT_MS)
     workload, client = f"ui-e2e-{uuid.uuid4().hex[:6]}", "team<b>x</b>"  # markup in an id must stay text
     shutil.rmtree(OUTPUT, ignore_errors=True)
     OUTPUT.mkdir(parents=True)

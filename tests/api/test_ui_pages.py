@@ -245,3 +245,21 @@ async def test_jobs_and_schedules_fragments_escape_user_strings(api):
     html = (await api.post("/ui/render/schedules", json=schedules)).text
     assert_no_raw_markup(html, HOSTILE, HOSTILE_IMG, '"><script>')
     assert 'data-schedule-op="unpause"' in html and "2026-01-02 03:00:00 UTC" in html
+
+
+async def test_schedules_fragment_renders_a_real_schedule_with_its_buttons(api):
+    workload = unique("ui-sched")
+    created = await api.post("/api/schedules", json={"workload_id": workload, "client_id": "c1", "cron": "0 3 * * *"})
+    assert created.status_code == 201, created.text
+    sid = created.json()["id"]
+    try:
+        described = (await api.get(f"/api/schedules/{sid}")).json()
+        html = (await api.post("/ui/render/schedules", json={"schedules": [described]})).text
+        row = re.search(r'<tr class="schedule-row" data-schedule-id="([^"]+)">.*?</tr>', html, flags=re.S)
+        assert row and row.group(1) == sid
+        assert workload in row.group(0) and "<code>0 3 * * *</code>" in row.group(0) and "active" in row.group(0)
+        assert f'data-schedule-op="pause" data-schedule-id="{sid}"' in row.group(0)
+        assert f'data-schedule-op="trigger" data-schedule-id="{sid}"' in row.group(0)
+        assert re.search(r"\d{4}-\d\d-\d\d 03:00:00 UTC", row.group(0))  # next run, formatted
+    finally:
+        await api.delete(f"/api/schedules/{sid}")
