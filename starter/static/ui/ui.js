@@ -70,20 +70,28 @@
   // ------------------------------------------------------------------------------------------ polling
 
   // Runs tick() now and then every `every` ms while the tab is visible; tick() returns false to stop.
+  // One tick at a time: a tick asked for while one runs (after a button) runs right after it.
   function poll(tick, every) {
     let timer = null;
     let stopped = false;
+    let running = false;
+    let again = false;
     const run = async () => {
       clearTimeout(timer);
+      if (running) { again = true; return; }
       if (stopped) return;
       if (document.hidden) { timer = setTimeout(run, every); return; }
-      let again = true;
+      running = true;
+      let more = true;
       try {
-        again = (await tick()) !== false;
+        more = (await tick()) !== false;
       } catch (error) {
         liveState(`not updated: ${explain(error)} (retrying)`);
+      } finally {
+        running = false;
       }
-      if (again) timer = setTimeout(run, every); else stopped = true;
+      if (!more) stopped = true;
+      if (again) { again = false; stopped = false; run(); } else if (!stopped) timer = setTimeout(run, every);
     };
     document.addEventListener("visibilitychange", () => { if (!document.hidden && !stopped) run(); });
     run();
