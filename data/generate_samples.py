@@ -1,6 +1,6 @@
 """Seeded generator of synthetic production logs for a customer-service agent ("primary_assistant").
 
-Each record has the REFERENCE.md §2 log shape: an OpenAI chat.completions request (system prompt,
+Each record has the log record shape of docs/api.md: an OpenAI chat.completions request (system prompt,
 sometimes earlier turns, the user's message, 7 tools) and the production model's ChatCompletion.
 About 10% of turns need no tool (a plain answer); tool-call arguments are sometimes JSON strings
 and sometimes objects, as they are in real traffic; a few requests are re-sent verbatim (client

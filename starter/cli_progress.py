@@ -1,6 +1,6 @@
 """Live progress and result tables for people: shared by `flywheel run --wait` and `flywheel demo`.
 
-Works on the job document (REFERENCE.md §2) whether it comes from the starter API as JSON or from
+Works on the job document (docs/api.md) whether it comes from the starter API as JSON or from
 the Temporal status query as a :class:`JobDocument`.
 """
 

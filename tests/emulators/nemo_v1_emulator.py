@@ -51,7 +51,7 @@ JINJA = jinja2.Environment(undefined=jinja2.StrictUndefined)
 JINJA.filters["tojson"] = lambda v: json.dumps(v)
 
 
-def now() -> str:  # naive ISO like the real services (REFERENCE §4)
+def now() -> str:  # naive ISO like the real services (docs/platforms.md)
     return datetime.now(timezone.utc).replace(tzinfo=None).isoformat()
 
 

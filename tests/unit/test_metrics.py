@@ -1,4 +1,4 @@
-"""Tool-call metrics (REFERENCE.md §3) and judge parsing."""
+"""Tool-call metrics (docs/metrics.md) and judge parsing."""
 
 import pytest
 

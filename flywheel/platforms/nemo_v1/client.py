@@ -24,7 +24,7 @@ import httpx
 from flywheel.config import Settings
 from flywheel.platforms.base import PlatformError, ProgressFn
 
-# Job states (REFERENCE §4). Anything else is "unknown": reported, never silently ignored.
+# Job states (docs/platforms.md). Anything else is "unknown": reported, never silently ignored.
 NON_TERMINAL = frozenset({"created", "pending", "running", "cancelling"})
 TERMINAL = frozenset({"completed", "failed", "cancelled"})
 INFRA_MARKERS = ("The training job is pending", "NotEnoughResources", "Insufficient", "Unschedulable")
