@@ -23,6 +23,9 @@ with workflow.unsafe.imports_passed_through():
         RejectRequest,
     )
 
+# The candidates the API tests configure (``api_settings``); the stand-in reports whatever is configured.
+FAKE_CANDIDATES = ["cand-a", "cand-b"]
+
 
 @workflow.defn(name=FLYWHEEL_WORKFLOW)
 class FakeFlywheelRun:

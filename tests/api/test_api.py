@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from flywheel.jobdoc import JobDocument, RunStatus
-from tests.api.conftest import CANDIDATES
+from tests.api.fake_flywheel import FAKE_CANDIDATES
 
 JOB_DOC_KEYS = {
     "id", "workload_id", "client_id", "status", "started_at", "finished_at", "num_records",
@@ -70,7 +70,7 @@ async def test_create_list_get_document_shape(api):
     doc = await wait_for(api, job_id, awaiting_review)  # live, from the workflow's status query
     assert JOB_DOC_KEYS <= set(doc)
     assert doc["status"] == "running" and doc["workload_id"] == workload and doc["client_id"] == "c1"
-    assert [n["model_name"] for n in doc["nims"]] == CANDIDATES
+    assert [n["model_name"] for n in doc["nims"]] == FAKE_CANDIDATES
     assert NIM_KEYS <= set(doc["nims"][0])
     assert doc["workflow_id"] == f"flywheel-{workload}-c1-{job_id}"
     JobDocument.model_validate(doc)

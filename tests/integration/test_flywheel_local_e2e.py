@@ -16,7 +16,8 @@ from temporalio.testing import WorkflowEnvironment
 from flywheel.config import Settings
 from flywheel.jobdoc import JobDocument, NimStatus, RunStatus
 from flywheel.jobstore import open_jobstore
-from tests.integration.conftest import flywheel_workers, load_sample_logs
+from tests.helpers.sample_logs import load_sample_logs
+from tests.helpers.temporal_workers import flywheel_workers
 from workflows.flywheel_run import FlywheelRun
 from workflows.models import FlywheelJobInput, flywheel_workflow_id
 

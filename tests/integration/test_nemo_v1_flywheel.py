@@ -30,8 +30,9 @@ from flywheel.jobstore import open_jobstore
 from flywheel.platforms.nemo_v1.datasets import repo_name
 from tests.emulators.nemo_v1_emulator import NemoV1Emulator
 from tests.emulators.openai_scripted import ScriptedOpenAI, echo_first_tool
-from tests.integration.conftest import (NUM_SAMPLE_RECORDS, SAMPLE_CLIENT, SAMPLE_WORKLOAD, flywheel_workers, last_user,
-                                       load_sample_logs, logged_answers, spawn_activity_worker, stop_process)
+from tests.helpers.sample_logs import (NUM_SAMPLE_RECORDS, SAMPLE_CLIENT, SAMPLE_WORKLOAD, last_user, load_sample_logs,
+                                        logged_answers)
+from tests.helpers.temporal_workers import flywheel_workers, spawn_activity_worker, stop_process
 from workflows.flywheel_run import FlywheelRun
 from workflows.models import ActivityTimeouts, FlywheelJobInput, candidate_workflow_id, flywheel_workflow_id
 

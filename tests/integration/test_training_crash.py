@@ -49,8 +49,9 @@ from flywheel.jobstore import open_jobstore  # noqa: E402
 from flywheel.platforms.local import checkpoints as ckpts  # noqa: E402
 from flywheel.platforms.local.models import provision  # noqa: E402
 from starter.live_progress import pending_activity_details  # noqa: E402
-from tests.integration.conftest import (REPO_ROOT, SAMPLE_CLIENT, SAMPLE_LOGS, SAMPLE_WORKLOAD,  # noqa: E402
-                                        flywheel_workers, stop_process)
+from tests.helpers import REPO_ROOT  # noqa: E402
+from tests.helpers.sample_logs import SAMPLE_CLIENT, SAMPLE_LOGS, SAMPLE_WORKLOAD  # noqa: E402
+from tests.helpers.temporal_workers import flywheel_workers, stop_process  # noqa: E402
 from workflows.flywheel_run import FlywheelRun  # noqa: E402
 from workflows.models import (ActivityTimeouts, FlywheelJobInput, candidate_workflow_id,  # noqa: E402
                               flywheel_workflow_id)
