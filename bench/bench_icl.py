@@ -22,8 +22,7 @@ from flywheel.config import ICLConfig
 from flywheel.icl import select_examples
 
 TARGET_SELECTION_S = 1.0
-WORDS = ("weather flight hotel order refund invoice account password meeting calendar reminder package "
-         "delivery payment card balance transfer schedule doctor ticket train price stock news email").split()
+WORDS = ["weather", "flight", "hotel", "order", "refund", "invoice", "account", "password", "meeting", "calendar", "reminder", "package", "delivery", "payment", "card", "balance", "transfer", "schedule", "doctor", "ticket", "train", "price", "stock", "news", "email"]
 
 
 def make_rows(n: int, prefix: str, tools: int, rng: random.Random) -> list[dict]:

@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     step_s = sum(e["step_seconds"] for e in timed) / len(timed)
     tok_s = sum(e["tokens_per_s"] for e in timed) / len(timed)
     rows = [
-        ("device", "cpu (torch threads: %s)" % os.cpu_count()),
+        ("device", f"cpu (torch threads: {os.cpu_count()})"),
         ("settings", f"gemma-3-270m Q4_K_M dequantized fp32, LoRA r={args.rank} (q/k/v/o/gate/up/down), "
                      f"batch {args.batch} (micro 1), seq<={args.seq}"),
         ("sec/step (mean of steps 2..)", f"{step_s:.2f}"),

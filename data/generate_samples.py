@@ -94,14 +94,14 @@ def _order(rng: random.Random) -> str:
 
 
 def _email(rng: random.Random, name: str) -> str:
-    return f"{name.split()[0].lower()}.{rng.randint(1, 99)}@example.com"
+    return f"{name.split(maxsplit=1)[0].lower()}.{rng.randint(1, 99)}@example.com"
 
 
 def _phone(rng: random.Random) -> str:
     return f"+1 {rng.randint(200, 989)}-{rng.randint(200, 989)}-{rng.randint(1000, 9999)}"
 
 
-def _turn(rng: random.Random) -> tuple[str, str | None, dict | None]:
+def _turn(rng: random.Random) -> tuple[str, str | None, dict | None]:  # noqa: C901 - one branch per scenario
     """(user text, tool name or None, arguments or the plain answer in a dict)."""
     kind = rng.random()
     if kind < 0.10:

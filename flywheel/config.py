@@ -49,7 +49,7 @@ class ModelSource(_Section):
     sha256: str | None = None
 
     @model_validator(mode="after")
-    def _one_source(self) -> "ModelSource":
+    def _one_source(self) -> ModelSource:
         if not self.path and not self.package:
             raise ValueError("set either path or package")
         return self
@@ -83,7 +83,7 @@ class NIMConfig(_Section):
     max_concurrency: int = Field(1, ge=1)
 
     @model_validator(mode="after")
-    def _customizer_when_enabled(self) -> "NIMConfig":
+    def _customizer_when_enabled(self) -> NIMConfig:
         if self.customization_enabled and self.customizer_configs is None:
             self.customizer_configs = CustomizerConfig()
         return self
@@ -126,7 +126,7 @@ class ICLConfig(_Section):
     similarity_config: SimilarityConfig = SimilarityConfig()
 
     @model_validator(mode="after")
-    def _min_le_max(self) -> "ICLConfig":
+    def _min_le_max(self) -> ICLConfig:
         if self.min_examples > self.max_examples:
             raise ValueError("min_examples must be <= max_examples")
         return self

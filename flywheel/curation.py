@@ -82,7 +82,7 @@ class _SharedTools:
         shared, digest, alias = self._state
         if tools is shared or tools is alias:
             return shared, digest
-        if tools == alias or tools == shared:
+        if tools in (alias, shared):
             self._state = (shared, digest, tools)
             return shared, digest
         digest = hashlib.sha256(canonical_bytes(tools)).hexdigest()

@@ -393,4 +393,4 @@ async def evaluate(spec: EvalSpec, rows: list[dict[str, Any]], *, predictions_pa
     )
 
 
-__all__ = ["evaluate", "OpenAIJudge", "JudgeClient", "chat_request_body", "post_json_with_retries"]
+__all__ = ["JudgeClient", "OpenAIJudge", "chat_request_body", "evaluate", "post_json_with_retries"]

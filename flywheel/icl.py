@@ -120,7 +120,7 @@ class _Pool:
     min_cost: int
 
     @classmethod
-    def build(cls, train_rows: Sequence[dict[str, Any]], count_tokens: TokenCounter) -> "_Pool":
+    def build(cls, train_rows: Sequence[dict[str, Any]], count_tokens: TokenCounter) -> _Pool:
         entries = []  # (signature, query, cost, row) for rows with a user query, sorted by signature (stable)
         for row in train_rows:
             query = user_query(row)

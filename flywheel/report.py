@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import io
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -248,7 +248,7 @@ def render_html(doc: JobDocument) -> str:
         curation=_flatten(doc.curation),
         review=_flatten(doc.review or {}),
         plot_base64=base64.b64encode(plot_png(doc)).decode("ascii"),
-        generated_at=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
+        generated_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
     )
 
 

@@ -163,7 +163,7 @@ def follow_job(
             try:
                 doc = as_document(fetch())
                 fetch_error = ""
-            except Exception as exc:  # the API/Temporal can blip; keep showing the last state
+            except Exception as exc:  # noqa: BLE001 - the API/Temporal can blip; keep showing the last state
                 fetch_error = f"{type(exc).__name__}: {exc}"[:200]
             if console.is_terminal:
                 live.update(frame())

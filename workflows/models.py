@@ -58,7 +58,7 @@ class FlywheelJobInput(BaseModel):
     eval_types: list[str] = Field(default_factory=lambda: ["base-eval", "icl-eval", "customized-eval"])
     review_timeout_s: int | None = None  # None: settings.temporal.review_timeout_s
     config_name: str | None = None
-    timeouts: "ActivityTimeouts | None" = None  # None: production defaults
+    timeouts: ActivityTimeouts | None = None  # None: production defaults
 
 
 class PreparedData(BaseModel):
@@ -77,7 +77,7 @@ class CandidateInput(BaseModel):
     settings: Settings
     datasets: dict[str, DatasetRef]
     eval_types: list[str]
-    timeouts: "ActivityTimeouts | None" = None
+    timeouts: ActivityTimeouts | None = None
 
 
 class CandidateResult(BaseModel):

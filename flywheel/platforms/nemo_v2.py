@@ -30,8 +30,17 @@ from typing import Any
 import httpx
 
 from flywheel.config import NIMConfig, Settings
-from flywheel.platforms.base import (CapabilityUnavailable, CustomizationResult, CustomizationSpec, DatasetRef,
-                                     Endpoint, EvalResult, EvalSpec, PlatformError, ProgressFn)
+from flywheel.platforms.base import (
+    CapabilityUnavailable,
+    CustomizationResult,
+    CustomizationSpec,
+    DatasetRef,
+    Endpoint,
+    EvalResult,
+    EvalSpec,
+    PlatformError,
+    ProgressFn,
+)
 
 log = logging.getLogger(__name__)
 NO_TRAINING = "NeMo Platform has no training backend here: customization needs Docker/Kubernetes GPU images"

@@ -22,11 +22,10 @@ import base64
 import json
 import re
 import threading
-import time
 import uuid
-from urllib.parse import parse_qs
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import parse_qs
 
 import httpx
 import jinja2
@@ -52,7 +51,7 @@ JINJA.filters["tojson"] = lambda v: json.dumps(v)
 
 
 def now() -> str:  # naive ISO like the real services (docs/platforms.md)
-    return datetime.now(timezone.utc).replace(tzinfo=None).isoformat()
+    return datetime.now(UTC).replace(tzinfo=None).isoformat()
 
 
 def sdk(model: type, body: Any, status: int = 200) -> JSONResponse:
@@ -130,7 +129,7 @@ class NemoV1Emulator:
         return sum(1 for m, p in self.calls if m == method and re.fullmatch(pattern, p))
 
     # -- lifecycle -------------------------------------------------------------------------------
-    def start(self) -> "NemoV1Emulator":
+    def start(self) -> NemoV1Emulator:
         self._runner = ThreadedServer(self.app, self.port, "emulator")
         self._runner.start_server()
         return self

@@ -80,7 +80,7 @@ class ScriptedOpenAI:
 
         return app
 
-    def start(self) -> "ScriptedOpenAI":
+    def start(self) -> ScriptedOpenAI:
         self._runner = ThreadedServer(self.app, self.port, "scripted OpenAI server")
         self._runner.start_server()
         return self

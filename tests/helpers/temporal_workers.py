@@ -13,8 +13,8 @@ from typing import Any
 
 from temporalio.client import Client
 
-from flywheel.config import NIMConfig, PlatformConfig, Settings, TaskQueues, TemporalConfig
 from activities import common as activity_common
+from flywheel.config import NIMConfig, PlatformConfig, Settings, TaskQueues, TemporalConfig
 from tests.helpers import REPO_ROOT
 from tests.workflow.fakes import FAKE_ACTIVITIES
 from workers.main import build_workers

@@ -56,7 +56,7 @@ def nemo_platform(tmp_path_factory) -> Iterator[str]:
         pytest.skip(f"`nemo` CLI missing from {NEMO_VENV}: `pip install nemo-platform[all]==0.6.0` did not complete")
     workdir = tmp_path_factory.mktemp("nemo-platform")
     port = free_port()
-    log = open(workdir / "services.log", "w")
+    log = open(workdir / "services.log", "w")  # noqa: SIM115 - open while the services run; closed below
     env = {**os.environ, "NEMO_TELEMETRY_ENABLED": "false", "HOME": str(workdir)}
     proc = subprocess.Popen([str(nemo), "services", "run", "--port", str(port), "--services", NEMO_SERVICES,
                              "--controllers", "jobs,models,entities"], cwd=workdir, env=env, stdout=log,

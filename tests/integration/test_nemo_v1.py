@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from flywheel.config import LLMJudgeConfig, LoRAConfig, Settings, TrainingConfig
+from flywheel.config import LoRAConfig, Settings, TrainingConfig
 from flywheel.metrics import aggregate, score_tool_calls, tool_keys
 from flywheel.platforms.base import CustomizationSpec, EvalSpec, PlatformError
 from flywheel.platforms.nemo_v1 import NemoV1Platform, NemoV1Timing
@@ -38,7 +38,7 @@ def rows() -> list[dict]:
 
 
 def predicted_for(query: str) -> list[dict]:
-    answer = ANSWERS[query.split()[-1]]
+    answer = ANSWERS[query.rsplit(maxsplit=1)[-1]]
     return [] if answer is None else [{"id": "p", "type": "function",
                                        "function": {"name": "get_weather", "arguments": json.dumps({"city": answer})}}]
 
@@ -104,7 +104,7 @@ async def test_datasets_upload_register_read_idempotent(platform, emu):
 
 # -- evaluation ----------------------------------------------------------------------------------
 async def test_evaluation_inline_target_scores_equal_evaluator_of_record(platform, emu, settings):
-    refs, spec = await _eval_spec(platform, settings)
+    _refs, spec = await _eval_spec(platform, settings)
     progress: list[dict] = []
     result = await platform.evaluate(spec, progress.append)
     job = next(j for j in emu.jobs.values() if j.kind == "evaluation")
@@ -124,7 +124,7 @@ async def test_evaluation_inline_target_scores_equal_evaluator_of_record(platfor
 async def test_evaluation_registered_model_variant(settings, emu):
     p = NemoV1Platform(settings, TIMING, register_models=True)
     try:
-        refs, spec = await _eval_spec(p, settings, judge=False)
+        _refs, spec = await _eval_spec(p, settings, judge=False)
         result = await p.evaluate(spec)
         assert emu.count("POST", "/v1/models") == 1 and result.scores["tool_calling_correctness"] is None
         assert "no LLM judge" in result.score_notes["tool_calling_correctness"]
@@ -133,7 +133,7 @@ async def test_evaluation_registered_model_variant(settings, emu):
 
 
 async def test_evaluation_retry_attaches_to_existing_job(platform, emu, settings):
-    refs, spec = await _eval_spec(platform, settings)
+    _refs, spec = await _eval_spec(platform, settings)
     first = await platform.evaluate(spec)
     second = await platform.evaluate(spec)
     assert emu.count("POST", "/v1/evaluation/jobs") == 1 and first.scores == second.scores
@@ -141,7 +141,7 @@ async def test_evaluation_retry_attaches_to_existing_job(platform, emu, settings
 
 async def test_evaluation_failed_names_job_and_message(platform, emu, settings):
     emu.eval_script = [{"status": "running"}, {"status": "failed", "message": "500: Failed to delete secret"}]
-    refs, spec = await _eval_spec(platform, settings)
+    _refs, spec = await _eval_spec(platform, settings)
     with pytest.raises(PlatformError) as err:
         await platform.evaluate(spec)
     job_id = next(iter(emu.jobs))
@@ -151,7 +151,7 @@ async def test_evaluation_failed_names_job_and_message(platform, emu, settings):
 
 async def test_evaluation_unknown_state_is_reported_not_ignored(platform, emu, settings):
     emu.eval_script = [{"status": "running"}, {"status": "unknown"}, {"status": "unknown"}, {"status": "completed"}]
-    refs, spec = await _eval_spec(platform, settings)
+    _refs, spec = await _eval_spec(platform, settings)
     progress: list[dict] = []
     await platform.evaluate(spec, progress.append)
     unknown = [p for p in progress if p.get("unknown_state")]
@@ -160,7 +160,7 @@ async def test_evaluation_unknown_state_is_reported_not_ignored(platform, emu, s
 
 async def test_evaluation_pending_forever_is_infrastructure_error(platform, emu, settings):
     emu.eval_script = [{"status": "pending", "message": "waiting for a GPU"}]
-    refs, spec = await _eval_spec(platform, settings)
+    _refs, spec = await _eval_spec(platform, settings)
     with pytest.raises(PlatformError) as err:
         await platform.evaluate(spec)
     assert err.value.error_type == "InfrastructureError" and err.value.retryable

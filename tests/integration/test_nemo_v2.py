@@ -14,10 +14,9 @@ import uuid
 import httpx
 import pytest
 
-from flywheel.config import NIMConfig, Settings
+from flywheel.config import LoRAConfig, NIMConfig, Settings, TrainingConfig
 from flywheel.metrics import aggregate, score_tool_calls, tool_keys
 from flywheel.platforms.base import CapabilityUnavailable, CustomizationSpec, EvalSpec
-from flywheel.config import LoRAConfig, TrainingConfig
 from flywheel.platforms.nemo_v2 import NO_TRAINING, NemoV2Platform, NemoV2Timing
 from tests.emulators.openai_scripted import ScriptedOpenAI
 

@@ -25,8 +25,14 @@ from flywheel.config import Settings
 from flywheel.jobdoc import JobDocument, NimStatus, RunStatus
 from flywheel.platforms.nemo_v2 import NO_TRAINING, entity_name, job_name
 from tests.emulators.openai_scripted import ScriptedOpenAI, echo_first_tool
-from tests.helpers.sample_logs import (NUM_SAMPLE_RECORDS, SAMPLE_CLIENT, SAMPLE_WORKLOAD, last_user, load_sample_logs,
-                                        logged_answers)
+from tests.helpers.sample_logs import (
+    NUM_SAMPLE_RECORDS,
+    SAMPLE_CLIENT,
+    SAMPLE_WORKLOAD,
+    last_user,
+    load_sample_logs,
+    logged_answers,
+)
 from tests.helpers.temporal_workers import flywheel_workers
 from workflows.flywheel_run import FlywheelRun
 from workflows.models import ActivityTimeouts, FlywheelJobInput, candidate_workflow_id, flywheel_workflow_id

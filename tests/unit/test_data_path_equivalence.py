@@ -9,13 +9,20 @@ import math
 import sqlite3
 
 import pytest
+from test_records import DATA, record
 
 from flywheel.config import CurationConfig, DataSplitConfig
 from flywheel.curation import canonical_bytes, canonical_json, curate, dedup_key, record_id
 from flywheel.logstore.sqlite import SQLiteLogStore
 from flywheel.prepare import prepare_datasets
-from flywheel.records import RecordError, normalize_query, normalize_record, parse_record, row_tool_calls, row_user_query
-from test_records import DATA, record
+from flywheel.records import (
+    RecordError,
+    normalize_query,
+    normalize_record,
+    parse_record,
+    row_tool_calls,
+    row_user_query,
+)
 
 SAMPLES = sorted(DATA.glob("primary_assistant-*.jsonl"))
 
@@ -239,7 +246,7 @@ def test_store_writes_and_reads_exactly_what_json_does(tmp_path):
     assert stored == [json.dumps(r, separators=(",", ":"), ensure_ascii=False) for r in rows]
     # every timestamp is 100.0 (row 10's as ISO text), so extraction is newest-inserted first
     assert [repr(r) for r in extracted] == [repr(json.loads(text)) for text in reversed(stored)]
-    nan = [r for r in extracted if r["i"] == 2][0]["extra"]["nan"]
+    nan = next(r for r in extracted if r["i"] == 2)["extra"]["nan"]
     assert math.isnan(nan)
 
 

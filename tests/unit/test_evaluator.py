@@ -37,7 +37,10 @@ class ScriptedModel:
         self.app.post("/judge/v1/chat/completions")(self.judge)
 
     def reset(self) -> None:
-        self.script.clear(); self.calls.clear(); self.bodies.clear(); self.judge_auth.clear()
+        self.script.clear()
+        self.calls.clear()
+        self.bodies.clear()
+        self.judge_auth.clear()
         self.max_in_flight = 0
 
     async def chat(self, request: Request):
@@ -196,7 +199,9 @@ async def test_concurrency_is_bounded(model, tmp_path):
 
 
 async def test_unreachable_endpoint_raises_retryable(model, tmp_path):
-    sock = socket.socket(); sock.bind(("127.0.0.1", 0)); port = sock.getsockname()[1]; sock.close()
+    with socket.socket() as sock:  # a port nobody listens on once closed
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
     spec = spec_for(model, 2, max_retries=1)
     spec.endpoint.base_url = f"http://127.0.0.1:{port}/v1"
     with pytest.raises(PlatformError) as info:

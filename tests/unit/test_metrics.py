@@ -3,7 +3,14 @@
 import pytest
 
 from flywheel.metrics import (
-    NO_CALL, RecordScore, aggregate, binary_judge_score, judge_prompt, parse_judge_score, score_tool_calls, token_f1,
+    NO_CALL,
+    RecordScore,
+    aggregate,
+    binary_judge_score,
+    judge_prompt,
+    parse_judge_score,
+    score_tool_calls,
+    token_f1,
 )
 
 

@@ -6,8 +6,16 @@ from pathlib import Path
 import pytest
 
 from flywheel.records import (
-    RecordError, first_user_query, normalize_query, normalize_record, parse_arguments, parse_record,
-    row_tool_names, row_user_query, tool_names, tool_signature,
+    RecordError,
+    first_user_query,
+    normalize_query,
+    normalize_record,
+    parse_arguments,
+    parse_record,
+    row_tool_names,
+    row_user_query,
+    tool_names,
+    tool_signature,
 )
 
 DATA = Path(__file__).resolve().parents[2] / "data"

@@ -24,7 +24,14 @@ from typing import Any
 
 from flywheel.platforms.base import CustomizationResult, CustomizationSpec, PlatformError, ProgressFn
 from flywheel.platforms.nemo_v1.client import NemoV1Clients, is_ambiguous, status_error, to_platform_error
-from flywheel.platforms.nemo_v1.jobs import cancel_if_live, create_once, find_named_job, log_messages, poll_job, reusable
+from flywheel.platforms.nemo_v1.jobs import (
+    cancel_if_live,
+    create_once,
+    find_named_job,
+    log_messages,
+    poll_job,
+    reusable,
+)
 
 log = logging.getLogger(__name__)
 NAME_FIELD = "flywheel_name"
@@ -185,7 +192,7 @@ class CustomizationV1:
     async def cancel_job(self, job_id: str) -> None:
         try:
             await asyncio.shield(self.c.sdk.customization.jobs.cancel(job_id))
-        except Exception as exc:  # best effort: it may already be terminal
+        except Exception as exc:  # noqa: BLE001 - best effort: it may already be terminal
             log.info("cancel customization job %s: %s", job_id, exc)
 
     async def cancel_by_name(self, name: str) -> bool:

@@ -64,7 +64,7 @@ class DatasetsV1:
                     # Ambiguous or transient: confirm by reading it back.
                     try:
                         await self.c.sdk.namespaces.retrieve(self.c.namespace)
-                    except Exception as exc2:
+                    except Exception as exc2:  # noqa: BLE001 - converted to a PlatformError
                         raise to_platform_error(exc2, f"namespace {self.c.namespace}") from exc
                 else:
                     raise to_platform_error(exc, f"create namespace {self.c.namespace}") from exc

@@ -195,7 +195,7 @@ class EvaluationV1:
     async def cancel_job(self, job_id: str) -> None:
         try:
             await asyncio.shield(self.c.sdk.evaluation.jobs.cancel(job_id))
-        except Exception as exc:  # best effort: it may already be terminal
+        except Exception as exc:  # noqa: BLE001 - best effort: it may already be terminal
             log.info("cancel evaluation job %s: %s", job_id, exc)
 
     async def cancel_by_name(self, name: str) -> bool:

@@ -15,7 +15,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from flywheel.platforms.base import PlatformError, ProgressFn
-from flywheel.platforms.nemo_v1.client import INFRA_MARKERS, NON_TERMINAL, TERMINAL, is_ambiguous, to_platform_error
+from flywheel.platforms.nemo_v1.client import (
+    INFRA_MARKERS,
+    NON_TERMINAL,
+    TERMINAL,
+    is_ambiguous,
+    to_platform_error,
+)
 
 log = logging.getLogger(__name__)
 WAITING = frozenset({"created", "pending"})
