@@ -178,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
         ("kill -> first new step done", f"{first_new['t'] - killed_at:.1f} s"),
         ("steps redone per kill (completed since ckpt)", str(done_before_kill - resumed_from)),
         ("SIGTERM -> checkpointed exit", f"{exited_at - term_at:.1f} s (rc={rc}, stopped at step "
-                                         f"{stopped.get('step')}, steps lost {completed_before_term - stopped.get('step', 0)})"),
+                                         f"{stopped.get('step')}, "
+                                         f"steps lost {completed_before_term - stopped.get('step', 0)})"),
     ]
     width = max(len(k) for k, _ in rows)
     print(f"\nLoRA training benchmark (work dir {work})")

@@ -215,7 +215,8 @@ def generate(n: int, client_id: str = "aiva-1", seed: int = 0, *, workload_id: s
                          "model": PRODUCTION_MODEL,
                          "choices": [{"index": 0, "message": message,
                                       "finish_reason": "tool_calls" if tool else "stop"}],
-                         "usage": {"prompt_tokens": 900 + 40 * len(messages), "completion_tokens": 30 + rng.randint(0, 40),
+                         "usage": {"prompt_tokens": 900 + 40 * len(messages),
+                                   "completion_tokens": 30 + rng.randint(0, 40),
                                    "total_tokens": 0}},
         }
         usage = record["response"]["usage"]

@@ -38,7 +38,8 @@ class NMPConfig(_Section):
     # Poll timing (None: the platform's default — nemo_v1 NemoV1Timing 10 s / 1800 s, nemo_v2 NemoV2Timing 2 s).
     poll_interval_s: float | None = Field(None, gt=0, description="Seconds between job/deployment status polls.")
     pending_timeout_s: float | None = Field(
-        None, gt=0, description="nemo_v1: how long a job may stay created/pending before it is an infrastructure failure.")
+        None, gt=0,
+        description="nemo_v1: how long a job may stay created/pending before it is an infrastructure failure.")
 
 
 class ModelSource(_Section):

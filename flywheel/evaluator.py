@@ -145,7 +145,8 @@ class JsonlCache:
     def append(self, row: dict[str, Any]) -> None:
         if self._file is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            needs_newline = self.path.exists() and self.path.stat().st_size > 0 and not self.path.read_bytes().endswith(b"\n")
+            needs_newline = (self.path.exists() and self.path.stat().st_size > 0
+                             and not self.path.read_bytes().endswith(b"\n"))
             self._file = self.path.open("a", encoding="utf-8")
             if needs_newline:
                 self._file.write("\n")

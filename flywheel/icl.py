@@ -86,7 +86,8 @@ def tool_signature(row: dict[str, Any]) -> str:
 
 
 def _compact_calls(row: dict[str, Any]) -> list[dict[str, Any]]:
-    return [{"name": call_name(c), "arguments": call_arguments(c)} for c in _response_message(row).get("tool_calls") or []]
+    return [{"name": call_name(c), "arguments": call_arguments(c)}
+            for c in _response_message(row).get("tool_calls") or []]
 
 
 def _render(query: str, calls: list[dict[str, Any]], row: dict[str, Any]) -> str:

@@ -228,7 +228,8 @@ def _flatten(data: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
         if isinstance(value, dict):
             out += _flatten(value, f"{name}.")
         else:
-            out.append((name, value if isinstance(value, (int, float, str, bool)) or value is None else json.dumps(value)))
+            plain = isinstance(value, (int, float, str, bool)) or value is None
+            out.append((name, value if plain else json.dumps(value)))
     return out
 
 

@@ -252,7 +252,8 @@ async def ingest_logs(body: LogBatch, request: Request) -> JSONResponse:
     if not body.records:
         raise ApiError(400, "records: must contain at least one record")
     if len(body.records) > state.max_log_batch_records:
-        raise ApiError(413, f"records: at most {state.max_log_batch_records} records per batch (got {len(body.records)})")
+        raise ApiError(413, f"records: at most {state.max_log_batch_records} records per batch "
+                            f"(got {len(body.records)})")
     if state.logstore is None:
         raise ApiError(503, f"log store unavailable: {state.logstore_error or 'not configured'}")
     from flywheel.ingest import ingest_records

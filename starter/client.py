@@ -45,7 +45,9 @@ _FINISHED_STATUS = {
     WorkflowExecutionStatus.TERMINATED: RunStatus.failed,
     WorkflowExecutionStatus.TIMED_OUT: RunStatus.failed,
 }
-_FINISHED_STAGE = {RunStatus.completed: Stage.completed, RunStatus.cancelled: Stage.cancelled, RunStatus.failed: Stage.failed}
+_FINISHED_STAGE = {
+    RunStatus.completed: Stage.completed, RunStatus.cancelled: Stage.cancelled, RunStatus.failed: Stage.failed,
+}
 
 
 # ---------------------------------------------------------------------------------------------- errors
@@ -115,7 +117,8 @@ def job_search_attributes(workload_id: str, client_id: str, job_type: str, stage
     )
 
 
-def resolve_data_split_config(settings: Settings, override: DataSplitConfig | dict[str, Any] | None) -> DataSplitConfig | None:
+def resolve_data_split_config(settings: Settings, override: DataSplitConfig | dict[str, Any] | None,
+                              ) -> DataSplitConfig | None:
     """A per-job override merged over the configured split settings (fields not given keep config values)."""
     if override is None:
         return None
@@ -331,7 +334,8 @@ async def promote(
     return await _review_update(client, jobstore, job_id, models.PROMOTE_UPDATE, request)
 
 
-async def reject(client: Client, jobstore: JobStore, job_id: str, *, reason: str | None = None, by: str | None = None) -> Any:
+async def reject(client: Client, jobstore: JobStore, job_id: str, *, reason: str | None = None,
+                 by: str | None = None) -> Any:
     """Reject all candidates of a run awaiting review; returns the update's result."""
     request = models.RejectRequest(reason=reason, by=by)
     return await _review_update(client, jobstore, job_id, models.REJECT_UPDATE, request)

@@ -147,7 +147,8 @@ DECISION_SKIPPED = "skipped"
 def job_id_from_workflow_id(workflow_id: str, workload_id: str, client_id: str) -> str:
     """Inverse of :func:`flywheel_workflow_id` (used when a Schedule starts a run with no job id)."""
     prefix = f"flywheel-{workload_id}-{client_id}-"
-    return workflow_id[len(prefix):] if workflow_id.startswith(prefix) and len(workflow_id) > len(prefix) else workflow_id
+    has_prefix = workflow_id.startswith(prefix) and len(workflow_id) > len(prefix)
+    return workflow_id[len(prefix):] if has_prefix else workflow_id
 
 
 def schedule_id(workload_id: str, client_id: str) -> str:

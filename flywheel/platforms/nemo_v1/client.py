@@ -135,7 +135,8 @@ def is_ambiguous(exc: Exception) -> bool:
     from nemo_microservices import APIConnectionError, APITimeoutError
 
     code = status_error(exc)
-    return isinstance(exc, (APIConnectionError, APITimeoutError, httpx.TransportError)) or (code is not None and code >= 500)
+    return (isinstance(exc, (APIConnectionError, APITimeoutError, httpx.TransportError))
+            or (code is not None and code >= 500))
 
 
 def to_platform_error(exc: Exception, what: str) -> PlatformError:

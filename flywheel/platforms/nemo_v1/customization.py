@@ -41,7 +41,8 @@ HASH_FIELD = "flywheel_options_hash"
 def config_options(spec: CustomizationSpec) -> dict[str, Any]:
     cc = spec.nim.customizer_configs
     if cc is None:
-        raise PlatformError(f"{spec.nim.model_name}: customization_enabled is false (no customizer_configs)", retryable=False)
+        raise PlatformError(f"{spec.nim.model_name}: customization_enabled is false (no customizer_configs)",
+                            retryable=False)
     return {
         "target": cc.target or spec.nim.model_name,
         "max_seq_length": cc.max_seq_length,
@@ -73,7 +74,8 @@ def same_options(existing: dict[str, Any], options: dict[str, Any], digest: str)
     if recorded:
         return recorded == digest
     target = existing.get("target")
-    target_name = target if isinstance(target, str) else (target or {}).get("name") and f"{target.get('namespace')}/{target.get('name')}"
+    target_name = (target if isinstance(target, str)
+                   else (target or {}).get("name") and f"{target.get('namespace')}/{target.get('name')}")
     if existing.get("max_seq_length") != options["max_seq_length"]:
         return False
     if target_name and target_name != options["target"]:
@@ -150,7 +152,8 @@ class CustomizationV1:
             output_model=customized_model_name(spec, self.c.namespace), hyperparameters=hp,
             custom_fields={NAME_FIELD: spec.name}), self.find_job)
 
-    async def customize(self, spec: CustomizationSpec, progress: ProgressFn | None, cleanup_on_cancel) -> CustomizationResult:
+    async def customize(self, spec: CustomizationSpec, progress: ProgressFn | None,
+                        cleanup_on_cancel) -> CustomizationResult:
         t0 = time.monotonic()
         existing = reusable("customization", spec.name, await self.find_job(spec.name))
         if existing:

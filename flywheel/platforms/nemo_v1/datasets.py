@@ -84,7 +84,8 @@ class DatasetsV1:
             from huggingface_hub import CommitOperationAdd
 
             self.c.hf.create_repo(repo_id, repo_type="dataset", exist_ok=True)
-            ops = [CommitOperationAdd(path_in_repo=split_path(s), path_or_fileobj=data) for s, (data, _) in files.items()]
+            ops = [CommitOperationAdd(path_in_repo=split_path(s), path_or_fileobj=data)
+                   for s, (data, _) in files.items()]
             self.c.hf.create_commit(repo_id, operations=ops, repo_type="dataset",
                                     commit_message=f"flywheel datasets for {run_key}")
 
@@ -117,8 +118,8 @@ class DatasetsV1:
         except Exception as exc:
             raise to_platform_error(create_exc, f"register dataset {ns}/{name}") from exc
         if existing.files_url.rstrip("/") != files_url:
-            raise PlatformError(f"dataset {ns}/{name} exists with files_url {existing.files_url!r}, expected {files_url!r}",
-                                retryable=False)
+            raise PlatformError(f"dataset {ns}/{name} exists with files_url {existing.files_url!r}, "
+                                f"expected {files_url!r}", retryable=False)
 
     async def read(self, ref: DatasetRef) -> list[dict[str, Any]]:
         repo_id, path = parse_hf_uri(ref.uri)
