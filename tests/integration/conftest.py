@@ -66,7 +66,8 @@ def nemo_platform(tmp_path_factory) -> Iterator[str]:
         deadline = time.monotonic() + 180
         while True:
             if proc.poll() is not None:
-                pytest.fail(f"nemo services exited with {proc.returncode}: {(workdir / 'services.log').read_text()[-3000:]}")
+                pytest.fail(f"nemo services exited with {proc.returncode}: "
+                            f"{(workdir / 'services.log').read_text()[-3000:]}")
             try:
                 if httpx.get(f"{base}/apis/entities/v2/workspaces", timeout=2).status_code == 200 and \
                         httpx.get(f"{base}/apis/evaluator/v1/healthz", timeout=2).status_code == 200:

@@ -118,7 +118,8 @@ async def test_flywheel_run_on_real_nemo_platform(nemo_platform: str, candidate:
     (cust,) = cand.customizations
     assert cust.status == "unavailable" and NO_TRAINING in (cust.error or ""), cust
     assert cust.customized_model is None
-    assert evals["customized-eval"].scores == {} and "customization unavailable" in (evals["customized-eval"].error or "")
+    assert evals["customized-eval"].scores == {}
+    assert "customization unavailable" in (evals["customized-eval"].error or "")
 
     # Datasets were uploaded as a fileset; the provider ("deployment") was torn down at the end.
     assert {d.split for d in doc.datasets} == {"eval", "train", "val"}

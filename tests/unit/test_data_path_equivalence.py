@@ -101,7 +101,8 @@ EDGE_CASES = {
     "int arguments": lambda r: _call(r)["function"].__setitem__("arguments", 3),
     "bad json arguments": lambda r: _call(r)["function"].__setitem__("arguments", "{nope"),
     "list arguments": lambda r: _call(r)["function"].__setitem__("arguments", "[1]"),
-    "big int arguments": lambda r: _call(r)["function"].__setitem__("arguments", '{"b": 1' + "0" * 25 + ", \"c\": 1e-7}"),
+    "big int arguments":
+        lambda r: _call(r)["function"].__setitem__("arguments", '{"b": 1' + "0" * 25 + ", \"c\": 1e-7}"),
     "request-side string arguments": lambda r: r["request"]["messages"].append(
         {"role": "assistant", "tool_calls": [{"id": "c", "function": {"name": "f", "arguments": "{x"}}]}),
     "choice without index": lambda r: r["response"]["choices"][0].pop("index"),
@@ -124,7 +125,8 @@ def test_normalize_matches_pydantic_on_edge_cases(name, parse_arguments):
     assert same(fast(raw, parse_arguments), reference(raw, parse_arguments))
 
 
-@pytest.mark.xfail(strict=True, reason="pre-existing: model_dump(mode='json') writes NaN as None, the fast path keeps NaN")
+@pytest.mark.xfail(strict=True,
+                   reason="pre-existing: model_dump(mode='json') writes NaN as None, the fast path keeps NaN")
 def test_normalize_nan_arguments():
     raw = record(arguments='{"a": NaN}')
     assert same(fast(raw), reference(raw))

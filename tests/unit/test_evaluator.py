@@ -98,8 +98,9 @@ def model(model_server):
 def row(record_id: str, text: str, tool: str | None = "get_weather", args: dict | None = None) -> dict:
     message = {"role": "assistant", "content": None if tool else "plain answer"}
     if tool:
+        arguments = args if args is not None else {"city": text}
         message["tool_calls"] = [{"id": "c", "type": "function",
-                                  "function": {"name": tool, "arguments": args if args is not None else {"city": text}}}]
+                                  "function": {"name": tool, "arguments": arguments}}]
     return {"record_id": record_id, "timestamp": 0, "workload_id": "w", "client_id": "c",
             "request": {"model": "big", "messages": [{"role": "user", "content": text}], "tools": TOOLS},
             "response": {"choices": [{"message": message}]}}

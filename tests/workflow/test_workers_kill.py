@@ -25,7 +25,8 @@ def spawn_worker(settings_path: Path, log: Path) -> subprocess.Popen:
     return spawn_activity_worker("tests.workflow.fake_worker", settings_path, log)
 
 
-async def test_sigkill_worker_mid_run_and_restart(temporal_env: WorkflowEnvironment, client: Client, tmp_path: Path) -> None:
+async def test_sigkill_worker_mid_run_and_restart(temporal_env: WorkflowEnvironment, client: Client,
+                                                  tmp_path: Path) -> None:
     address = client.service_client.config.target_host
     settings = make_settings(tmp_path, ["slow-k"], customize=(), address=address)
     settings_path = tmp_path / "settings.json"
