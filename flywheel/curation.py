@@ -28,8 +28,17 @@ from typing import Any
 import orjson
 
 from flywheel.config import CurationConfig
-from flywheel.records import (RecordError, call_arguments, call_name, content_text, conversation_turns,
-                              expected_calls, message_tool_calls, normalize_query, normalize_record)
+from flywheel.records import (
+    RecordError,
+    call_arguments,
+    call_name,
+    content_text,
+    conversation_turns,
+    expected_calls,
+    message_tool_calls,
+    normalize_query,
+    normalize_record,
+)
 
 _ARGUMENT_REASONS = ("arguments_not_json", "arguments_not_object")
 
@@ -86,7 +95,7 @@ class _SharedTools:
         shared, digest, alias = self._state
         if tools is shared or tools is alias:
             return shared, digest
-        if tools == alias or tools == shared:
+        if tools in (alias, shared):
             self._state = (shared, digest, tools)
             return shared, digest
         digest = hashlib.sha256(canonical_bytes(tools)).hexdigest()

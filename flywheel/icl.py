@@ -43,8 +43,17 @@ import numpy as np
 
 from flywheel.config import ExampleSelection, ICLConfig
 from flywheel.embeddings import Embedder, make_embedder
-from flywheel.records import (call_arguments, call_name, expected_calls, expected_message, message_text,
-                              normalize_query, query_key, tool_signature, user_query)
+from flywheel.records import (
+    call_arguments,
+    call_name,
+    expected_calls,
+    expected_message,
+    message_text,
+    normalize_query,
+    query_key,
+    tool_signature,
+    user_query,
+)
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +102,7 @@ class _Pool:
     min_cost: int
 
     @classmethod
-    def build(cls, train_rows: Sequence[dict[str, Any]], count_tokens: TokenCounter) -> "_Pool":
+    def build(cls, train_rows: Sequence[dict[str, Any]], count_tokens: TokenCounter) -> _Pool:
         entries = []  # (signature, query, cost, row) for rows with a user query, sorted by signature (stable)
         for row in train_rows:
             query = user_query(row)

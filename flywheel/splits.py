@@ -94,7 +94,8 @@ def split_records(rows: Sequence[dict[str, Any]], config: DataSplitConfig, *,
     assignment: dict[int, str] = {}
     for k, members in groups.items():
         for pos, index in enumerate(members):
-            assignment[index] = "eval" if pos < eval_quota[k] else "val" if pos < eval_quota[k] + val_quota[k] else "train"
+            assignment[index] = ("eval" if pos < eval_quota[k]
+                                 else "val" if pos < eval_quota[k] + val_quota[k] else "train")
 
     eval_queries = {query_key(rows[i]) for i, s in assignment.items() if s == "eval"}
     splits: dict[str, list[dict[str, Any]]] = {name: [] for name in SPLITS}

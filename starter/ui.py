@@ -22,9 +22,10 @@ import asyncio
 import base64
 import re
 import threading
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterable, Sequence, TypeVar
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -219,7 +220,7 @@ async def render_schedules(request: Request) -> HTMLResponse:
 # ---------------------------------------------------------------------------------------------- wiring
 
 
-def include_ui(app: FastAPI, render_dependencies: Sequence[Any] | Iterable[Any] = ()) -> None:
+def include_ui(app: FastAPI, render_dependencies: Sequence[Any] = ()) -> None:
     """Serve the page. ``render_dependencies`` (e.g. the API's authentication dependency) guard the fragment
     routes as well; the data itself is always read through the JSON API with the user's own credentials."""
     app.include_router(pages_router)

@@ -19,11 +19,11 @@ import httpx
 import pytest
 
 from starter.api import create_app
-from tests.workflow.conftest import make_settings, running_workers
+from tests.helpers import REPO_ROOT
+from tests.helpers.temporal_workers import make_settings, running_workers
 
 CHROMIUM = Path(os.environ.get("FLYWHEEL_CHROMIUM", "/usr/bin/chromium"))
-REPO = Path(__file__).resolve().parents[2]
-OUTPUT = Path(os.environ.get("FLYWHEEL_TEST_OUTPUT", REPO / "test-output")) / "ui-browser"
+OUTPUT = Path(os.environ.get("FLYWHEEL_TEST_OUTPUT", REPO_ROOT / "test-output")) / "ui-browser"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
 SLOW_CANDIDATE, FAST_CANDIDATE = "alpha-slow", "beta"  # "slow": its evaluations wait for <data_dir>/release
@@ -62,9 +62,10 @@ async def served(temporal_env, tmp_path):
             await asyncio.wait_for(task, 15)
 
 
-async def test_reviewer_watches_a_job_live_and_promotes_it(chromium, served, tmp_path):
+async def test_reviewer_watches_a_job_live_and_promotes_it(chromium, served, tmp_path, monkeypatch):
     from playwright.async_api import async_playwright, expect
 
+    monkeypatch.setattr("starter.ui.POLL_MS", {"jobs": 500, "job": 500, "schedules": 500})  # the page's data-poll-ms
     base, settings = served
     expect.set_options(timeout=TIMEOUT_MS)
     workload, client = f"ui-e2e-{uuid.uuid4().hex[:6]}", "team<b>x</b>"  # markup in an id must stay text

@@ -1,8 +1,9 @@
 import copy
 
+from test_records import record
+
 from flywheel.config import CurationConfig
 from flywheel.curation import PHONE_RE, curate, record_id, redact_text
-from test_records import record
 
 MANY_PROPERTIES = {"type": "function", "function": {"name": "update_shipping_address", "parameters": {
     "type": "object", "properties": {f"p{i}": {"type": "string"} for i in range(12)}}}}

@@ -9,14 +9,23 @@ import math
 import sqlite3
 
 import pytest
+from test_records import DATA, record
 
 from flywheel.config import CurationConfig, DataSplitConfig
 from flywheel.curation import canonical_bytes, canonical_json, curate, dedup_key, record_id
 from flywheel.logstore.sqlite import SQLiteLogStore
 from flywheel.prepare import prepare_datasets
-from flywheel.records import (RecordError, call_arguments, call_name, content_text, conversation_turns, expected_calls,
-                              normalize_query, normalize_record, parse_record)
-from test_records import DATA, record
+from flywheel.records import (
+    RecordError,
+    call_arguments,
+    call_name,
+    content_text,
+    conversation_turns,
+    expected_calls,
+    normalize_query,
+    normalize_record,
+    parse_record,
+)
 
 SAMPLES = sorted(DATA.glob("primary_assistant-*.jsonl"))
 
@@ -95,7 +104,8 @@ EDGE_CASES = {
     "int arguments": lambda r: _call(r)["function"].__setitem__("arguments", 3),
     "bad json arguments": lambda r: _call(r)["function"].__setitem__("arguments", "{nope"),
     "list arguments": lambda r: _call(r)["function"].__setitem__("arguments", "[1]"),
-    "big int arguments": lambda r: _call(r)["function"].__setitem__("arguments", '{"b": 1' + "0" * 25 + ", \"c\": 1e-7}"),
+    "big int arguments":
+        lambda r: _call(r)["function"].__setitem__("arguments", '{"b": 1' + "0" * 25 + ", \"c\": 1e-7}"),
     "request-side string arguments": lambda r: r["request"]["messages"].append(
         {"role": "assistant", "tool_calls": [{"id": "c", "function": {"name": "f", "arguments": "{x"}}]}),
     "choice without index": lambda r: r["response"]["choices"][0].pop("index"),
@@ -118,7 +128,8 @@ def test_normalize_matches_pydantic_on_edge_cases(name, parse_arguments):
     assert same(fast(raw, parse_arguments), reference(raw, parse_arguments))
 
 
-@pytest.mark.xfail(strict=True, reason="pre-existing: model_dump(mode='json') writes NaN as None, the fast path keeps NaN")
+@pytest.mark.xfail(strict=True,
+                   reason="pre-existing: model_dump(mode='json') writes NaN as None, the fast path keeps NaN")
 def test_normalize_nan_arguments():
     raw = record(arguments='{"a": NaN}')
     assert same(fast(raw), reference(raw))
@@ -185,7 +196,8 @@ def test_record_ids_and_dedup_keys_match_json_hashing(path):
     odd = record(arguments={"tiny": 1e-7, "nan": float("nan"), "big": 2**70})
     odd["request"]["messages"][:0] = [
         {"role": "user", "content": [{"type": "text", "text": "Earlier  QUESTION 1e-7"}]},
-        {"role": "assistant", "tool_calls": [{"id": "c", "function": {"name": "f", "arguments": '{"x": 1e-7, "n": NaN}'}}]},
+        {"role": "assistant",
+         "tool_calls": [{"id": "c", "function": {"name": "f", "arguments": '{"x": 1e-7, "n": NaN}'}}]},
         {"role": "tool", "tool_call_id": "c", "content": "big 1" + "0" * 25}]
     row = curate([odd], CurationConfig()).rows[0]
     assert row["record_id"] == reference_record_id({k: v for k, v in row.items() if k != "record_id"})
@@ -258,7 +270,7 @@ def test_store_writes_and_reads_exactly_what_json_does(tmp_path):
     assert stored == [json.dumps(r, separators=(",", ":"), ensure_ascii=False) for r in rows]
     # every timestamp is 100.0 (row 10's as ISO text), so extraction is newest-inserted first
     assert [repr(r) for r in extracted] == [repr(json.loads(text)) for text in reversed(stored)]
-    nan = [r for r in extracted if r["i"] == 2][0]["extra"]["nan"]
+    nan = next(r for r in extracted if r["i"] == 2)["extra"]["nan"]
     assert math.isnan(nan)
 
 

@@ -2,8 +2,9 @@
 
 import json
 
-from flywheel.platforms.nemo_v2 import eval_row
 from test_records import record
+
+from flywheel.platforms.nemo_v2 import eval_row
 
 
 def test_eval_row_holds_messages_tools_and_calls_with_parsed_arguments():

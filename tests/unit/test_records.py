@@ -6,8 +6,20 @@ from pathlib import Path
 import pytest
 
 from flywheel.records import (
-    NO_CALL, RecordError, content_text, expected_calls, expected_message, normalize_query, normalize_record,
-    parse_arguments, parse_record, query_key, response_message, tool_names, tool_signature, user_query,
+    NO_CALL,
+    RecordError,
+    content_text,
+    expected_calls,
+    expected_message,
+    normalize_query,
+    normalize_record,
+    parse_arguments,
+    parse_record,
+    query_key,
+    response_message,
+    tool_names,
+    tool_signature,
+    user_query,
 )
 
 DATA = Path(__file__).resolve().parents[2] / "data"

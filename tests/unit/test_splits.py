@@ -1,13 +1,13 @@
 from collections import Counter
 
 import pytest
+from test_records import load_generator, record
 
 from flywheel.config import CurationConfig, DataSplitConfig, ICLConfig
 from flywheel.curation import curate
 from flywheel.icl import select_examples
 from flywheel.prepare import prepare_datasets
 from flywheel.splits import InsufficientData, manifest_hash, split_records, stratum_of
-from test_records import load_generator, record
 
 TOOLS = ["get_order_status", "cancel_order", "track_shipment", None]
 
