@@ -31,3 +31,25 @@ def s3_endpoint() -> Iterator[str]:
     require("moto.server", "moto[server] (S3 API test server)")
     with moto_s3_server() as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def es_contract(opensearch_url: str):
+    """The Elasticsearch-dialect contract emulator (tests/emulators/es_contract_emulator.py) over osmem."""
+    from tests.emulators.es_contract_emulator import EsContractEmulator
+    from tests.emulators.threaded_server import ThreadedServer
+    from tests.helpers.store_servers import free_port
+
+    emulator = EsContractEmulator(opensearch_url)
+    server = ThreadedServer(emulator.app, free_port(), "es-contract-emulator")
+    server.start_server()
+    emulator.url = f"http://127.0.0.1:{server.port}"
+    try:
+        yield emulator
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def es_contract_url(es_contract) -> str:
+    return es_contract.url
