@@ -279,6 +279,69 @@ class LogStoreConfig(StoreConfig):
     elasticsearch: ElasticsearchConfig = ElasticsearchConfig()
 
 
+class S3Settings(_Section):
+    """S3-compatible endpoint (AWS S3, MinIO, Ceph RGW) for ``s3://`` artifact roots; secrets by env var NAME.
+
+    Without ``access_key_id_env`` the standard AWS chain applies (AWS_* env vars, instance/pod identity).
+    """
+
+    endpoint_url: str | None = Field(None, description="e.g. http://minio:9000; None: AWS for the region.")
+    region: str = "us-east-1"
+    access_key_id_env: str | None = None
+    secret_access_key_env: str | None = None
+    session_token_env: str | None = None
+    virtual_hosted_style: bool = Field(False, description="bucket.host URLs (AWS) instead of host/bucket paths.")
+    ca_bundle: str | None = Field(None, description="PEM file of a private CA for the endpoint.")
+
+    @field_validator("access_key_id_env", "secret_access_key_env", "session_token_env")
+    @classmethod
+    def _secret_env_names(cls, value: str | None) -> str | None:
+        return _env_name(value)
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _endpoint(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value
+
+    @model_validator(mode="after")
+    def _key_pair(self) -> "S3Settings":
+        if bool(self.access_key_id_env) != bool(self.secret_access_key_env):
+            raise ValueError("access_key_id_env and secret_access_key_env go together")
+        return self
+
+
+class ArtifactsConfig(_Section):
+    """Where runs keep datasets, predictions, checkpoints, adapters and reports: one root URI."""
+
+    root: str | None = Field(None, description="file:///abs/dir or s3://bucket/prefix; None: <data_dir>/artifacts.")
+    s3: S3Settings = S3Settings()
+    chunk_size_mib: int = Field(8, ge=5, le=512, description="Multipart part size (S3 needs >= 5 MiB).")
+    max_concurrency: int = Field(4, ge=1, le=64)
+    timeout_s: float = Field(60.0, gt=0)
+    connect_timeout_s: float = Field(10.0, gt=0)
+    max_retries: int = Field(3, ge=0)
+
+    @field_validator("root")
+    @classmethod
+    def _root_uri(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(value)
+        if parts.scheme == "file":
+            if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
+                raise ValueError(f"file:// root must be an absolute path (file:///dir), got {value!r}")
+        elif parts.scheme == "s3":
+            if not parts.netloc:
+                raise ValueError(f"s3:// root needs a bucket (s3://bucket/prefix), got {value!r}")
+        else:
+            raise ValueError(f"must be a file:// or s3:// URI, got {value!r}")
+        return value.rstrip("/")
+
+
 class TaskQueues(_Section):
     orchestrator: str = "flywheel-orchestrator"
     cpu: str = "flywheel-cpu"
@@ -319,6 +382,7 @@ class Settings(_Section):
     api: APIConfig = APIConfig()
     logstore: LogStoreConfig = LogStoreConfig()
     jobstore: JobStoreConfig = JobStoreConfig()
+    artifacts: ArtifactsConfig = ArtifactsConfig()
     nmp_config: NMPConfig = NMPConfig()
     nims: list[NIMConfig] = Field(default_factory=list)
     data_split_config: DataSplitConfig = DataSplitConfig()
