@@ -22,6 +22,7 @@ from urllib.parse import quote
 
 from elasticsearch import AsyncElasticsearch
 from elasticsearch.exceptions import HTTP_EXCEPTIONS, ApiError
+from elasticsearch.serializer import OrjsonSerializer
 
 from flywheel.config import ConfigError, ElasticsearchConfig
 
@@ -77,6 +78,9 @@ def credentials(config: ElasticsearchConfig, environ: Any = None) -> dict[str, A
 def build_client(config: ElasticsearchConfig, environ: Any = None) -> AsyncElasticsearch:
     kwargs: dict[str, Any] = {
         "hosts": list(config.hosts),
+        # orjson parses the (large) search pages several times faster than the stdlib default.
+        "serializers": {mimetype: OrjsonSerializer() for mimetype in (
+            "application/json", "application/vnd.elasticsearch+json")},
         "request_timeout": config.request_timeout_s,
         "max_retries": config.max_retries,
         "retry_on_timeout": config.max_retries > 0,

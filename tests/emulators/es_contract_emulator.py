@@ -108,6 +108,7 @@ class EsContractEmulator:
         self.calls: list[tuple[str, str]] = []
         self.violations: list[str] = []
         self.open_pits: set[str] = set()
+        self._client: httpx.AsyncClient | None = None
         self.app = Starlette(routes=[
             Route("/_index_template/{name}", self._template, methods=["PUT"]),
             Route("/_bulk", self._bulk, methods=["POST", "PUT"]),
@@ -144,9 +145,10 @@ class EsContractEmulator:
     async def _backend(self, method: str, path: str, *, params: Any = None, json_body: Any = None,
                        content: bytes | None = None, ndjson: bool = False) -> tuple[int, Any]:
         headers = {"content-type": "application/x-ndjson" if ndjson else "application/json"}
-        async with httpx.AsyncClient(base_url=self.backend, timeout=30) as client:
-            response = await client.request(method, path, params=params, json=json_body, content=content,
-                                            headers=headers)
+        if self._client is None:  # created on the server's own loop, reused for every request
+            self._client = httpx.AsyncClient(base_url=self.backend, timeout=30)
+        response = await self._client.request(method, path, params=params, json=json_body, content=content,
+                                              headers=headers)
         return response.status_code, response.json() if response.content else {}
 
     # ---------------------------------------------------------------- endpoints

@@ -99,6 +99,7 @@ def test_stopping_early_then_reading_again(make_store):
 
 def test_empty_store(make_store):
     store = make_store()
+    assert isinstance(store, LogStore)
     assert list(store.extract("w", "c")) == []
     assert store.count() == 0
     assert store.add([]) == 0
