@@ -39,7 +39,8 @@ class NMPConfig(_Section):
     # Poll timing (None: the platform's default — nemo_v1 NemoV1Timing 10 s / 1800 s, nemo_v2 NemoV2Timing 2 s).
     poll_interval_s: float | None = Field(None, gt=0, description="Seconds between job/deployment status polls.")
     pending_timeout_s: float | None = Field(
-        None, gt=0, description="nemo_v1: how long a job may stay created/pending before it is an infrastructure failure.")
+        None, gt=0,
+        description="nemo_v1: how long a job may stay created/pending before it is an infrastructure failure.")
 
 
 class ModelSource(_Section):
@@ -50,7 +51,7 @@ class ModelSource(_Section):
     sha256: str | None = None
 
     @model_validator(mode="after")
-    def _one_source(self) -> "ModelSource":
+    def _one_source(self) -> ModelSource:
         if not self.path and not self.package:
             raise ValueError("set either path or package")
         return self
@@ -84,7 +85,7 @@ class NIMConfig(_Section):
     max_concurrency: int = Field(1, ge=1)
 
     @model_validator(mode="after")
-    def _customizer_when_enabled(self) -> "NIMConfig":
+    def _customizer_when_enabled(self) -> NIMConfig:
         if self.customization_enabled and self.customizer_configs is None:
             self.customizer_configs = CustomizerConfig()
         return self
@@ -127,7 +128,7 @@ class ICLConfig(_Section):
     similarity_config: SimilarityConfig = SimilarityConfig()
 
     @model_validator(mode="after")
-    def _min_le_max(self) -> "ICLConfig":
+    def _min_le_max(self) -> ICLConfig:
         if self.min_examples > self.max_examples:
             raise ValueError("min_examples must be <= max_examples")
         return self
@@ -263,7 +264,7 @@ class ElasticsearchConfig(_Section):
         return value
 
     @model_validator(mode="after")
-    def _one_auth(self) -> "ElasticsearchConfig":
+    def _one_auth(self) -> ElasticsearchConfig:
         if self.api_key_env and (self.username_env or self.password_env):
             raise ValueError("set api_key_env or username_env/password_env, not both")
         if bool(self.username_env) != bool(self.password_env):
@@ -306,7 +307,7 @@ class S3Settings(_Section):
         return value
 
     @model_validator(mode="after")
-    def _key_pair(self) -> "S3Settings":
+    def _key_pair(self) -> S3Settings:
         if bool(self.access_key_id_env) != bool(self.secret_access_key_env):
             raise ValueError("access_key_id_env and secret_access_key_env go together")
         return self

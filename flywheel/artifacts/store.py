@@ -157,7 +157,7 @@ class ArtifactStore:
             raise ArtifactIntegrityError(
                 f"{info.uri}: read {size} bytes sha256 {digest.hexdigest()}, recorded {info.size} bytes {info.sha256}")
 
-    def open(self, key: str) -> "ArtifactReader":
+    def open(self, key: str) -> ArtifactReader:
         """A binary, read-only file object over the stream (verified when the end is reached)."""
         return ArtifactReader(self.iter_chunks(key))
 
@@ -241,8 +241,7 @@ class ArtifactReader:
     def __iter__(self) -> Iterator[bytes]:
         if self._buffer:
             yield self.read(len(self._buffer))
-        for chunk in self._chunks:
-            yield chunk
+        yield from self._chunks
         self._done = True
 
     def readable(self) -> bool:
@@ -253,7 +252,7 @@ class ArtifactReader:
         if close:
             close()
 
-    def __enter__(self) -> "ArtifactReader":
+    def __enter__(self) -> ArtifactReader:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -73,7 +73,7 @@ class AsyncMongoJobStore:
         self._jobs = self._client[database][collection]
 
     @classmethod
-    def from_config(cls, config: MongoConfig, environ: dict[str, str] | None = None) -> "AsyncMongoJobStore":
+    def from_config(cls, config: MongoConfig, environ: dict[str, str] | None = None) -> AsyncMongoJobStore:
         return cls(mongo_uri(config, environ), database=config.database, collection=config.collection,
                    **client_options(config))
 

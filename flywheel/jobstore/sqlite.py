@@ -132,7 +132,7 @@ class SQLiteJobStore:
                 self._conn.close()
                 self._conn = None
 
-    def __enter__(self) -> "SQLiteJobStore":
+    def __enter__(self) -> SQLiteJobStore:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -62,7 +62,7 @@ class SyncJobStore:
         finally:
             self._loop.stop()
 
-    def __enter__(self) -> "SyncJobStore":
+    def __enter__(self) -> SyncJobStore:
         return self
 
     def __exit__(self, *exc: object) -> None:

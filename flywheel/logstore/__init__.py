@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 __all__ = ["LogStore", "open_logstore"]
 
 
-def open_logstore(settings: "Settings") -> LogStore:
+def open_logstore(settings: Settings) -> LogStore:
     """The configured log store: ``sqlite`` (embedded) or ``elasticsearch`` (also OpenSearch, see ``flavor``)."""
     kind = settings.logstore.kind
     if kind == "sqlite":

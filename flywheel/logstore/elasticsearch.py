@@ -31,6 +31,7 @@ from flywheel.config import ElasticsearchConfig
 from flywheel.logstore.es_wire import SEQ_FIELD, Wire, build_client, build_wire, index_template
 from flywheel.loop_thread import LoopThread
 
+
 def template_name(index: str) -> str:
     return f"flywheel-logs-{index}"
 
@@ -276,7 +277,7 @@ class ElasticsearchLogStore:
         finally:
             self._loop.stop()
 
-    def __enter__(self) -> "ElasticsearchLogStore":
+    def __enter__(self) -> ElasticsearchLogStore:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -10,9 +10,9 @@ import pytest
 
 pytest.importorskip("elasticsearch", reason="elasticsearch (prod extra) is not installed")
 
-from flywheel.config import ElasticsearchConfig  # noqa: E402
-from flywheel.logstore.elasticsearch import ElasticsearchLogStore, LogStoreError  # noqa: E402
-from tests.emulators.es_contract_emulator import ContractViolation, check_search_body  # noqa: E402
+from flywheel.config import ElasticsearchConfig
+from flywheel.logstore.elasticsearch import ElasticsearchLogStore, LogStoreError
+from tests.emulators.es_contract_emulator import ContractViolation, check_search_body
 
 
 def _cfg(url: str, flavor: str = "elasticsearch", **extra) -> ElasticsearchConfig:

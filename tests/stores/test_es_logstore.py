@@ -11,8 +11,8 @@ from flywheel.config import ConfigError, ElasticsearchConfig, load_settings
 
 pytest.importorskip("elasticsearch", reason="elasticsearch (prod extra) is not installed")
 
-from flywheel.logstore import open_logstore  # noqa: E402
-from flywheel.logstore.elasticsearch import ElasticsearchLogStore, LogIngestError, LogStoreError  # noqa: E402
+from flywheel.logstore import open_logstore
+from flywheel.logstore.elasticsearch import ElasticsearchLogStore, LogIngestError, LogStoreError
 
 
 def _cfg(url: str, **extra) -> ElasticsearchConfig:

@@ -6,18 +6,18 @@ from __future__ import annotations
 import random
 import threading
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from flywheel.jobdoc import DatasetDoc, EvaluationDoc, JobDocument, NimDoc, RunStatus
 from flywheel.jobstore import JobStore, SQLiteJobStore, next_revision
 
-T0 = datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
 
 def make_doc(n: int, *, workload: str = "w1", client: str = "c1", status=RunStatus.pending,
-             started: datetime | None | str = "auto", revision: int = 0) -> JobDocument:
+             started: datetime | str | None = "auto", revision: int = 0) -> JobDocument:
     return JobDocument(id=f"{n:024x}", workload_id=workload, client_id=client, status=status,
                        started_at=T0 + timedelta(minutes=n) if started == "auto" else started, revision=revision)
 
