@@ -48,7 +48,7 @@ def bench_rows(n: int) -> list[dict]:
 
 def _spec(args: argparse.Namespace):
     from flywheel.config import LoRAConfig, NIMConfig, TrainingConfig
-    from flywheel.platforms.base import CustomizationSpec, DatasetRef
+    from flywheel.types import CustomizationSpec, DatasetRef
 
     return CustomizationSpec(
         name="bench-training", nim=NIMConfig(model_name="gemma-3-270m"),

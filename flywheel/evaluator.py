@@ -30,9 +30,9 @@ import httpx
 
 from flywheel.config import LLMJudgeConfig
 from flywheel.metrics import binary_judge_score, judge_prompt
-from flywheel.platforms.base import EvalResult, EvalSpec, PlatformError, ProgressFn
 from flywheel.scoring import is_tool_workload, message_tool_calls, response_message, summarize
 from flywheel.stats import latency_percentiles
+from flywheel.types import EvalResult, EvalSpec, PlatformError, ProgressFn
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from flywheel.platforms.base import ToolScores
+from flywheel.types import ToolScores
 
 NO_CALL = "(no call)"
 METRIC_NAMES = ("function_name", "function_name_and_args_accuracy", "normalized_args_accuracy")

@@ -25,6 +25,7 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
+from activities.common import close_platforms
 from flywheel.config import ConfigError, Settings, load_settings
 
 log = logging.getLogger("flywheel.workers")
@@ -175,7 +176,10 @@ async def serve(settings: Settings, queues: Sequence[str], *, ensure_attributes:
         "address": settings.temporal.address, "namespace": settings.temporal.namespace,
         "task_queues": [w.task_queue for w in workers], "platform": settings.platform.kind,
         "config_name": settings.config_name})
-    await run_workers(workers, stop)
+    try:
+        await run_workers(workers, stop)
+    finally:
+        await close_platforms()  # model servers, HTTP clients: nothing outlives the worker process's run
     log.info("workers stopped")
 
 

@@ -17,7 +17,9 @@ from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
     from flywheel.jobdoc import CustomizationDoc, DeploymentStatus, EvaluationDoc, NimDoc, NimStatus
-    from flywheel.platforms.base import CustomizationResult, CustomizationSpec, DatasetRef, Endpoint, EvalResult, EvalSpec
+    from flywheel.platforms import customization_queue
+    from flywheel.types import CustomizationResult, CustomizationSpec, DatasetRef, Endpoint, EvalResult, EvalSpec
+    from flywheel.vocabulary import TaskQueueRole
     from workflows.common import error_text, error_type, retry_policy, short_options
     from workflows.models import (
         ACT_BUILD_ICL,
@@ -57,7 +59,7 @@ class CandidateRun:
         self._wf_id = workflow.info().workflow_id
         queues = inp.settings.temporal.task_queues
         self._cpu = queues.cpu
-        self._train_queue = queues.gpu if inp.settings.platform.kind == "local" else queues.cpu
+        self._train_queue = queues.gpu if customization_queue(inp.settings) == TaskQueueRole.gpu else queues.cpu
         self._result = CandidateResult(model_name=inp.nim.model_name)
         self._deployed: dict[str, Endpoint] = {}
         nim = self._nim = NimDoc(model_name=inp.nim.model_name, status=NimStatus.deploying,

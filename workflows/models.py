@@ -12,14 +12,7 @@ from pydantic import BaseModel, Field
 
 from flywheel.config import DataSplitConfig, NIMConfig, Settings
 from flywheel.jobdoc import JobDocument, NimDoc
-from flywheel.platforms.base import (
-    CustomizationResult,
-    CustomizationSpec,
-    DatasetRef,
-    Endpoint,
-    EvalResult,
-    EvalSpec,
-)
+from flywheel.types import CustomizationResult, CustomizationSpec, DatasetRef, Endpoint, EvalResult, EvalSpec
 
 FLYWHEEL_WORKFLOW = "FlywheelRun"
 CANDIDATE_WORKFLOW = "CandidateRun"

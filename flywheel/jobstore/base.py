@@ -42,3 +42,10 @@ class JobStore(Protocol):
 
     def close(self) -> None:
         """Release connections. Idempotent."""
+
+    # Usable as ``with open_jobstore(settings) as store:`` (closes on exit).
+    def __enter__(self) -> JobStore:
+        ...
+
+    def __exit__(self, *exc: object) -> None:
+        ...

@@ -30,8 +30,20 @@ from typing import Any
 import httpx
 
 from flywheel.config import NIMConfig, Settings
-from flywheel.platforms.base import (CapabilityUnavailable, CustomizationResult, CustomizationSpec, DatasetRef,
-                                     Endpoint, EvalResult, EvalSpec, PlatformError, ProgressFn)
+from flywheel.platforms.base import Platform
+from flywheel.types import (
+    CapabilityUnavailable,
+    CustomizationResult,
+    CustomizationSpec,
+    DatasetRef,
+    Endpoint,
+    EvalResult,
+    EvalSpec,
+    PlatformError,
+    ProgressFn,
+    WorkerShutdownProbe,
+    never_shutting_down,
+)
 
 log = logging.getLogger(__name__)
 NO_TRAINING = "NeMo Platform has no training backend here: customization needs Docker/Kubernetes GPU images"
@@ -103,10 +115,11 @@ class NemoV2Timing:
     request_timeout_s: float = 60.0
 
 
-class NemoV2Platform:
+class NemoV2Platform(Platform):
     kind = "nemo_v2"
 
-    def __init__(self, settings: Settings, timing: NemoV2Timing | None = None) -> None:
+    def __init__(self, settings: Settings, timing: NemoV2Timing | None = None, *,
+                 is_worker_shutdown: WorkerShutdownProbe = never_shutting_down) -> None:
         self.settings = settings
         if timing is None:
             timing = NemoV2Timing()
@@ -118,7 +131,7 @@ class NemoV2Platform:
         self.http = httpx.AsyncClient(base_url=self.base, timeout=self.timing.request_timeout_s)
         self._workspace_ready = False
 
-    async def aclose(self) -> None:
+    async def close(self) -> None:
         await self.http.aclose()
 
     # -- plumbing --------------------------------------------------------------------------------

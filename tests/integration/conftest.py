@@ -139,14 +139,9 @@ async def flywheel_workers(client: Any, settings: Any, queues: Sequence[str]) ->
 
 async def close_cached_platforms() -> None:
     """Close the platforms ``activities.common`` cached in this process (one per settings snapshot)."""
-    from activities import common
+    from activities.common import close_platforms
 
-    for key, platform in list(common._platforms.items()):
-        common._platforms.pop(key, None)
-        close = getattr(platform, "aclose", None)
-        if close is not None:
-            with contextlib.suppress(Exception):
-                await close()
+    await close_platforms()
 
 
 # -- NeMo Platform (v2) --------------------------------------------------------------------------

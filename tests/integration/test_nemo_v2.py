@@ -16,7 +16,13 @@ import pytest
 
 from flywheel.config import NIMConfig, Settings
 from flywheel.metrics import aggregate, score_tool_calls, tool_keys
-from flywheel.platforms.base import CapabilityUnavailable, CustomizationSpec, EvalSpec
+from flywheel.types import (
+    CapabilityUnavailable,
+    CustomizationSpec,
+    EvalSpec,
+    WorkerShutdownProbe,
+    never_shutting_down,
+)
 from flywheel.config import LoRAConfig, TrainingConfig
 from flywheel.platforms.nemo_v2 import NO_TRAINING, NemoV2Platform, NemoV2Timing
 from tests.emulators.openai_scripted import ScriptedOpenAI
@@ -133,4 +139,4 @@ async def test_real_platform_tool_calling_matches_evaluator_of_record(nemo_platf
         await platform.delete_job("wf-1-cand-model-base-eval")
         for provider in ("cand-endpoint", "judge"):
             await platform._call("DELETE", f"/apis/models/v2/workspaces/{ws}/providers/{provider}", ok=(200, 202, 204, 404))
-        await platform.aclose()
+        await platform.close()

@@ -7,8 +7,8 @@ import pytest
 pytest.importorskip("torch")
 
 from flywheel.config import LoRAConfig, NIMConfig, TrainingConfig  # noqa: E402
-from flywheel.platforms.base import CustomizationSpec, DatasetRef  # noqa: E402
 from flywheel.platforms.local.train_state import Plan, run_fingerprint  # noqa: E402
+from flywheel.types import CustomizationSpec, DatasetRef  # noqa: E402
 
 
 def spec(**training) -> CustomizationSpec:

@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 import psutil
 
-from flywheel.platforms.base import Endpoint, PlatformError, ProgressFn
+from flywheel.types import Endpoint, PlatformError, ProgressFn
 
 SERVER_MODULE = "flywheel.platforms.local.model_server"
 HOST = "127.0.0.1"

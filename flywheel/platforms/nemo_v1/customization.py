@@ -22,9 +22,9 @@ import logging
 import time
 from typing import Any
 
-from flywheel.platforms.base import CustomizationResult, CustomizationSpec, PlatformError, ProgressFn
 from flywheel.platforms.nemo_v1.client import NemoV1Clients, is_ambiguous, status_error, to_platform_error
 from flywheel.platforms.nemo_v1.jobs import cancel_if_live, create_once, find_named_job, log_messages, poll_job, reusable
+from flywheel.types import CustomizationResult, CustomizationSpec, PlatformError, ProgressFn
 
 log = logging.getLogger(__name__)
 NAME_FIELD = "flywheel_name"

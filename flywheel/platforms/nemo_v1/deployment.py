@@ -20,8 +20,8 @@ import time
 from typing import Any
 
 from flywheel.config import NIMConfig
-from flywheel.platforms.base import Endpoint, PlatformError, ProgressFn
 from flywheel.platforms.nemo_v1.client import NemoV1Clients, is_ambiguous, status_error, to_platform_error
+from flywheel.types import Endpoint, PlatformError, ProgressFn
 
 log = logging.getLogger(__name__)
 

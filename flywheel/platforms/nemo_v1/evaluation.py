@@ -17,9 +17,9 @@ import time
 from typing import Any
 
 from flywheel.config import LLMJudgeConfig
-from flywheel.platforms.base import EvalResult, EvalSpec, PlatformError, ProgressFn
 from flywheel.platforms.nemo_v1.client import NemoV1Clients, status_error, to_platform_error
 from flywheel.platforms.nemo_v1.jobs import cancel_if_live, create_once, find_named_job, poll_job, reusable
+from flywheel.types import EvalResult, EvalSpec, PlatformError, ProgressFn
 
 log = logging.getLogger(__name__)
 
