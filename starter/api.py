@@ -14,15 +14,19 @@ from typing import Any, AsyncIterator
 
 import structlog
 from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.client import Client
 
 from flywheel.config import Settings
+from flywheel.ingest import ingest_records
 from flywheel.jobdoc import JobDocument, RunStatus
 from flywheel.jobstore import MAX_PAGE_SIZE, JobStore, open_jobstore
-from starter import client as jobs
+from flywheel.logstore import open_logstore
+from starter import job_service as jobs
+from starter.api_errors import ApiError
 from starter.api_models import (
     HealthResponse,
     JobActionResponse,
@@ -36,6 +40,7 @@ from starter.api_models import (
     ReviewResponse,
 )
 from starter.api_schedules import schedules_router
+from workers.connection import connect
 
 log = structlog.get_logger("starter.api")
 
@@ -51,13 +56,6 @@ _ERROR_STATUS: dict[type[jobs.JobError], int] = {
     jobs.InvalidJobRequestError: 422,
     jobs.TemporalUnavailableError: 503,
 }
-
-
-class ApiError(Exception):
-    def __init__(self, status_code: int, detail: str):
-        super().__init__(detail)
-        self.status_code = status_code
-        self.detail = detail
 
 
 # ---------------------------------------------------------------------------------------------- state
@@ -82,7 +80,7 @@ class AppState:
         async with self._connect_lock:
             if self.temporal_client is None:
                 try:
-                    self.temporal_client = await jobs.connect(self.settings)
+                    self.temporal_client = await connect(self.settings)
                 except Exception as exc:
                     log.warning("temporal_connect_failed", address=self.settings.temporal.address, error=str(exc))
                     raise ApiError(503, f"Temporal is unavailable at {self.settings.temporal.address}") from exc
@@ -100,8 +98,6 @@ def _state(request: Request) -> AppState:
 
 def _open_logstore(settings: Settings) -> tuple[Any, str | None]:
     try:
-        from flywheel.logstore import open_logstore
-
         return open_logstore(settings), None
     except Exception as exc:  # missing extra, bad path: ingest answers 503, everything else works
         log.warning("logstore_unavailable", error=str(exc))
@@ -254,8 +250,6 @@ async def ingest_logs(body: LogBatch, request: Request) -> JSONResponse:
         raise ApiError(413, f"records: at most {state.max_log_batch_records} records per batch (got {len(body.records)})")
     if state.logstore is None:
         raise ApiError(503, f"log store unavailable: {state.logstore_error or 'not configured'}")
-    from flywheel.ingest import ingest_records
-
     report = await asyncio.to_thread(
         ingest_records, body.records, state.logstore, workload_id=body.workload_id, client_id=body.client_id
     )
@@ -264,8 +258,6 @@ async def ingest_logs(body: LogBatch, request: Request) -> JSONResponse:
 
 
 def _jsonable(value: Any) -> Any:
-    from fastapi.encoders import jsonable_encoder
-
     return jsonable_encoder(_plain(value))
 
 

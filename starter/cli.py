@@ -8,26 +8,19 @@ Heavy modules (Temporal client, API, ingest) are imported only by the commands t
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-import sys
-from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from flywheel.config import ConfigError, Settings, load_settings
 from starter.cli_schedule import schedule_app
+from starter.cli_session import CLIState, Session, console, fail, format_ingest_error, state
 
-T = TypeVar("T")
 HELP = {"help_option_names": ["-h", "--help"]}
-console = Console(width=None if sys.stdout.isatty() else 160)
-err_console = Console(stderr=True)
 
 app = typer.Typer(help="Temporal Data Flywheel: turn production LLM traffic into cheaper, evaluated models.",
                   no_args_is_help=True, context_settings=HELP, rich_markup_mode="rich", add_completion=False)
@@ -35,76 +28,6 @@ logs_app = typer.Typer(help="Production logs: load OpenAI-format JSONL into the 
                        no_args_is_help=True, context_settings=HELP)
 app.add_typer(logs_app, name="logs")
 app.add_typer(schedule_app, name="schedule")
-
-
-@dataclass
-class CLIState:
-    config_path: Path | None = None
-    config_name: str | None = None
-    _settings: Settings | None = field(default=None, repr=False)
-
-    def settings(self, default_name: str | None = None) -> Settings:
-        if self._settings is None:
-            try:
-                self._settings = load_settings(path=self.config_path, config_name=self.config_name or default_name)
-            except ConfigError as exc:
-                err_console.print(f"[red]configuration error:[/] {exc}", highlight=False, soft_wrap=True)
-                raise typer.Exit(2) from exc
-        return self._settings
-
-
-def state(ctx: typer.Context) -> CLIState:
-    root = ctx.find_root()
-    if not isinstance(root.obj, CLIState):
-        root.obj = CLIState()
-    return root.obj
-
-
-def fail(message: str, code: int = 1) -> typer.Exit:
-    err_console.print(f"[red]error:[/] {message}", highlight=False, soft_wrap=True)
-    return typer.Exit(code)
-
-
-class Session:
-    """One event loop, job store and (lazily) Temporal client for a command; sync code calls `run`."""
-
-    def __init__(self, settings: Settings) -> None:
-        from flywheel.jobstore import open_jobstore
-        from starter import client as client_mod
-
-        self.api = client_mod
-        self.settings = settings
-        self.jobstore = open_jobstore(settings)
-        self.loop = asyncio.new_event_loop()
-        self._client: Any = None
-
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            self._client = self.run(lambda: self.api.connect(self.settings))
-        return self._client
-
-    def run(self, make: Callable[[], Awaitable[T]]) -> T:
-        try:
-            return self.loop.run_until_complete(make())
-        except typer.Exit:
-            raise
-        except self.api.JobError as exc:  # typed, with a message meant for people
-            raise fail(str(exc)) from exc
-        except Exception as exc:  # connection refused, RPC errors
-            raise fail(f"{type(exc).__name__}: {exc} (Temporal at {self.settings.temporal.address})") from exc
-
-    def close(self) -> None:
-        self.loop.close()
-        close = getattr(self.jobstore, "close", None)
-        if callable(close):
-            close()
-
-    def __enter__(self) -> "Session":
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.close()
 
 
 def _jsonable(obj: Any) -> Any:
@@ -273,15 +196,6 @@ def reject(
     console.print(f"rejected job {job_id}", _jsonable(result) or "")
 
 
-def format_ingest_error(err: Any) -> str:
-    """An ingest error as 'line N: reason: detail' (IngestError, or a {line, error} dict)."""
-    get = err.get if isinstance(err, dict) else (lambda k: getattr(err, k, None))
-    where = f"line {get('line')}" if get("line") is not None else (
-        f"record {get('index')}" if get("index") is not None else "")
-    what = ": ".join(str(x) for x in (get("reason"), get("detail") or get("error") or get("message")) if x)
-    return f"{where}: {what}" if where else (what or str(err))
-
-
 def _lines_with_progress(path: Path, progress: Any, task: Any) -> Iterator[str]:
     with path.open("rb") as fh:
         for raw in fh:
@@ -300,21 +214,16 @@ def logs_load(
     """Load a JSONL file of production logs. Exits 0 if anything loaded (bad lines are reported), else 1."""
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from flywheel.ingest import load_jsonl
+    from flywheel.ingest import load_jsonl  # lazy: record parsing is only for this command
     from flywheel.logstore import open_logstore
 
     settings = state(ctx).settings()
-    store = open_logstore(settings)
     columns = (TextColumn("loading {task.description}"), BarColumn(), DownloadColumn(), TimeRemainingColumn())
-    try:
-        with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as progress:
-            task = progress.add_task(file.name, total=file.stat().st_size)
-            report = load_jsonl(_lines_with_progress(file, progress, task), store,
-                                workload_id=workload_id, client_id=client_id)
-    finally:
-        close = getattr(store, "close", None)
-        if callable(close):
-            close()
+    with open_logstore(settings) as store, \
+            Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as progress:
+        task = progress.add_task(file.name, total=file.stat().st_size)
+        report = load_jsonl(_lines_with_progress(file, progress, task), store,
+                            workload_id=workload_id, client_id=client_id)
     console.print(f"loaded {report.loaded}, skipped {report.skipped}", highlight=False)
     if report.reasons:
         console.print("  skipped by reason: " + ", ".join(f"{k}={v}" for k, v in report.reasons.items()),

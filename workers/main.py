@@ -22,11 +22,12 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
 from activities.common import close_platforms
 from flywheel.config import ConfigError, Settings, load_settings
+from workers.connection import connect
+from workers.search_attributes import ensure_search_attributes
 
 log = logging.getLogger("flywheel.workers")
 
@@ -130,11 +131,6 @@ def build_workers(
     return out
 
 
-async def connect(settings: Settings) -> Client:
-    return await Client.connect(settings.temporal.address, namespace=settings.temporal.namespace,
-                                data_converter=pydantic_data_converter)
-
-
 async def run_workers(workers: Sequence[Worker], stop: asyncio.Event) -> None:
     """Run until ``stop`` is set, then shut down gracefully (heartbeats/checkpoints flush)."""
     tasks = [asyncio.create_task(w.run()) for w in workers]
@@ -162,8 +158,6 @@ async def serve(settings: Settings, queues: Sequence[str], *, ensure_attributes:
                 **build_kwargs: Any) -> None:
     client = await connect(settings)
     if ensure_attributes:
-        from workers.search_attributes import ensure_search_attributes
-
         try:
             await ensure_search_attributes(client, settings.temporal.namespace)
         except Exception as exc:  # noqa: BLE001 - may lack operator rights on a real cluster

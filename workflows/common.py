@@ -1,4 +1,4 @@
-"""Workflow-side helpers: retry policies, activity options, error text, search-attribute keys.
+"""Workflow-side helpers: retry policies, activity options, error text.
 
 Deterministic code only (imported by the workflow sandbox).
 """
@@ -8,29 +8,18 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from temporalio.common import RetryPolicy, SearchAttributeKey
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
     ChildWorkflowError,
     FailureError,
+)
+from temporalio.exceptions import (
     TimeoutError as TemporalTimeoutError,
 )
 
-from workflows.models import (
-    NON_RETRYABLE_ERROR_TYPES,
-    SA_CLIENT_ID,
-    SA_JOB_TYPE,
-    SA_STAGE,
-    SA_WORKLOAD_ID,
-    ActivityTimeouts,
-)
-
-KEY_WORKLOAD_ID = SearchAttributeKey.for_keyword(SA_WORKLOAD_ID)
-KEY_CLIENT_ID = SearchAttributeKey.for_keyword(SA_CLIENT_ID)
-KEY_STAGE = SearchAttributeKey.for_keyword(SA_STAGE)
-KEY_JOB_TYPE = SearchAttributeKey.for_keyword(SA_JOB_TYPE)
-SEARCH_ATTRIBUTE_KEYS = [KEY_WORKLOAD_ID, KEY_CLIENT_ID, KEY_STAGE, KEY_JOB_TYPE]
+from workflows.models import NON_RETRYABLE_ERROR_TYPES, ActivityTimeouts
 
 
 def retry_policy(t: ActivityTimeouts, max_attempts: int | None = None) -> RetryPolicy:

@@ -19,10 +19,6 @@ with workflow.unsafe.imports_passed_through():
     from flywheel.jobdoc import DatasetDoc, JobDocument, NimDoc, NimStatus, RunStatus, Stage
     from workflows.candidate_run import CandidateRun
     from workflows.common import (
-        KEY_CLIENT_ID,
-        KEY_JOB_TYPE,
-        KEY_STAGE,
-        KEY_WORKLOAD_ID,
         error_text,
         error_type,
         failure_details,
@@ -50,8 +46,8 @@ with workflow.unsafe.imports_passed_through():
         CandidateResult,
         FlywheelJobInput,
         PersistJobInput,
-        PreparedData,
         PrepareDataInput,
+        PreparedData,
         PromoteRequest,
         RejectRequest,
         ReportInput,
@@ -59,6 +55,7 @@ with workflow.unsafe.imports_passed_through():
         candidate_workflow_id,
         job_id_from_workflow_id,
     )
+    from workflows.search_attributes import KEY_CLIENT_ID, KEY_JOB_TYPE, KEY_STAGE, KEY_WORKLOAD_ID
 
 _TERMINAL_NIM = (NimStatus.completed, NimStatus.failed, NimStatus.cancelled)
 _TERMINAL_CUSTOMIZATION = ("completed", "failed", "cancelled", "unavailable")

@@ -1,6 +1,7 @@
 """What workflows, activities, the starter API and the CLI exchange. References and scores only.
 
-Shared constants (workflow names, query/update names, search attributes, id format) live here so
+Shared constants (workflow names, query/update names, id format; search attributes in
+workflows/search_attributes.py) live here so
 the starter and the workers cannot disagree.
 """
 
@@ -19,11 +20,6 @@ CANDIDATE_WORKFLOW = "CandidateRun"
 STATUS_QUERY = "status"
 PROMOTE_UPDATE = "promote"
 REJECT_UPDATE = "reject"
-
-SA_WORKLOAD_ID = "WorkloadId"
-SA_CLIENT_ID = "ClientId"
-SA_STAGE = "FlywheelStage"
-SA_JOB_TYPE = "JobType"
 
 
 def flywheel_workflow_id(workload_id: str, client_id: str, job_id: str) -> str:
@@ -128,7 +124,6 @@ ACT_AGGREGATE = "aggregate_results"
 ACT_LOG_MLFLOW = "log_mlflow"
 CANDIDATE_UPDATE_SIGNAL = "candidate_update"  # child → parent: live NimDoc
 
-SEARCH_ATTRIBUTE_NAMES = (SA_WORKLOAD_ID, SA_CLIENT_ID, SA_STAGE, SA_JOB_TYPE)
 
 # Review decisions (doc.review["decision"]): promoted | rejected | timed_out | skipped (timeout 0).
 DECISION_PROMOTED = "promoted"

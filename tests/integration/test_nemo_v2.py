@@ -20,8 +20,6 @@ from flywheel.types import (
     CapabilityUnavailable,
     CustomizationSpec,
     EvalSpec,
-    WorkerShutdownProbe,
-    never_shutting_down,
 )
 from flywheel.config import LoRAConfig, TrainingConfig
 from flywheel.platforms.nemo_v2 import NO_TRAINING, NemoV2Platform, NemoV2Timing

