@@ -30,6 +30,7 @@ class SplitName(StrEnum):
 
 
 class CustomizationStatus(StrEnum):
+    pending = "pending"
     running = "running"
     completed = "completed"
     failed = "failed"
@@ -39,6 +40,15 @@ class CustomizationStatus(StrEnum):
 
 TERMINAL_CUSTOMIZATION_STATUSES = (CustomizationStatus.completed, CustomizationStatus.failed,
                                    CustomizationStatus.cancelled, CustomizationStatus.unavailable)
+
+
+class ReviewOutcome(StrEnum):
+    """How a run's human review ended (``review.decision`` in the job document)."""
+
+    promoted = "promoted"
+    rejected = "rejected"
+    timed_out = "timed_out"
+    skipped = "skipped"  # review timeout 0: nobody was asked
 
 
 class TaskQueueRole(StrEnum):

@@ -136,7 +136,7 @@ async def start_job(
     workload_id: str,
     client_id: str,
     data_split_config: DataSplitConfig | dict[str, Any] | None = None,
-    job_type: str = "llm_job",
+    job_type: str = JobType.llm,
     config_name: str | None = None,
 ) -> JobDocument:
     """Persist a pending job document, then start its FlywheelRun workflow.
