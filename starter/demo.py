@@ -24,6 +24,7 @@ from flywheel.config import Settings, load_settings
 from flywheel.ingest import load_jsonl
 from flywheel.jobdoc import JobDocument, RunStatus
 from flywheel.logstore import open_logstore
+from flywheel.metrics import ACCURACY_METRIC
 from flywheel.report import write_report
 from starter.cli_progress import EVAL_TYPES, follow_job, results_table
 from starter.cli_session import format_ingest_error
@@ -33,7 +34,7 @@ WORKLOAD_ID = "primary_assistant"
 DATA_DIR = REPO_ROOT / "data"
 CLIENTS = ("aiva-1", "aiva-2", "aiva-3")
 JOB_TIMEOUT_S = 3 * 3600
-METRIC = "function_name_and_args_accuracy"
+METRIC = ACCURACY_METRIC
 
 
 def sample_file(client_id: str) -> Path:

@@ -30,6 +30,7 @@ from typing import Any
 import httpx
 
 from flywheel.config import NIMConfig, Settings
+from flywheel.metrics import JUDGE_METRIC, METRICS
 from flywheel.platforms.base import Platform
 from flywheel.types import (
     CapabilityUnavailable,
@@ -276,13 +277,12 @@ class NemoV2Platform(Platform):
             await asyncio.shield(self.cancel(spec.name))
             raise
         agg = (await self._call("GET", f"{self.job_path(job)}/results/aggregate-scores/download")).json()
-        scores: dict[str, float | None] = {"function_name": None, "function_name_and_args_accuracy": None,
-                                           "tool_calling_correctness": None}
-        notes = {"tool_calling_correctness": "no LLM judge on the nemo_v2 evaluator path"}
+        ours = {m.nemo_v2: m.name for m in METRICS if m.nemo_v2}  # NeMo Platform score name → registered metric
+        scores: dict[str, float | None] = {**{name: None for name in ours.values()}, JUDGE_METRIC: None}
+        notes = {JUDGE_METRIC: "no LLM judge on the nemo_v2 evaluator path"}
         count = spec.dataset.num_records
         for s in agg.get("scores") or []:
-            key = {"tool-calling.function_name_accuracy": "function_name",
-                   "tool-calling.function_name_and_args_accuracy": "function_name_and_args_accuracy"}.get(s.get("name"))
+            key = ours.get(s.get("name"))
             if key:
                 scores[key] = s.get("mean")
                 count = int(s.get("count") or 0) + int(s.get("nan_count") or 0) or count
