@@ -30,6 +30,7 @@ import httpx
 
 from flywheel.config import LLMJudgeConfig
 from flywheel.metrics import JUDGE_METRIC, METRICS, binary_judge_score, judge_prompt
+from flywheel.progress import EvaluationProgress
 from flywheel.scoring import is_tool_workload, message_tool_calls, response_message, summarize
 from flywheel.stats import latency_percentiles
 from flywheel.types import EvalResult, EvalSpec, PlatformError, ProgressFn
@@ -170,7 +171,7 @@ class ProgressReporter:
     def emit(self) -> None:
         self._last_emit = time.monotonic()
         if self.fn is not None:
-            self.fn({"done": self.done, "total": self.total, "errors": self.errors})
+            self.fn(EvaluationProgress(done=self.done, total=self.total, errors=self.errors).details())
 
     def record(self, error: bool) -> None:
         self.done += 1

@@ -32,6 +32,7 @@ import httpx
 from flywheel.config import NIMConfig, Settings
 from flywheel.metrics import JUDGE_METRIC, METRICS
 from flywheel.platforms.base import Platform
+from flywheel.progress import EvaluationProgress
 from flywheel.types import (
     CapabilityUnavailable,
     CustomizationResult,
@@ -257,8 +258,8 @@ class NemoV2Platform(Platform):
             while True:
                 st = (await self._call("GET", f"{self.job_path(job)}/status")).json()
                 state = str(st.get("status"))
-                info = {"kind": "evaluation", "job_id": job, "nmp_uri": uri, "status": state,
-                        "message": (st.get("status_details") or {}).get("message")}
+                info = EvaluationProgress(kind="evaluation", job_id=job, nmp_uri=uri, status=state,
+                                          message=(st.get("status_details") or {}).get("message")).details()
                 if state not in RUNNING and state not in ("completed", "failed", "cancelled", "error"):
                     info["unknown_state"] = state
                 if progress:

@@ -23,6 +23,7 @@ from flywheel.platforms.base import Platform
 from flywheel.platforms.local import datasets
 from flywheel.platforms.local.models import provision
 from flywheel.platforms.local.serving import ModelServerManager
+from flywheel.progress import DeploymentProgress, EvaluationProgress
 from flywheel.types import (
     CustomizationResult,
     CustomizationSpec,
@@ -115,7 +116,7 @@ class LocalPlatform(Platform):
                                 f"redeploy information", retryable=False, error_type="EndpointGone")
         log.info("model server %s is not serving; redeploying", endpoint.deployment_name)
         if progress:
-            progress({"stage": "redeploying", "deployment": endpoint.deployment_name})
+            progress(DeploymentProgress(stage="redeploying", deployment=endpoint.deployment_name).details())
         nim = NIMConfig.model_validate(redeploy["nim"])
         return await self.deploy(nim, endpoint.deployment_name, redeploy.get("adapter_uri"), progress)
 
@@ -130,7 +131,8 @@ class LocalPlatform(Platform):
         spec = spec.model_copy(update={"concurrency": 1})
         turn = self._eval_turns.setdefault(spec.endpoint.deployment_name, asyncio.Lock())
         if turn.locked() and progress:
-            progress({"status": "queued", "detail": "waiting for another evaluation of this deployment"})
+            progress(EvaluationProgress(status="queued",
+                                        detail="waiting for another evaluation of this deployment").details())
         async with turn:
             return await evaluator.evaluate(spec, rows, predictions_path=predictions_path, progress=progress)
 

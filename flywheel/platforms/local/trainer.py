@@ -37,6 +37,7 @@ from typing import Any
 from flywheel.platforms.local import checkpoints as ckpts
 from flywheel.platforms.local import sft_data
 from flywheel.platforms.local.lora_export import check_base, export_gguf_adapter
+from flywheel.progress import TrainingProgress
 from flywheel.types import CustomizationResult, CustomizationSpec, PlatformError, ProgressFn
 
 log = logging.getLogger(__name__)
@@ -160,6 +161,15 @@ def train(spec: CustomizationSpec, *, model_path: Path, work_dir: Path, rows_tra
             raise
 
 
+def _training_reports(progress: ProgressFn | None) -> ProgressFn:
+    """Each report checked as a :class:`TrainingProgress` (the shape the live job view reads)."""
+    def emit(fields: dict[str, Any]) -> None:
+        if progress is not None:
+            progress(TrainingProgress(**fields).details())
+
+    return emit
+
+
 def _train(spec: CustomizationSpec, model_path: Path, work_dir: Path, rows_train: list[dict],
            rows_val: list[dict] | None, progress: ProgressFn | None, should_stop: Callable[[], bool] | None,
            resume: bool, seed: int, cache_root: Path | None) -> CustomizationResult:
@@ -171,7 +181,7 @@ def _train(spec: CustomizationSpec, model_path: Path, work_dir: Path, rows_train
     from flywheel.platforms.local import hf_model
     from flywheel.platforms.local import train_state as ts
 
-    emit = progress or (lambda _info: None)
+    emit = _training_reports(progress)
     fingerprint = ts.run_fingerprint(spec, model_path, rows_train, seed)
     finished = _read_result(work_dir, fingerprint) if resume else None
     if finished is not None:

@@ -21,6 +21,7 @@ from flywheel.metrics import ACCURACY_METRIC, METRICS, METRICS_BY_NAME
 from flywheel.metrics import JUDGE_METRIC as JUDGE_SCORE  # ours; JUDGE_METRIC below is NeMo's metric name
 from flywheel.platforms.nemo_v1.client import NemoV1Clients, status_error, to_platform_error
 from flywheel.platforms.nemo_v1.jobs import cancel_if_live, create_once, find_named_job, poll_job, reusable
+from flywheel.progress import EvaluationProgress
 from flywheel.types import EvalResult, EvalSpec, PlatformError, ProgressFn
 
 log = logging.getLogger(__name__)
@@ -172,7 +173,7 @@ class EvaluationV1:
 
         def describe(job: dict[str, Any]) -> dict[str, Any]:
             details = job.get("status_details") or {}
-            return {"progress": details.get("progress"), "message": details.get("message")}
+            return EvaluationProgress(progress=details.get("progress"), message=details.get("message")).details()
 
         try:
             await poll_job(kind="evaluation", job_id=job_id, nmp_uri=uri, fetch=lambda: self.c.get_json(uri),
