@@ -3,7 +3,8 @@
 Global options pick the configuration (`--config PATH` or `--config-name NAME`, else the
 FLYWHEEL_CONFIG / FLYWHEEL_CONFIG_NAME env vars, else config/default.yaml). An invalid
 configuration exits with code 2 and a message naming each offending field.
-Heavy modules (Temporal client, API, ingest) are imported only by the commands that use them.
+Heavy modules (Temporal client, API, worker assembly, demo stack) are imported only by the commands that
+use them.
 """
 
 from __future__ import annotations
@@ -17,6 +18,10 @@ from typing import Any
 import typer
 from rich.table import Table
 
+from flywheel.ingest import load_jsonl
+from flywheel.logstore import open_logstore
+from flywheel.scoring import score_triples
+from starter.cli_progress import as_document, follow_job, is_settled, progress_view, results_table
 from starter.cli_schedule import schedule_app
 from starter.cli_session import CLIState, Session, console, fail, format_ingest_error, state
 
@@ -57,7 +62,7 @@ def demo(
     output: Path = typer.Option(Path("demo-output"), "--output", help="Where job.json, report.html and logs go."),
 ) -> None:
     """Run the whole flywheel on the embedded stack (Temporal dev server, workers, API, SQLite)."""
-    from starter.demo import run_demo
+    from starter.demo import run_demo  # lazy (like workers and the API below): keeps every other command quick
 
     st = state(ctx)
     st.settings(default_name="demo")  # a bad config exits 2 before anything starts
@@ -92,8 +97,6 @@ def run(
                           f"/workflows/{started.workflow_id}", highlight=False, soft_wrap=True)
         if not wait:
             return
-        from starter.cli_progress import follow_job, results_table
-
         try:
             doc = follow_job(lambda: s.run(lambda: s.api.get_job(s.client, s.jobstore, job_id)), console)
         except KeyboardInterrupt:
@@ -111,8 +114,6 @@ def status(
     as_json: bool = typer.Option(False, "--json", help="Print the job document as JSON."),
 ) -> None:
     """Show a job: stage, candidates, evaluation progress and results."""
-    from starter.cli_progress import as_document, is_settled, progress_view, results_table
-
     with Session(state(ctx).settings()) as s:
         raw = s.run(lambda: s.api.get_job(s.client, s.jobstore, job_id))
     if raw is None:
@@ -214,9 +215,6 @@ def logs_load(
     """Load a JSONL file of production logs. Exits 0 if anything loaded (bad lines are reported), else 1."""
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from flywheel.ingest import load_jsonl  # lazy: record parsing is only for this command
-    from flywheel.logstore import open_logstore
-
     settings = state(ctx).settings()
     columns = (TextColumn("loading {task.description}"), BarColumn(), DownloadColumn(), TimeRemainingColumn())
     with open_logstore(settings) as store, \
@@ -241,8 +239,6 @@ def logs_load(
 def score(triples: Path = typer.Argument(..., exists=True, dir_okay=False,
                                          help="JSONL of (request, reference, prediction) triples.")) -> None:
     """Score prediction triples with the evaluator of record; prints metrics JSON."""
-    from flywheel.scoring import score_triples
-
     with triples.open() as fh:
         result = score_triples(fh)
     print(json.dumps(_jsonable(result), indent=2, default=str))
@@ -261,7 +257,7 @@ def worker(
         argv += ["--config", str(st.config_path)]
     elif st.config_name:
         argv += ["--config-name", st.config_name]
-    from workers.main import main as worker_main
+    from workers.main import main as worker_main  # lazy: the whole worker assembly
 
     raise typer.Exit(worker_main(argv + list(ctx.args)) or 0)
 
@@ -275,7 +271,7 @@ def api(
     """Serve the starter API (blueprint-compatible /api/jobs)."""
     import uvicorn
 
-    from starter.api import create_app
+    from starter.api import create_app  # lazy: FastAPI and the Temporal client
 
     settings = state(ctx).settings()
     uvicorn.run(create_app(settings), host=host or settings.api.host, port=port or settings.api.port)

@@ -1,6 +1,6 @@
 """Live progress and result tables for people: shared by `flywheel run --wait` and `flywheel demo`.
 
-Works on the job document (REFERENCE.md §2) whether it comes from the starter API as JSON or from
+Works on the job document whether it comes from the starter API as JSON or from
 the Temporal status query as a :class:`JobDocument`.
 """
 
@@ -20,6 +20,7 @@ from rich.text import Text
 
 from flywheel.jobdoc import CustomizationDoc, EvaluationDoc, JobDocument, NimDoc, Stage
 from flywheel.metrics import ACCURACY_METRIC
+from flywheel.report import render_table
 from flywheel.vocabulary import ALL_EVAL_TYPES, EvalType
 
 EVAL_TYPES = ALL_EVAL_TYPES
@@ -185,6 +186,4 @@ def follow_job(
 def results_table(doc: JobDocument) -> RenderableType:
     """Model × base-eval / icl-eval / customized-eval (scores, latency p50/p95, cost, gate); empty cells say
     why. One table for the CLI, the demo and the HTML report: :func:`flywheel.report.render_table`."""
-    from flywheel.report import render_table
-
     return render_table(doc)

@@ -24,10 +24,13 @@ from typing import Any
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+import activities as acts
 from activities.common import close_platforms
 from flywheel.config import ConfigError, Settings, load_settings
 from workers.connection import connect
 from workers.search_attributes import ensure_search_attributes
+from workflows.candidate_run import CandidateRun
+from workflows.flywheel_run import FlywheelRun
 
 log = logging.getLogger("flywheel.workers")
 
@@ -82,9 +85,6 @@ def expand_queues(queue: str) -> list[str]:
 
 
 def workflows() -> list[type]:
-    from workflows.candidate_run import CandidateRun
-    from workflows.flywheel_run import FlywheelRun
-
     return [FlywheelRun, CandidateRun]
 
 
@@ -100,8 +100,6 @@ def build_workers(
     **worker_kwargs: Any,
 ) -> list[Worker]:
     """One Worker per requested queue. Tests pass fake activities (registered under the real names)."""
-    import activities as acts
-
     names = settings.temporal.task_queues
     common = {
         "graceful_shutdown_timeout": timedelta(seconds=graceful_shutdown_s),
