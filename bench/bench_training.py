@@ -63,7 +63,7 @@ def worker(args: argparse.Namespace) -> int:
     """Child process: train and print one JSON line per progress event."""
     sys.path.insert(0, str(ROOT))
     from flywheel.config import ModelSource
-    from flywheel.platforms.local.models import provision
+    from flywheel.platforms.local.weights import provision
     from flywheel.platforms.local.trainer import TrainingStopped, train
 
     def emit(event: dict) -> None:

