@@ -40,6 +40,7 @@ from starter.api_models import (
     ReviewResponse,
 )
 from starter.api_schedules import schedules_router
+from starter.job_service import JobService
 from workers.connection import connect
 
 log = structlog.get_logger("starter.api")
@@ -90,6 +91,9 @@ class AppState:
         if self.jobstore is None:
             raise ApiError(503, "job store is not open")
         return self.jobstore
+
+    def jobs(self) -> JobService:
+        return JobService(self.settings, self.store(), self.client)
 
 
 def _state(request: Request) -> AppState:
@@ -148,10 +152,7 @@ jobs_router = APIRouter(prefix="/api", tags=["jobs"])
 async def create_job(body: JobRequest, request: Request) -> JobResponse:
     """Start a flywheel run for a workload/client (blueprint-compatible)."""
     state = _state(request)
-    doc = await jobs.start_job(
-        await state.client(),
-        state.settings,
-        state.store(),
+    doc = await state.jobs().start(
         workload_id=body.workload_id,
         client_id=body.client_id,
         data_split_config=body.data_split_config,
@@ -173,7 +174,7 @@ async def list_jobs(
 ) -> JobsListResponse:
     """Recent jobs, newest first, with pagination and filters."""
     filters = jobs.JobFilters(workload_id=workload_id, client_id=client_id, status=status.value if status else None)
-    docs, total = await jobs.list_jobs(_state(request).store(), filters, offset, limit)
+    docs, total = await _state(request).jobs().list(filters, offset, limit)
     items = [JobListItem.model_validate(d.summary()) for d in docs]
     return JobsListResponse(jobs=items, total=total, offset=offset, limit=limit)
 
@@ -182,7 +183,7 @@ async def list_jobs(
 async def get_job(job_id: str, request: Request) -> JSONResponse:
     """The full job document (live while the run is in progress)."""
     state = _state(request)
-    doc = await jobs.get_job(await state.client(), state.store(), job_id)
+    doc = await state.jobs().get(job_id)
     if doc is None:
         raise ApiError(404, f"Job with ID {job_id} not found")
     return JSONResponse(doc.model_dump(mode="json"))
@@ -192,7 +193,7 @@ async def get_job(job_id: str, request: Request) -> JSONResponse:
 async def cancel_job(job_id: str, request: Request) -> JobActionResponse:
     """Cancel a running job (400 if it has already finished)."""
     state = _state(request)
-    await jobs.cancel_job(await state.client(), state.store(), job_id)
+    await state.jobs().cancel(job_id)
     return JobActionResponse(id=job_id, message="Job cancellation initiated successfully.")
 
 
@@ -200,7 +201,7 @@ async def cancel_job(job_id: str, request: Request) -> JobActionResponse:
 async def delete_job(job_id: str, request: Request) -> JobActionResponse:
     """Delete a finished job's document (400 while running: cancel it first)."""
     state = _state(request)
-    await jobs.delete_job(await state.client(), state.store(), job_id)
+    await state.jobs().delete(job_id)
     return JobActionResponse(id=job_id, message="Job deleted.")
 
 
@@ -208,9 +209,7 @@ async def delete_job(job_id: str, request: Request) -> JobActionResponse:
 async def promote_job(job_id: str, body: PromoteBody, request: Request) -> ReviewResponse:
     """Promote a candidate of a run awaiting review (409 when the workflow refuses)."""
     state = _state(request)
-    result = await jobs.promote(
-        await state.client(), state.store(), job_id, model_name=body.model_name, note=body.note, by=body.by
-    )
+    result = await state.jobs().promote(job_id, model_name=body.model_name, note=body.note, by=body.by)
     return ReviewResponse(
         id=job_id, decision="promoted", model_name=body.model_name, message="Candidate promoted.", result=_plain(result)
     )
@@ -221,7 +220,7 @@ async def reject_job(job_id: str, request: Request, body: RejectBody | None = No
     """Reject the candidates of a run awaiting review (409 when the workflow refuses)."""
     state = _state(request)
     body = body or RejectBody()
-    result = await jobs.reject(await state.client(), state.store(), job_id, reason=body.reason, by=body.by)
+    result = await state.jobs().reject(job_id, reason=body.reason, by=body.by)
     return ReviewResponse(id=job_id, decision="rejected", message="Candidates rejected.", result=_plain(result))
 
 

@@ -87,8 +87,7 @@ def run(
     given = {"eval_size": eval_size, "limit": limit, "random_seed": seed}
     split = {k: v for k, v in given.items() if v is not None} or None
     with Session(settings) as s:
-        started = s.run(lambda: s.api.start_job(s.client, settings, s.jobstore, workload_id=workload_id,
-                                                client_id=client_id, data_split_config=split))
+        started = s.run(lambda: s.jobs.start(workload_id=workload_id, client_id=client_id, data_split_config=split))
         job_id = started.id
         console.print(f"started job [bold]{job_id}[/] for {workload_id}/{client_id} "
                       f"(workflow {started.workflow_id})", highlight=False, soft_wrap=True)
@@ -98,7 +97,7 @@ def run(
         if not wait:
             return
         try:
-            doc = follow_job(lambda: s.run(lambda: s.api.get_job(s.client, s.jobstore, job_id)), console)
+            doc = follow_job(lambda: s.run(lambda: s.jobs.get(job_id)), console)
         except KeyboardInterrupt:
             console.print(f"stopped watching; the job keeps running (flywheel status {job_id})")
             raise typer.Exit(130) from None
@@ -115,7 +114,7 @@ def status(
 ) -> None:
     """Show a job: stage, candidates, evaluation progress and results."""
     with Session(state(ctx).settings()) as s:
-        raw = s.run(lambda: s.api.get_job(s.client, s.jobstore, job_id))
+        raw = s.run(lambda: s.jobs.get(job_id))
     if raw is None:
         raise fail(f"job {job_id} not found")
     if as_json:
@@ -144,8 +143,8 @@ def list_jobs(
 ) -> None:
     """List jobs (newest first)."""
     with Session(state(ctx).settings()) as s:
-        jobs, total = s.run(lambda: s.api.list_jobs(s.jobstore, {"workload_id": workload_id, "client_id": client_id,
-                                                                  "status": status_filter}, 0, limit))
+        jobs, total = s.run(lambda: s.jobs.list({"workload_id": workload_id, "client_id": client_id,
+                                                      "status": status_filter}, 0, limit))
     rows = [j.model_dump(mode="json") for j in jobs]
     table = Table(title=f"{len(rows)} of {total} job(s), newest first")
     columns = ("id", "workload_id", "client_id", "status", "stage", "started_at")
@@ -160,7 +159,7 @@ def list_jobs(
 def cancel(ctx: typer.Context, job_id: str = typer.Argument(..., help="Job id.")) -> None:
     """Cancel a running job (candidates are torn down)."""
     with Session(state(ctx).settings()) as s:
-        s.run(lambda: s.api.cancel_job(s.client, s.jobstore, job_id))
+        s.run(lambda: s.jobs.cancel(job_id))
     console.print(f"cancellation requested for job {job_id}")
 
 
@@ -168,7 +167,7 @@ def cancel(ctx: typer.Context, job_id: str = typer.Argument(..., help="Job id.")
 def delete(ctx: typer.Context, job_id: str = typer.Argument(..., help="Job id.")) -> None:
     """Delete a finished job's record."""
     with Session(state(ctx).settings()) as s:
-        s.run(lambda: s.api.delete_job(s.client, s.jobstore, job_id))
+        s.run(lambda: s.jobs.delete(job_id))
     console.print(f"deleted job {job_id}")
 
 
@@ -181,7 +180,7 @@ def promote(
 ) -> None:
     """Promote a candidate of a job that awaits review."""
     with Session(state(ctx).settings()) as s:
-        result = s.run(lambda: s.api.promote(s.client, s.jobstore, job_id, model_name=model, note=note))
+        result = s.run(lambda: s.jobs.promote(job_id, model_name=model, note=note))
     console.print(f"promoted {model} for job {job_id}", _jsonable(result) or "")
 
 
@@ -193,7 +192,7 @@ def reject(
 ) -> None:
     """Reject all candidates of a job that awaits review."""
     with Session(state(ctx).settings()) as s:
-        result = s.run(lambda: s.api.reject(s.client, s.jobstore, job_id, reason=reason))
+        result = s.run(lambda: s.jobs.reject(job_id, reason=reason))
     console.print(f"rejected job {job_id}", _jsonable(result) or "")
 
 

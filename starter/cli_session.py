@@ -51,32 +51,37 @@ def fail(message: str, code: int = 1) -> typer.Exit:
 
 
 class Session:
-    """One event loop, job store and (lazily) Temporal client for a command; sync code calls `run`."""
+    """One event loop, job store, job service and (lazily) Temporal client for a command; sync code calls
+    `run`."""
 
     def __init__(self, settings: Settings) -> None:
-        # Lazy: the job service pulls in the Temporal client, which only job commands need (CLI start-up time).
+        # Lazy: the job service and the connection pull in the Temporal client, which only job commands need
+        # (CLI start-up time).
         from starter import job_service
+        from workers.connection import connect
 
-        self.api = job_service
+        self._connect, self._job_error = connect, job_service.JobError
         self.settings = settings
         self.jobstore = open_jobstore(settings)
+        self.jobs = job_service.JobService(settings, self.jobstore, self._temporal)
         self.loop = asyncio.new_event_loop()
         self._client: Any = None
 
+    async def _temporal(self) -> Any:
+        if self._client is None:
+            self._client = await self._connect(self.settings)
+        return self._client
+
     @property
     def client(self) -> Any:
-        if self._client is None:
-            from workers.connection import connect  # lazy, like the job service
-
-            self._client = self.run(lambda: connect(self.settings))
-        return self._client
+        return self._client if self._client is not None else self.run(self._temporal)
 
     def run(self, make: Callable[[], Awaitable[T]]) -> T:
         try:
             return self.loop.run_until_complete(make())
         except typer.Exit:
             raise
-        except self.api.JobError as exc:  # typed, with a message meant for people
+        except self._job_error as exc:  # typed, with a message meant for people
             raise fail(str(exc)) from exc
         except Exception as exc:  # connection refused, RPC errors
             raise fail(f"{type(exc).__name__}: {exc} (Temporal at {self.settings.temporal.address})") from exc

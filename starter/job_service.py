@@ -12,6 +12,7 @@ import asyncio
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
@@ -128,77 +129,6 @@ def settings_for(settings: Settings, config_name: str | None) -> Settings:
 # ---------------------------------------------------------------------------------------------- jobs
 
 
-async def start_job(
-    client: Client,
-    settings: Settings,
-    jobstore: JobStore,
-    *,
-    workload_id: str,
-    client_id: str,
-    data_split_config: DataSplitConfig | dict[str, Any] | None = None,
-    job_type: str = JobType.llm,
-    config_name: str | None = None,
-) -> JobDocument:
-    """Persist a pending job document, then start its FlywheelRun workflow.
-
-    The document is written first so the job is listable even if the start fails; on a failed start
-    it is marked ``failed`` with the reason and the error is raised.
-    """
-    if job_type not in JOB_TYPES:
-        raise InvalidJobRequestError(f"job_type: must be one of {', '.join(JOB_TYPES)} (got {job_type!r})")
-    job_settings = settings_for(settings, config_name)
-    split_override = resolve_data_split_config(job_settings, data_split_config)
-    job_id = new_job_id()
-    workflow_id = models.flywheel_workflow_id(workload_id, client_id, job_id)
-    doc = JobDocument(
-        id=job_id,
-        workload_id=workload_id,
-        client_id=client_id,
-        status=RunStatus.pending,
-        started_at=datetime.now(timezone.utc),
-        workflow_id=workflow_id,
-        stage=Stage.pending,
-        config_name=job_settings.config_name,
-        job_type=job_type,
-    )
-    await asyncio.to_thread(jobstore.put, doc)
-    job_input = models.FlywheelJobInput(
-        job_id=job_id,
-        workload_id=workload_id,
-        client_id=client_id,
-        settings=job_settings,
-        data_split_config=split_override,
-        job_type=job_type,
-        config_name=job_settings.config_name,
-    )
-    try:
-        await client.start_workflow(
-            models.FLYWHEEL_WORKFLOW,
-            job_input,
-            id=workflow_id,
-            task_queue=job_settings.temporal.task_queues.orchestrator,
-            search_attributes=job_search_attributes(workload_id, client_id, job_type, Stage.pending),
-        )
-    except Exception as exc:
-        doc.status, doc.stage = RunStatus.failed, Stage.failed
-        doc.finished_at = datetime.now(timezone.utc)
-        doc.error = f"could not start workflow: {exc}"
-        await asyncio.to_thread(jobstore.put, doc)
-        log.error("job_start_failed", job_id=job_id, workflow_id=workflow_id, error=str(exc))
-        if isinstance(exc, RPCError):
-            raise TemporalUnavailableError(f"Temporal refused to start job {job_id}: {exc.message}") from exc
-        raise
-    log.info("job_started", job_id=job_id, workflow_id=workflow_id, workload_id=workload_id, client_id=client_id)
-    return doc
-
-
-async def _stored(jobstore: JobStore, job_id: str) -> JobDocument:
-    doc = await asyncio.to_thread(jobstore.get, job_id)
-    if doc is None:
-        raise JobNotFoundError(f"Job with ID {job_id} not found")
-    return doc
-
-
 async def _execution_status(handle: WorkflowHandle) -> WorkflowExecutionStatus | None:
     """The run's status, or None when Temporal no longer (or never) knew it."""
     try:
@@ -219,122 +149,6 @@ def _mark_finished(doc: JobDocument, status: RunStatus, reason: str | None = Non
     return doc
 
 
-async def _reconcile_finished(
-    client: Client, jobstore: JobStore, doc: JobDocument, execution: WorkflowExecutionStatus
-) -> JobDocument:
-    """A finished run whose stored document still says pending/running: take the truth from Temporal."""
-    status = _FINISHED_STATUS.get(execution)
-    if status is None or doc.status.finished:
-        return doc
-    fixed: JobDocument | None = None
-    if execution == WorkflowExecutionStatus.COMPLETED:
-        typed = client.get_workflow_handle(workflow_id_of(doc), result_type=JobDocument)
-        try:
-            fixed = await typed.result(rpc_timeout=QUERY_TIMEOUT)
-        except Exception:  # the workflow may return something else; the store copy is then the best we have
-            fixed = None
-    if not isinstance(fixed, JobDocument) or fixed.id != doc.id or not fixed.status.finished:
-        fixed = _mark_finished(doc, status, reason=f"workflow {execution.name.lower()}")
-    await asyncio.to_thread(jobstore.put, fixed)
-    log.info("job_reconciled", job_id=doc.id, status=fixed.status.value)
-    return fixed
-
-
-async def get_job(client: Client, jobstore: JobStore, job_id: str) -> JobDocument | None:
-    """Live document for a running job (``status`` query), stored document otherwise."""
-    doc = await asyncio.to_thread(jobstore.get, job_id)
-    if doc is None:
-        return None
-    handle = client.get_workflow_handle(workflow_id_of(doc))
-    try:
-        execution = await _execution_status(handle)
-    except TemporalUnavailableError as exc:
-        log.warning("job_status_unavailable", job_id=job_id, error=str(exc))
-        return doc
-    if execution is None:
-        return doc
-    if execution in (WorkflowExecutionStatus.RUNNING, WorkflowExecutionStatus.CONTINUED_AS_NEW):
-        try:
-            live = await handle.query(models.STATUS_QUERY, result_type=JobDocument, rpc_timeout=QUERY_TIMEOUT)
-        except Exception as exc:  # no worker polling, query failed: the stored copy is still an answer
-            log.warning("job_status_query_failed", job_id=job_id, error=str(exc))
-            return doc
-        if not isinstance(live, JobDocument):
-            return doc  # None before the run has built its document
-        return await overlay_live_progress(client, live)
-    return await _reconcile_finished(client, jobstore, doc, execution)
-
-
-async def cancel_job(client: Client, jobstore: JobStore, job_id: str) -> JobDocument:
-    """Request cancellation of a running job (children and heartbeating activities follow)."""
-    doc = await _stored(jobstore, job_id)
-    handle = client.get_workflow_handle(workflow_id_of(doc))
-    execution = await _execution_status(handle)
-    if execution is None:
-        if doc.status.finished:
-            raise JobAlreadyFinishedError("Cannot cancel a job that has already finished.")
-        doc = _mark_finished(doc, RunStatus.cancelled)  # never reached Temporal: nothing to stop
-        await asyncio.to_thread(jobstore.put, doc)
-        return doc
-    if execution not in (WorkflowExecutionStatus.RUNNING, WorkflowExecutionStatus.CONTINUED_AS_NEW):
-        await _reconcile_finished(client, jobstore, doc, execution)
-        raise JobAlreadyFinishedError("Cannot cancel a job that has already finished.")
-    try:
-        await handle.cancel()
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            raise JobAlreadyFinishedError("Cannot cancel a job that has already finished.") from exc
-        raise TemporalUnavailableError(f"Temporal did not cancel job {job_id}: {exc.message}") from exc
-    log.info("job_cancel_requested", job_id=job_id, workflow_id=handle.id)
-    return doc
-
-
-async def _review_update(
-    client: Client, jobstore: JobStore, job_id: str, update_name: str, request: Any
-) -> Any:
-    doc = await _stored(jobstore, job_id)
-    handle = client.get_workflow_handle(workflow_id_of(doc))
-    try:
-        result = await handle.execute_update(update_name, request, rpc_timeout=UPDATE_TIMEOUT)
-    except WorkflowUpdateFailedError as exc:
-        reason = getattr(exc.cause, "message", None) or str(exc.cause or exc)
-        log.info("job_review_rejected", job_id=job_id, update=update_name, reason=reason)
-        raise ReviewRejectedError(reason) from exc
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            raise ReviewRejectedError(f"job {job_id} is not awaiting review: it has already finished") from exc
-        if exc.status in (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.UNAVAILABLE):
-            raise TemporalUnavailableError(f"no answer from job {job_id} (is a worker running?)") from exc
-        raise ReviewRejectedError(exc.message) from exc
-    log.info("job_reviewed", job_id=job_id, update=update_name)
-    return result
-
-
-async def promote(
-    client: Client, jobstore: JobStore, job_id: str, *, model_name: str, note: str | None = None, by: str | None = None
-) -> Any:
-    """Promote a candidate of a run awaiting review; returns the update's result."""
-    request = models.PromoteRequest(model_name=model_name, note=note, by=by)
-    return await _review_update(client, jobstore, job_id, models.PROMOTE_UPDATE, request)
-
-
-async def reject(client: Client, jobstore: JobStore, job_id: str, *, reason: str | None = None, by: str | None = None) -> Any:
-    """Reject all candidates of a run awaiting review; returns the update's result."""
-    request = models.RejectRequest(reason=reason, by=by)
-    return await _review_update(client, jobstore, job_id, models.REJECT_UPDATE, request)
-
-
-async def delete_job(client: Client, jobstore: JobStore, job_id: str) -> JobDocument:
-    """Delete a finished job's stored document. Running jobs must be cancelled first; nothing is terminated."""
-    doc = await _stored(jobstore, job_id)
-    execution = await _execution_status(client.get_workflow_handle(workflow_id_of(doc)))
-    if execution in (WorkflowExecutionStatus.RUNNING, WorkflowExecutionStatus.CONTINUED_AS_NEW):
-        raise JobStillRunningError("Cannot delete a running job. Please cancel the job first.")
-    await asyncio.to_thread(jobstore.delete, job_id)
-    log.info("job_deleted", job_id=job_id)
-    return doc
-
-
 @dataclass(frozen=True)
 class JobFilters:
     workload_id: str | None = None
@@ -342,21 +156,210 @@ class JobFilters:
     status: str | None = None
 
 
-async def list_jobs(
-    jobstore: JobStore,
-    filters: JobFilters | dict[str, Any] | None = None,
-    offset: int = 0,
-    limit: int = DEFAULT_PAGE_SIZE,
-) -> tuple[list[JobDocument], int]:
-    """One page of stored jobs, newest first, and the number matching the filters."""
-    if isinstance(filters, dict):
-        filters = JobFilters(**filters)
-    filters = filters or JobFilters()
-    return await asyncio.to_thread(
-        jobstore.list,
-        workload_id=filters.workload_id,
-        client_id=filters.client_id,
-        status=filters.status,
-        offset=offset,
-        limit=limit,
-    )
+class JobService:
+    """Jobs as users see them: the job store holds the documents, Temporal runs them.
+
+    The Temporal client is asked for (``client()``, which may connect lazily) only by the operations
+    that need a run; listing works from the store alone.
+    """
+
+    def __init__(self, settings: Settings, jobstore: JobStore, client: Callable[[], Awaitable[Client]]) -> None:
+        self._settings = settings
+        self._jobstore = jobstore
+        self._client = client
+
+    async def start(
+        self,
+        *,
+        workload_id: str,
+        client_id: str,
+        data_split_config: DataSplitConfig | dict[str, Any] | None = None,
+        job_type: str = JobType.llm,
+        config_name: str | None = None,
+    ) -> JobDocument:
+        """Persist a pending job document, then start its FlywheelRun workflow.
+
+        The document is written first so the job is listable even if the start fails; on a failed start
+        it is marked ``failed`` with the reason and the error is raised.
+        """
+        client = await self._client()
+        if job_type not in JOB_TYPES:
+            raise InvalidJobRequestError(f"job_type: must be one of {', '.join(JOB_TYPES)} (got {job_type!r})")
+        job_settings = settings_for(self._settings, config_name)
+        split_override = resolve_data_split_config(job_settings, data_split_config)
+        job_id = new_job_id()
+        workflow_id = models.flywheel_workflow_id(workload_id, client_id, job_id)
+        doc = JobDocument(
+            id=job_id,
+            workload_id=workload_id,
+            client_id=client_id,
+            status=RunStatus.pending,
+            started_at=datetime.now(timezone.utc),
+            workflow_id=workflow_id,
+            stage=Stage.pending,
+            config_name=job_settings.config_name,
+            job_type=job_type,
+        )
+        await asyncio.to_thread(self._jobstore.put, doc)
+        job_input = models.FlywheelJobInput(
+            job_id=job_id,
+            workload_id=workload_id,
+            client_id=client_id,
+            settings=job_settings,
+            data_split_config=split_override,
+            job_type=job_type,
+            config_name=job_settings.config_name,
+        )
+        try:
+            await client.start_workflow(
+                models.FLYWHEEL_WORKFLOW,
+                job_input,
+                id=workflow_id,
+                task_queue=job_settings.temporal.task_queues.orchestrator,
+                search_attributes=job_search_attributes(workload_id, client_id, job_type, Stage.pending),
+            )
+        except Exception as exc:
+            doc.status, doc.stage = RunStatus.failed, Stage.failed
+            doc.finished_at = datetime.now(timezone.utc)
+            doc.error = f"could not start workflow: {exc}"
+            await asyncio.to_thread(self._jobstore.put, doc)
+            log.error("job_start_failed", job_id=job_id, workflow_id=workflow_id, error=str(exc))
+            if isinstance(exc, RPCError):
+                raise TemporalUnavailableError(f"Temporal refused to start job {job_id}: {exc.message}") from exc
+            raise
+        log.info("job_started", job_id=job_id, workflow_id=workflow_id, workload_id=workload_id, client_id=client_id)
+        return doc
+
+    async def get(self, job_id: str) -> JobDocument | None:
+        """Live document for a running job (``status`` query), stored document otherwise."""
+        client = await self._client()
+        doc = await asyncio.to_thread(self._jobstore.get, job_id)
+        if doc is None:
+            return None
+        handle = client.get_workflow_handle(workflow_id_of(doc))
+        try:
+            execution = await _execution_status(handle)
+        except TemporalUnavailableError as exc:
+            log.warning("job_status_unavailable", job_id=job_id, error=str(exc))
+            return doc
+        if execution is None:
+            return doc
+        if execution in (WorkflowExecutionStatus.RUNNING, WorkflowExecutionStatus.CONTINUED_AS_NEW):
+            try:
+                live = await handle.query(models.STATUS_QUERY, result_type=JobDocument, rpc_timeout=QUERY_TIMEOUT)
+            except Exception as exc:  # no worker polling, query failed: the stored copy is still an answer
+                log.warning("job_status_query_failed", job_id=job_id, error=str(exc))
+                return doc
+            if not isinstance(live, JobDocument):
+                return doc  # None before the run has built its document
+            return await overlay_live_progress(client, live)
+        return await self._reconcile_finished(client, doc, execution)
+
+    async def list(
+        self,
+        filters: JobFilters | dict[str, Any] | None = None,
+        offset: int = 0,
+        limit: int = DEFAULT_PAGE_SIZE,
+    ) -> tuple[list[JobDocument], int]:
+        """One page of stored jobs, newest first, and the number matching the filters."""
+        if isinstance(filters, dict):
+            filters = JobFilters(**filters)
+        filters = filters or JobFilters()
+        return await asyncio.to_thread(
+            self._jobstore.list,
+            workload_id=filters.workload_id,
+            client_id=filters.client_id,
+            status=filters.status,
+            offset=offset,
+            limit=limit,
+        )
+
+    async def cancel(self, job_id: str) -> JobDocument:
+        """Request cancellation of a running job (children and heartbeating activities follow)."""
+        client = await self._client()
+        doc = await self._stored(job_id)
+        handle = client.get_workflow_handle(workflow_id_of(doc))
+        execution = await _execution_status(handle)
+        if execution is None:
+            if doc.status.finished:
+                raise JobAlreadyFinishedError("Cannot cancel a job that has already finished.")
+            doc = _mark_finished(doc, RunStatus.cancelled)  # never reached Temporal: nothing to stop
+            await asyncio.to_thread(self._jobstore.put, doc)
+            return doc
+        if execution not in (WorkflowExecutionStatus.RUNNING, WorkflowExecutionStatus.CONTINUED_AS_NEW):
+            await self._reconcile_finished(client, doc, execution)
+            raise JobAlreadyFinishedError("Cannot cancel a job that has already finished.")
+        try:
+            await handle.cancel()
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                raise JobAlreadyFinishedError("Cannot cancel a job that has already finished.") from exc
+            raise TemporalUnavailableError(f"Temporal did not cancel job {job_id}: {exc.message}") from exc
+        log.info("job_cancel_requested", job_id=job_id, workflow_id=handle.id)
+        return doc
+
+    async def delete(self, job_id: str) -> JobDocument:
+        """Delete a finished job's stored document. Running jobs must be cancelled first; nothing is terminated."""
+        client = await self._client()
+        doc = await self._stored(job_id)
+        execution = await _execution_status(client.get_workflow_handle(workflow_id_of(doc)))
+        if execution in (WorkflowExecutionStatus.RUNNING, WorkflowExecutionStatus.CONTINUED_AS_NEW):
+            raise JobStillRunningError("Cannot delete a running job. Please cancel the job first.")
+        await asyncio.to_thread(self._jobstore.delete, job_id)
+        log.info("job_deleted", job_id=job_id)
+        return doc
+
+    async def promote(self, job_id: str, *, model_name: str, note: str | None = None, by: str | None = None) -> Any:
+        """Promote a candidate of a run awaiting review; returns the update's result."""
+        request = models.PromoteRequest(model_name=model_name, note=note, by=by)
+        return await self._review_update(job_id, models.PROMOTE_UPDATE, request)
+
+    async def reject(self, job_id: str, *, reason: str | None = None, by: str | None = None) -> Any:
+        """Reject all candidates of a run awaiting review; returns the update's result."""
+        request = models.RejectRequest(reason=reason, by=by)
+        return await self._review_update(job_id, models.REJECT_UPDATE, request)
+
+    async def _stored(self, job_id: str) -> JobDocument:
+        doc = await asyncio.to_thread(self._jobstore.get, job_id)
+        if doc is None:
+            raise JobNotFoundError(f"Job with ID {job_id} not found")
+        return doc
+
+    async def _reconcile_finished(
+        self, client: Client, doc: JobDocument, execution: WorkflowExecutionStatus
+    ) -> JobDocument:
+        """A finished run whose stored document still says pending/running: take the truth from Temporal."""
+        status = _FINISHED_STATUS.get(execution)
+        if status is None or doc.status.finished:
+            return doc
+        fixed: JobDocument | None = None
+        if execution == WorkflowExecutionStatus.COMPLETED:
+            typed = client.get_workflow_handle(workflow_id_of(doc), result_type=JobDocument)
+            try:
+                fixed = await typed.result(rpc_timeout=QUERY_TIMEOUT)
+            except Exception:  # the workflow may return something else; the store copy is then the best we have
+                fixed = None
+        if not isinstance(fixed, JobDocument) or fixed.id != doc.id or not fixed.status.finished:
+            fixed = _mark_finished(doc, status, reason=f"workflow {execution.name.lower()}")
+        await asyncio.to_thread(self._jobstore.put, fixed)
+        log.info("job_reconciled", job_id=doc.id, status=fixed.status.value)
+        return fixed
+
+    async def _review_update(self, job_id: str, update_name: str, request: Any) -> Any:
+        client = await self._client()
+        doc = await self._stored(job_id)
+        handle = client.get_workflow_handle(workflow_id_of(doc))
+        try:
+            result = await handle.execute_update(update_name, request, rpc_timeout=UPDATE_TIMEOUT)
+        except WorkflowUpdateFailedError as exc:
+            reason = getattr(exc.cause, "message", None) or str(exc.cause or exc)
+            log.info("job_review_rejected", job_id=job_id, update=update_name, reason=reason)
+            raise ReviewRejectedError(reason) from exc
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                raise ReviewRejectedError(f"job {job_id} is not awaiting review: it has already finished") from exc
+            if exc.status in (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.UNAVAILABLE):
+                raise TemporalUnavailableError(f"no answer from job {job_id} (is a worker running?)") from exc
+            raise ReviewRejectedError(exc.message) from exc
+        log.info("job_reviewed", job_id=job_id, update=update_name)
+        return result
