@@ -1,0 +1,133 @@
+"""Security of the starter API in one place: which permission each route needs, the dependency that
+enforces it, and ``secure_app`` (authenticator, payload codec, request guard, codec routes).
+
+The route table is the single source of truth: a route missing from it needs ``administer`` (admin
+only), so a route added later is closed until someone decides who may call it. /health is public.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials
+
+from flywheel.config import Settings
+from starter.auth.authenticator import (
+    _CHALLENGE,
+    AuthError,
+    Authenticator,
+    _api_key_header,
+    _bearer,
+    authenticator_of,
+)
+from starter.auth.roles import Permission, Principal
+
+log = structlog.get_logger("starter.audit")
+
+P = Permission
+PUBLIC_ROUTES = frozenset({("GET", "/health")})
+ROUTE_PERMISSIONS: dict[tuple[str, str], Permission] = {
+    ("GET", "/api/jobs"): P.read,
+    ("GET", "/api/jobs/{job_id}"): P.read,
+    ("POST", "/api/jobs"): P.operate,
+    ("POST", "/api/jobs/{job_id}/cancel"): P.operate,
+    ("DELETE", "/api/jobs/{job_id}"): P.operate,
+    ("POST", "/api/jobs/{job_id}/promote"): P.review,
+    ("POST", "/api/jobs/{job_id}/reject"): P.review,
+    ("POST", "/api/logs"): P.operate,
+    ("GET", "/api/schedules"): P.read,
+    ("GET", "/api/schedules/{schedule_id}"): P.read,
+    ("POST", "/api/schedules"): P.operate,
+    ("POST", "/api/schedules/{schedule_id}/pause"): P.operate,
+    ("POST", "/api/schedules/{schedule_id}/unpause"): P.operate,
+    ("POST", "/api/schedules/{schedule_id}/trigger"): P.operate,
+    ("DELETE", "/api/schedules/{schedule_id}"): P.operate,
+    ("POST", "/codec/encode"): P.decode_payloads,
+    ("POST", "/codec/decode"): P.decode_payloads,
+    ("GET", "/openapi.json"): P.read,
+    ("GET", "/docs"): P.read,
+    ("GET", "/docs/oauth2-redirect"): P.read,
+    ("GET", "/redoc"): P.read,
+}
+
+
+def permission_for(method: str, path_template: str) -> Permission | None:
+    """None for public routes; ``administer`` for routes nobody listed."""
+    if (method, path_template) in PUBLIC_ROUTES:
+        return None
+    return ROUTE_PERMISSIONS.get((method, path_template), P.administer)
+
+
+async def _authorize(request: Request, method: str, template: str, token: str | None) -> Principal | None:
+    permission = permission_for(method, template)
+    if permission is None:
+        return None
+    peer = request.client.host if request.client else None
+    try:
+        principal = await authenticator_of(request).authenticate(token, peer)
+    except AuthError as exc:
+        raise HTTPException(exc.status_code, exc.detail, headers=_CHALLENGE if exc.status_code == 401 else None)
+    if not principal.can(permission):
+        roles = ", ".join(sorted(r.value for r in principal.roles)) or "none"
+        raise HTTPException(403, f"{principal.label} (roles: {roles}) may not {permission.value} here")
+    request.state.principal = principal
+    return principal
+
+
+async def authorize(
+    request: Request,
+    bearer: HTTPAuthorizationCredentials | None = Depends(_bearer),
+    api_key: str | None = Depends(_api_key_header),
+) -> Principal | None:
+    """App-wide dependency: authenticates and checks the route's permission (HEAD counts as GET)."""
+    route = request.scope.get("route")
+    template = getattr(route, "path", request.url.path)
+    method = "GET" if request.method == "HEAD" else request.method
+    return await _authorize(request, method, template, bearer.credentials if bearer else api_key)
+
+
+def principal_of(request: Request) -> Principal:
+    principal = getattr(request.state, "principal", None)
+    if not isinstance(principal, Principal):  # a route outside the table's protection: refuse, never guess
+        raise HTTPException(403, "no authenticated principal for this request")
+    return principal
+
+
+def audit(request: Request, action: str, **fields: Any) -> None:
+    """One structured line per state change, naming who did it (never secrets or bodies)."""
+    log.info("audit", action=action, principal=principal_of(request).label, **fields)
+
+
+# ---------------------------------------------------------------------------------------------- wiring
+
+
+def secure_app(app: FastAPI, settings: Settings, *, bind_host: str | None = None) -> None:
+    """Authenticator and payload codec on ``app.state``, codec routes, and the request guard middleware.
+
+    Raises ConfigError for settings that would be insecure (anonymous reads on a non-loopback bind)
+    or incomplete (a payload key env var that is not set).
+    """
+    from starter.codec_server import codec_router
+    from starter.request_guard import PathCORS, RequestGuard
+
+    sec = settings.security
+    app.state.authenticator = Authenticator.from_settings(settings, bind_host=bind_host)
+    app.state.payload_codec = None
+    codec_origins: list[str] = []
+    if sec.payload_encryption is not None:
+        from workers.payload_codec import AesGcmCodec, PayloadKeyError
+
+        from flywheel.config import ConfigError
+
+        try:
+            app.state.payload_codec = AesGcmCodec.from_config(sec.payload_encryption)
+        except PayloadKeyError as exc:
+            raise ConfigError(str(exc)) from exc
+        codec_origins = sec.payload_encryption.codec_cors_origins
+    app.include_router(codec_router)
+    # Starlette: the middleware added last runs first. CORS outermost, then the guard.
+    app.add_middleware(RequestGuard, default_limit=sec.max_body_bytes,
+                       limits={"/api/logs": sec.max_ingest_body_bytes, "/codec/": sec.max_codec_body_bytes})
+    app.add_middleware(PathCORS, api_origins=sec.cors_origins, codec_origins=codec_origins)

@@ -1,0 +1,141 @@
+"""Hypothesis fuzz of ingest: >= 10,000 malformed or hostile records (lone surrogates, huge strings, deep
+nesting, wrong types, NaN, huge integers, broken JSON lines). No crash; every record is stored, reported
+as a duplicate, or rejected with its position and a reason; resending changes nothing."""
+
+from __future__ import annotations
+
+import json
+import math
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from flywheel.ingest import ingest_records, load_jsonl
+from flywheel.logstore.sqlite import SQLiteLogStore
+from test_records import record
+
+MIN_RECORDS = 10_000
+
+surrogates = st.text(st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF), min_size=1, max_size=3)
+any_text = st.text(st.characters(codec=None), max_size=40)  # everything but surrogates, controls included
+
+
+def _nested(depth: int, leaf: object = 1) -> object:
+    value: object = leaf
+    for i in range(depth):
+        value = [value] if i % 2 else {"k": value}
+    return value
+
+
+hostile_scalar = st.one_of(
+    st.none(), st.booleans(), st.integers(min_value=-(2**200), max_value=2**200),
+    st.floats(allow_nan=True, allow_infinity=True), any_text,
+    st.tuples(any_text, surrogates, any_text).map("".join),
+    st.integers(10_000, 300_000).map(lambda n: "A" * n),  # huge strings
+)
+hostile_value = st.one_of(
+    hostile_scalar,
+    st.integers(20, 3_000).map(_nested),  # deep nesting, past MAX_DEPTH and past orjson's 1024
+    st.lists(hostile_scalar, max_size=4),
+    st.dictionaries(any_text, hostile_scalar, max_size=4),
+)
+PATHS = [
+    ("timestamp",), ("workload_id",), ("client_id",), ("request",), ("response",), ("request", "messages"),
+    ("request", "messages", 0), ("request", "messages", 0, "content"), ("request", "messages", 0, "role"),
+    ("request", "tools"), ("request", "tools", 0, "function", "name"), ("response", "choices"),
+    ("response", "choices", 0, "message"), ("response", "choices", 0, "message", "tool_calls"),
+    ("response", "choices", 0, "message", "tool_calls", 0, "function", "arguments"), ("unexpected",),
+]
+
+
+def _set(target: dict, path: tuple, value: object) -> None:
+    node: object = target
+    for part in path[:-1]:
+        try:
+            node = node[part]  # type: ignore[index]
+        except (KeyError, IndexError, TypeError):
+            return
+    try:
+        node[path[-1]] = value  # type: ignore[index]
+    except (IndexError, TypeError):
+        pass
+
+
+@st.composite
+def hostile_record(draw) -> object:
+    kind = draw(st.sampled_from(["valid", "mutated", "mutated", "mutated", "garbage"]))
+    if kind == "garbage":
+        return draw(hostile_value)
+    rec = record(ts=draw(st.floats(0, 2e9)), query=draw(st.one_of(any_text, st.just("q"))))
+    if kind == "mutated":
+        for path in draw(st.lists(st.sampled_from(PATHS), min_size=1, max_size=3)):
+            _set(rec, path, draw(hostile_value))  # drawn fresh each time: no sharing between records
+    return rec
+
+
+def _dumps(value: object, **kwargs: object) -> str:
+    try:
+        return json.dumps(value, default=str, **kwargs)
+    except RecursionError:  # deeper than json can write: send the opening brackets
+        return "[" * 2000
+
+
+broken_line = st.one_of(
+    hostile_record().map(lambda r: _dumps(r, ensure_ascii=False)[:-1]),  # truncated
+    any_text, st.just("{"), st.just('{"timestamp": NaN'), st.integers(20, 5_000).map(lambda d: "[" * d),
+    hostile_record().map(_dumps),
+)
+
+
+def check_accounting(report, n: int, position: str) -> None:
+    rejected = [getattr(e, position) for e in report.errors]
+    assert all(e.reason for e in report.errors)
+    assert report.loaded + report.duplicates + report.skipped == n
+    assert len(rejected) == report.skipped == sum(report.reasons.values())
+    assert not set(rejected) & set(report.duplicate_positions)
+    assert len(set(rejected)) == len(rejected)
+
+
+def test_fuzz_record_batches(tmp_path):
+    seen = {"records": 0}
+    with SQLiteLogStore(tmp_path / "fuzz.sqlite") as store:
+
+        @settings(max_examples=110, deadline=None, derandomize=True, database=None,
+                  suppress_health_check=list(HealthCheck))
+        @given(records=st.lists(hostile_record(), min_size=60, max_size=120),
+               override=st.sampled_from([None, "wl-fuzz"]))
+        def run(records, override):
+            before = store.count()
+            report = ingest_records(records, store, workload_id=override, client_id=override)
+            check_accounting(report, len(records), "index")
+            assert store.count() == before + report.loaded
+            again = ingest_records(records, store, workload_id=override, client_id=override)
+            assert (again.loaded, again.duplicates, again.skipped) == (0, report.loaded + report.duplicates,
+                                                                       report.skipped)
+            assert store.count() == before + report.loaded
+            seen["records"] += len(records)
+
+        run()
+        # what was stored reads back as valid JSON with finite numbers
+        for stored in store.extract("wl-fuzz", "wl-fuzz"):
+            assert math.isfinite(stored["timestamp"]) if isinstance(stored.get("timestamp"), float) else True
+    assert seen["records"] >= MIN_RECORDS, seen
+
+
+def test_fuzz_jsonl_lines(tmp_path):
+    seen = {"lines": 0}
+    with SQLiteLogStore(tmp_path / "fuzz.sqlite") as store:
+
+        @settings(max_examples=40, deadline=None, derandomize=True, database=None,
+                  suppress_health_check=list(HealthCheck))
+        @given(lines=st.lists(broken_line, min_size=20, max_size=60))
+        def run(lines):
+            clean = [line.replace("\n", " ").replace("\r", " ") for line in lines]
+            non_blank = [i + 1 for i, line in enumerate(clean) if line.strip()]
+            report = load_jsonl([line + "\n" for line in clean], store, batch_size=16)
+            check_accounting(report, len(non_blank), "line")
+            assert set(e.line for e in report.errors) <= set(non_blank)
+            seen["lines"] += len(lines)
+
+        run()
+    assert seen["lines"] >= 800, seen
