@@ -149,6 +149,7 @@ class JobDocument(_Doc):
     curation: dict[str, Any] = Field(default_factory=dict)
     manifest_hash: str | None = None
     review: dict[str, Any] | None = None
+    requested_by: str | None = None  # the authenticated principal that started the run (or its schedule)
     report_uri: str | None = None
 
     def nim(self, model_name: str) -> NimDoc | None:

@@ -11,7 +11,10 @@ from typing import Any
 
 import structlog
 from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials
+from starlette.routing import Route
 
 from flywheel.config import Settings
 from starter.auth.authenticator import (
@@ -88,6 +91,29 @@ async def authorize(
     return await _authorize(request, method, template, bearer.credentials if bearer else api_key)
 
 
+def _token_from_headers(request: Request) -> str | None:
+    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and credentials:
+        return credentials.strip()
+    return request.headers.get("x-api-key") or None
+
+
+def _guard_plain_route(route_app: Any, path: str) -> Any:
+    """FastAPI's own pages (/openapi.json, /docs, /redoc) are plain routes that app dependencies skip."""
+
+    async def guarded(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        request = Request(scope, receive)
+        try:
+            await _authorize(request, "GET", path, _token_from_headers(request))
+        except HTTPException as exc:
+            response = JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+            await response(scope, receive, send)
+            return
+        await route_app(scope, receive, send)
+
+    return guarded
+
+
 def principal_of(request: Request) -> Principal:
     principal = getattr(request.state, "principal", None)
     if not isinstance(principal, Principal):  # a route outside the table's protection: refuse, never guess
@@ -127,6 +153,9 @@ def secure_app(app: FastAPI, settings: Settings, *, bind_host: str | None = None
             raise ConfigError(str(exc)) from exc
         codec_origins = sec.payload_encryption.codec_cors_origins
     app.include_router(codec_router)
+    for route in app.router.routes:
+        if not isinstance(route, APIRoute) and isinstance(route, Route):
+            route.app = _guard_plain_route(route.app, route.path)
     # Starlette: the middleware added last runs first. CORS outermost, then the guard.
     app.add_middleware(RequestGuard, default_limit=sec.max_body_bytes,
                        limits={"/api/logs": sec.max_ingest_body_bytes, "/codec/": sec.max_codec_body_bytes})

@@ -154,6 +154,7 @@ async def start_job(
     data_split_config: DataSplitConfig | dict[str, Any] | None = None,
     job_type: str = "llm_job",
     config_name: str | None = None,
+    requested_by: str | None = None,
 ) -> JobDocument:
     """Persist a pending job document, then start its FlywheelRun workflow.
 
@@ -176,6 +177,7 @@ async def start_job(
         stage=Stage.pending,
         config_name=job_settings.config_name,
         job_type=job_type,
+        requested_by=requested_by,
     )
     await asyncio.to_thread(jobstore.put, doc)
     job_input = models.FlywheelJobInput(
@@ -186,6 +188,7 @@ async def start_job(
         data_split_config=split_override,
         job_type=job_type,
         config_name=job_settings.config_name,
+        requested_by=requested_by,
     )
     try:
         await client.start_workflow(

@@ -38,3 +38,22 @@ ModelName = Annotated[str, StringConstraints(pattern=MODEL_NAME_PATTERN)]
 JobId = Annotated[str, StringConstraints(pattern=JOB_ID_PATTERN)]
 ScheduleId = Annotated[str, StringConstraints(pattern=SCHEDULE_ID_PATTERN)]
 ConfigName = Annotated[str, StringConstraints(pattern=CONFIG_NAME_PATTERN), AfterValidator(_existing_config)]
+
+
+def _path(pattern: str, description: str) -> object:
+    from fastapi import Path
+
+    return Path(pattern=pattern, description=description)
+
+
+def _query(pattern: str, description: str) -> object:
+    from fastapi import Query
+
+    return Query(pattern=pattern, description=description)
+
+
+# Path and query parameters of the API (FastAPI validates them with the same patterns: 422 otherwise).
+JobIdPath = Annotated[str, _path(JOB_ID_PATTERN, "Job id.")]
+ScheduleIdPath = Annotated[str, _path(SCHEDULE_ID_PATTERN, f"Schedule id (always starts with {SCHEDULE_PREFIX}).")]
+WorkloadIdQuery = Annotated[str | None, _query(WORKLOAD_ID_PATTERN, "Only this workload.")]
+ClientIdQuery = Annotated[str | None, _query(CLIENT_ID_PATTERN, "Only this client.")]

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import httpx
-
 from flywheel.config import load_settings
 from starter.api import create_app
+from starter.auth import KeyStore
+from starter.auth.authenticator import default_keys_file
+from tests.api.conftest import authed_client
 
 
 async def test_temporal_down(tmp_path):
@@ -13,8 +14,9 @@ async def test_temporal_down(tmp_path):
         environ={}, overrides={"platform": {"data_dir": str(tmp_path)}, "temporal": {"address": "127.0.0.1:1"}}
     )
     app = create_app(settings)
-    async with (app.router.lifespan_context(app),
-                httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api.test") as api):
+    token, _ = KeyStore(default_keys_file(settings)).create("ops", ["operator"])
+    async with app.router.lifespan_context(app):
+        async with authed_client(app, token) as api:
             health = await api.get("/health")
             assert health.status_code == 200
             assert health.json() == {"status": "healthy", "temporal": "error", "jobstore": "ok"}
