@@ -85,11 +85,14 @@ class TemporalUnavailableError(JobError):
 
 
 async def connect(settings: Settings) -> Client:
-    """Connect to the configured Temporal namespace with the pydantic data converter."""
+    """Connect to the configured Temporal namespace with the pydantic data converter (payloads encrypted
+    when ``security.payload_encryption`` is configured)."""
+    from workers.payload_codec import data_converter_for
+
     return await Client.connect(
         settings.temporal.address,
         namespace=settings.temporal.namespace,
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter_for(settings, pydantic_data_converter),
     )
 
 

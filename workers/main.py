@@ -130,8 +130,10 @@ def build_workers(
 
 
 async def connect(settings: Settings) -> Client:
+    from workers.payload_codec import data_converter_for  # encrypted when security.payload_encryption is set
+
     return await Client.connect(settings.temporal.address, namespace=settings.temporal.namespace,
-                                data_converter=pydantic_data_converter)
+                                data_converter=data_converter_for(settings, pydantic_data_converter))
 
 
 async def run_workers(workers: Sequence[Worker], stop: asyncio.Event) -> None:
