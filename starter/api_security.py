@@ -126,6 +126,49 @@ def audit(request: Request, action: str, **fields: Any) -> None:
     log.info("audit", action=action, principal=principal_of(request).label, **fields)
 
 
+# ---------------------------------------------------------------------------------------------- OpenAPI
+
+_ERROR_SCHEMA = {"type": "object", "required": ["detail"], "properties": {"detail": {"type": "string"}},
+                 "title": "Error"}
+_VALIDATION_ERROR_SCHEMA = {
+    "type": "object", "required": ["detail"], "title": "HTTPValidationError",
+    "properties": {
+        "detail": {"type": "string", "description": "Every problem, as 'field: message' joined by '; '."},
+        "errors": {"type": "array", "items": {"type": "object", "properties": {
+            "field": {"type": "string"}, "message": {"type": "string"}, "type": {"type": "string"}}}},
+    },
+}
+_COMMON_ERRORS = {"400": "Bad request", "401": "No or invalid credentials", "403": "Not allowed for this principal",
+                  "404": "Not found", "409": "Conflict", "413": "Body too large", "415": "Not application/json",
+                  "503": "A dependency (Temporal, a store, the identity provider) is unavailable"}
+
+
+def document_errors(app: FastAPI) -> None:
+    """The schema says what the API really answers: ``{"detail": "..."}`` errors (422 adds ``errors``),
+    401/403/413/415 on every route, and the bearer schemes."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = build()
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components["HTTPValidationError"] = _VALIDATION_ERROR_SCHEMA
+        components["Error"] = _ERROR_SCHEMA
+        ref = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+        for path, item in schema.get("paths", {}).items():
+            for operation in item.values():
+                responses = operation.setdefault("responses", {})
+                for code, text in _COMMON_ERRORS.items():
+                    if path == "/health" and code in ("401", "403"):
+                        continue
+                    responses.setdefault(code, {"description": text, **ref})
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 # ---------------------------------------------------------------------------------------------- wiring
 
 
@@ -153,6 +196,7 @@ def secure_app(app: FastAPI, settings: Settings, *, bind_host: str | None = None
             raise ConfigError(str(exc)) from exc
         codec_origins = sec.payload_encryption.codec_cors_origins
     app.include_router(codec_router)
+    document_errors(app)
     for route in app.router.routes:
         if not isinstance(route, APIRoute) and isinstance(route, Route):
             route.app = _guard_plain_route(route.app, route.path)

@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import json
-import threading
-import time
 
 import httpx
 import pytest
-import uvicorn
 
 from flywheel.config import load_settings
 from starter.api import create_app
 from starter.auth import KeyStore
 from starter.auth.authenticator import default_keys_file
 from tests.api.test_api import log_record
-from tests.emulators.openai_scripted import free_port
+from tests.api.live_server import serve
 
 INGEST_LIMIT = 256 * 1024
 DEFAULT_LIMIT = 64 * 1024
@@ -29,20 +26,10 @@ def served(tmp_path_factory):
         "temporal": {"address": "127.0.0.1:1"},  # not needed: ingest and limits work without Temporal
         "security": {"max_body_bytes": DEFAULT_LIMIT, "max_ingest_body_bytes": INGEST_LIMIT}})
     token, _ = KeyStore(default_keys_file(settings)).create("ingest-bot", ["operator"])
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "API did not start"
-        time.sleep(0.05)
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30,
-                          headers={"authorization": f"Bearer {token}", "content-type": "application/json"})
-    yield client
-    client.close()
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serve(create_app(settings)) as base_url, httpx.Client(
+            base_url=base_url, timeout=30,
+            headers={"authorization": f"Bearer {token}", "content-type": "application/json"}) as client:
+        yield client
 
 
 def chunked(data: bytes, size: int = 8192):
