@@ -19,7 +19,7 @@ from starter.auth import KeyStore
 from starter.auth.authenticator import default_keys_file
 from tests.api.live_server import serve
 
-EXAMPLES_PER_OPERATION = {GenerationMode.POSITIVE: 12, GenerationMode.NEGATIVE: 8}
+EXAMPLES_PER_OPERATION = {GenerationMode.POSITIVE: 8, GenerationMode.NEGATIVE: 6}
 
 
 def fuzz(base_url: str, token: str) -> dict[str, int]:
@@ -42,7 +42,10 @@ def fuzz(base_url: str, token: str) -> dict[str, int]:
                 case.validate_response(response, checks=[not_a_server_error, response_schema_conformance,
                                                          content_type_conformance])
 
+            import time
+            t0 = time.perf_counter()
             check()
+            print(f"{operation.method} {operation.path} {mode.value}: {time.perf_counter() - t0:.2f}s")
     return counts
 
 
@@ -55,7 +58,7 @@ async def test_schemathesis_finds_no_server_errors(api_settings, temporal_env, f
         # in a thread: the session loop keeps running the stand-in workflow's worker meanwhile
         counts = await asyncio.to_thread(fuzz, base_url, token)
     print(f"schemathesis: {counts}")
-    assert counts["operations"] >= 15 and counts["requests"] >= 200
+    assert counts["operations"] >= 15 and counts["requests"] >= 15 * 14
     assert counts["2xx"] > 0 and counts["4xx"] > 0
     # schedules the fuzz created must not outlive the test
     async for entry in await temporal_env.client.list_schedules():
