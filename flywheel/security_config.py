@@ -82,7 +82,7 @@ class PayloadEncryptionConfig(_Strict):
         default_factory=list, description="Origins allowed to call /codec/* from a browser (the Temporal UI).")
 
     @model_validator(mode="after")
-    def _known_key(self) -> "PayloadEncryptionConfig":
+    def _known_key(self) -> PayloadEncryptionConfig:
         ids = [k.id for k in self.keys]
         if len(set(ids)) != len(ids):
             raise ValueError(f"keys: duplicate key id in {ids}")

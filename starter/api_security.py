@@ -19,8 +19,8 @@ from starlette.routing import Route
 from flywheel.config import Settings
 from starter.auth.authenticator import (
     _CHALLENGE,
-    AuthError,
     Authenticator,
+    AuthError,
     _api_key_header,
     _bearer,
     authenticator_of,
@@ -71,7 +71,8 @@ async def _authorize(request: Request, method: str, template: str, token: str | 
     try:
         principal = await authenticator_of(request).authenticate(token, peer)
     except AuthError as exc:
-        raise HTTPException(exc.status_code, exc.detail, headers=_CHALLENGE if exc.status_code == 401 else None)
+        raise HTTPException(exc.status_code, exc.detail,
+                            headers=_CHALLENGE if exc.status_code == 401 else None) from exc
     if not principal.can(permission):
         roles = ", ".join(sorted(r.value for r in principal.roles)) or "none"
         raise HTTPException(403, f"{principal.label} (roles: {roles}) may not {permission.value} here")
@@ -186,9 +187,8 @@ def secure_app(app: FastAPI, settings: Settings, *, bind_host: str | None = None
     app.state.payload_codec = None
     codec_origins: list[str] = []
     if sec.payload_encryption is not None:
-        from workers.payload_codec import AesGcmCodec, PayloadKeyError
-
         from flywheel.config import ConfigError
+        from workers.payload_codec import AesGcmCodec, PayloadKeyError
 
         try:
             app.state.payload_codec = AesGcmCodec.from_config(sec.payload_encryption)

@@ -21,6 +21,7 @@ from starter.auth import Permission, Principal, require
 MAX_PAYLOADS = 1000
 
 codec_router = APIRouter(prefix="/codec", tags=["codec"])
+_may_decode = require(Permission.decode_payloads)
 
 
 class CodecPayload(BaseModel):
@@ -58,13 +59,13 @@ async def _run(request: Request, body: CodecBody, encode: bool) -> dict[str, Any
 
 @codec_router.post("/encode")
 async def encode(body: CodecBody, request: Request,
-                 _: Principal = Depends(require(Permission.decode_payloads))) -> dict[str, Any]:
+                 _: Principal = Depends(_may_decode)) -> dict[str, Any]:
     """Encrypt payloads with the active key."""
     return await _run(request, body, encode=True)
 
 
 @codec_router.post("/decode")
 async def decode(body: CodecBody, request: Request,
-                 _: Principal = Depends(require(Permission.decode_payloads))) -> dict[str, Any]:
+                 _: Principal = Depends(_may_decode)) -> dict[str, Any]:
     """Decrypt payloads (unencrypted ones come back unchanged)."""
     return await _run(request, body, encode=False)

@@ -60,7 +60,7 @@ class AesGcmCodec(PayloadCodec):
         self.active_key_id = active_key_id
 
     @classmethod
-    def from_config(cls, config: PayloadEncryptionConfig, environ: Mapping[str, str] | None = None) -> "AesGcmCodec":
+    def from_config(cls, config: PayloadEncryptionConfig, environ: Mapping[str, str] | None = None) -> AesGcmCodec:
         environ = os.environ if environ is None else environ
         keys: dict[str, bytes] = {}
         for ref in config.keys:
@@ -87,7 +87,8 @@ class AesGcmCodec(PayloadCodec):
         try:
             plain = cipher.decrypt(payload.data[:NONCE_BYTES], payload.data[NONCE_BYTES:], key_id.encode())
         except InvalidTag as exc:
-            raise PayloadKeyError(f"payload under key {key_id!r} failed authentication (tampered or wrong key)") from exc
+            raise PayloadKeyError(
+                f"payload under key {key_id!r} failed authentication (tampered or wrong key)") from exc
         return Payload.FromString(plain)
 
     async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:

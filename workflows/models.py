@@ -58,12 +58,8 @@ class FlywheelJobInput(BaseModel):
     eval_types: list[str] = Field(default_factory=lambda: ["base-eval", "icl-eval", "customized-eval"])
     review_timeout_s: int | None = None  # None: settings.temporal.review_timeout_s
     config_name: str | None = None
-<<<<<<< HEAD
     timeouts: ActivityTimeouts | None = None  # None: production defaults
-=======
-    timeouts: "ActivityTimeouts | None" = None  # None: production defaults
     requested_by: str | None = None  # principal that started the run / created its schedule (audit trail)
->>>>>>> 82bdf34 (Wire auth into the API: every route but /health needs a principal with the route's permission; review 'by' and job 'requested_by' from the token; ids validated; audit lines)
 
 
 class PreparedData(BaseModel):

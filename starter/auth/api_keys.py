@@ -21,7 +21,7 @@ import secrets
 import tempfile
 import threading
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -127,7 +127,7 @@ class KeyStore:
         key_id = secrets.token_hex(6)
         token = f"{KEY_PREFIX}{key_id}_{secrets.token_hex(32)}"
         stored = StoredKey(id=key_id, name=name, roles=parsed, sha256=digest(token),
-                           created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+                           created_at=datetime.now(UTC).isoformat(timespec="seconds"))
         self._write({**self.keys(), key_id: stored})
         return token, stored
 

@@ -8,8 +8,9 @@ loopback address; at request time anonymous access is also limited to loopback p
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import structlog
 from fastapi import Depends, HTTPException, Request
@@ -53,7 +54,7 @@ class Authenticator:
         self.anonymous_read = anonymous_read
 
     @classmethod
-    def from_settings(cls, settings: Settings, bind_host: str | None = None) -> "Authenticator":
+    def from_settings(cls, settings: Settings, bind_host: str | None = None) -> Authenticator:
         sec = settings.security
         host = bind_host or settings.api.host
         if sec.anonymous_read and not is_loopback(host):
@@ -120,7 +121,8 @@ async def current_principal(
     try:
         principal = await authenticator_of(request).authenticate(token, peer)
     except AuthError as exc:
-        raise HTTPException(exc.status_code, exc.detail, headers=_CHALLENGE if exc.status_code == 401 else None)
+        raise HTTPException(exc.status_code, exc.detail,
+                            headers=_CHALLENGE if exc.status_code == 401 else None) from exc
     request.state.principal = principal
     return principal
 

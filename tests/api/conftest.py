@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import uuid
 
-import httpx
 import pytest
 from temporalio.worker import Worker
 
@@ -14,6 +13,7 @@ from starter.api import create_app
 from starter.auth import KeyStore
 from starter.auth.authenticator import default_keys_file
 from tests.api.fake_flywheel import FAKE_CANDIDATES, FakeFlywheelRun
+from tests.helpers.api import NEVER_ISSUED_KEY, ROLES, authed_client
 
 
 @pytest.fixture(scope="session")
@@ -47,24 +47,13 @@ async def app(api_settings, temporal_env, fake_worker):
         yield application
 
 
-ROLES = ("viewer", "operator", "reviewer", "admin")
-
-
 @pytest.fixture(scope="session")
 def role_keys(api_settings) -> dict[str, str]:
     """One API key per role (and "none": a well-formed key that was never issued)."""
     store = KeyStore(default_keys_file(api_settings))
     keys = {role: store.create(f"test-{role}", [role])[0] for role in ROLES}
-    keys["none"] = "fwk_000000000000_" + "0" * 64
+    keys["none"] = NEVER_ISSUED_KEY
     return keys
-
-
-def authed_client(app, token: str | None) -> httpx.AsyncClient:
-    headers = {"content-type": "application/json"}  # every POST must be JSON, body or not
-    if token:
-        headers["authorization"] = f"Bearer {token}"
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api.test", timeout=30,
-                             headers=headers)
 
 
 @pytest.fixture(scope="session")

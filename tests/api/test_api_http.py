@@ -11,8 +11,8 @@ from flywheel.config import load_settings
 from starter.api import create_app
 from starter.auth import KeyStore
 from starter.auth.authenticator import default_keys_file
-from tests.api.test_api import log_record
-from tests.api.live_server import serve
+from tests.helpers.api import log_record
+from tests.helpers.live_server import serve
 
 INGEST_LIMIT = 256 * 1024
 DEFAULT_LIMIT = 64 * 1024

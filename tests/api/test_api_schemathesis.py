@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 
 import httpx
-import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
@@ -17,7 +16,7 @@ from schemathesis.specs.openapi.checks import content_type_conformance, response
 from starter.api import create_app
 from starter.auth import KeyStore
 from starter.auth.authenticator import default_keys_file
-from tests.api.live_server import serve
+from tests.helpers.live_server import serve
 
 EXAMPLES_PER_OPERATION = {GenerationMode.POSITIVE: 8, GenerationMode.NEGATIVE: 6}
 

@@ -14,33 +14,32 @@ from temporalio.client import Schedule, ScheduleActionStartWorkflow, ScheduleSpe
 
 from flywheel.config import load_settings
 from starter.api import create_app
-from tests.api.conftest import ROLES, authed_client
-from tests.api.test_api import awaiting_review, create_job, unique, wait_for
+from tests.helpers.api import ROLES, authed_client, awaiting_review, create_job, wait_for
 
 JOB = "0123456789abcdef01234567"  # well-formed, never created: allowed calls answer 404 without side effects
 SID = "flywheel-schedule-nobody-none"
-V, O, R, A = "viewer", "operator", "reviewer", "admin"
-EVERYONE = {V, O, R, A}
+VIEWER, OPERATOR, REVIEWER, ADMIN = "viewer", "operator", "reviewer", "admin"
+EVERYONE = {VIEWER, OPERATOR, REVIEWER, ADMIN}
 
 # (method, path, json body, roles allowed) — written out here, independently of starter/api_security.py.
 TABLE = [
     ("GET", "/api/jobs", None, EVERYONE),
     ("GET", f"/api/jobs/{JOB}", None, EVERYONE),
-    ("POST", "/api/jobs", {"workload_id": "w", "client_id": "c", "config_name": "no-such-config"}, {O, A}),
-    ("POST", f"/api/jobs/{JOB}/cancel", None, {O, A}),
-    ("DELETE", f"/api/jobs/{JOB}", None, {O, A}),
-    ("POST", f"/api/jobs/{JOB}/promote", {"model_name": "cand-a"}, {R, A}),
-    ("POST", f"/api/jobs/{JOB}/reject", {"reason": "no"}, {R, A}),
-    ("POST", "/api/logs", {"records": []}, {O, A}),
+    ("POST", "/api/jobs", {"workload_id": "w", "client_id": "c", "config_name": "no-such-config"}, {OPERATOR, ADMIN}),
+    ("POST", f"/api/jobs/{JOB}/cancel", None, {OPERATOR, ADMIN}),
+    ("DELETE", f"/api/jobs/{JOB}", None, {OPERATOR, ADMIN}),
+    ("POST", f"/api/jobs/{JOB}/promote", {"model_name": "cand-a"}, {REVIEWER, ADMIN}),
+    ("POST", f"/api/jobs/{JOB}/reject", {"reason": "no"}, {REVIEWER, ADMIN}),
+    ("POST", "/api/logs", {"records": []}, {OPERATOR, ADMIN}),
     ("GET", "/api/schedules", None, EVERYONE),
     ("GET", f"/api/schedules/{SID}", None, EVERYONE),
-    ("POST", "/api/schedules", {"workload_id": "w", "client_id": "c", "cron": "not a cron"}, {O, A}),
-    ("POST", f"/api/schedules/{SID}/pause", None, {O, A}),
-    ("POST", f"/api/schedules/{SID}/unpause", None, {O, A}),
-    ("POST", f"/api/schedules/{SID}/trigger", None, {O, A}),
-    ("DELETE", f"/api/schedules/{SID}", None, {O, A}),
-    ("POST", "/codec/encode", {"payloads": []}, {O, R, A}),
-    ("POST", "/codec/decode", {"payloads": []}, {O, R, A}),
+    ("POST", "/api/schedules", {"workload_id": "w", "client_id": "c", "cron": "not a cron"}, {OPERATOR, ADMIN}),
+    ("POST", f"/api/schedules/{SID}/pause", None, {OPERATOR, ADMIN}),
+    ("POST", f"/api/schedules/{SID}/unpause", None, {OPERATOR, ADMIN}),
+    ("POST", f"/api/schedules/{SID}/trigger", None, {OPERATOR, ADMIN}),
+    ("DELETE", f"/api/schedules/{SID}", None, {OPERATOR, ADMIN}),
+    ("POST", "/codec/encode", {"payloads": []}, {OPERATOR, REVIEWER, ADMIN}),
+    ("POST", "/codec/decode", {"payloads": []}, {OPERATOR, REVIEWER, ADMIN}),
     ("GET", "/openapi.json", None, EVERYONE),
     ("GET", "/docs", None, EVERYONE),
     ("GET", "/health", None, EVERYONE | {"anonymous", "none"}),
@@ -88,7 +87,7 @@ async def test_anonymous_read_only_on_loopback(api_settings, temporal_env, tmp_p
                                    base_url="http://api.test")
         async with remote:
             assert (await remote.get("/api/jobs")).status_code == 401
-    with pytest.raises(Exception, match="security.anonymous_read"):
+    with pytest.raises(Exception, match=r"security\.anonymous_read"):
         create_app(settings, temporal_client=temporal_env.client, bind_host="0.0.0.0")
 
 
@@ -96,7 +95,7 @@ async def test_anonymous_read_only_on_loopback(api_settings, temporal_env, tmp_p
 
 
 async def test_review_by_and_requested_by_come_from_the_token(app, role_keys, jobstore):
-    async with authed_client(app, role_keys[O]) as operator, authed_client(app, role_keys[R]) as reviewer:
+    async with authed_client(app, role_keys[OPERATOR]) as operator, authed_client(app, role_keys[REVIEWER]) as reviewer:
         job_id = await create_job(operator)
         assert jobstore.get(job_id).requested_by == "api_key:test-operator"
         await wait_for(operator, job_id, awaiting_review)
@@ -164,5 +163,5 @@ async def test_cors_off_by_default(api):
 
 
 def test_settings_field_names_in_errors(tmp_path):
-    with pytest.raises(Exception, match="security.cors_origins"):
+    with pytest.raises(Exception, match=r"security\.cors_origins"):
         load_settings(environ={}, overrides={"security": {"cors_origins": ["*"]}})

@@ -19,9 +19,8 @@ from flywheel.config import load_settings
 from starter.api import create_app
 from starter.auth import KeyStore
 from starter.auth.authenticator import default_keys_file
-from tests.api.conftest import authed_client
 from tests.api.fake_flywheel import FakeFlywheelRun
-from tests.api.test_api import awaiting_review, closed_as, create_job, wait_for
+from tests.helpers.api import authed_client, awaiting_review, closed_as, create_job, wait_for
 from workers.payload_codec import data_converter_for, new_key
 
 SECRET_RECORD = "where is order ORD-SECRET-4242 for alice?"
@@ -40,7 +39,7 @@ class HistoryWorkflow:
     async def run(self, job: dict) -> dict:
         try:
             await workflow.execute_activity(call_upstream, job["record"], start_to_close_timeout=timedelta(seconds=10))
-        except Exception as exc:  # noqa: BLE001 - the error body travels on, as the real pipeline's does
+        except Exception as exc:
             if job.get("fail"):
                 raise ApplicationError(f"run failed: {exc.cause}", non_retryable=True) from exc
             return {"echo": job["record"], "error": str(exc.cause)}
@@ -140,16 +139,16 @@ async def test_secrets_are_never_logged_nor_stored(temporal_env, api_settings, m
     store = KeyStore(default_keys_file(settings))
     operator, reviewer = store.create("sec-op", ["operator"])[0], store.create("sec-rev", ["reviewer"])[0]
     app = create_app(settings, temporal_client=client)
-    async with Worker(client, task_queue=queue, workflows=[FakeFlywheelRun]), app.router.lifespan_context(app):
-        async with authed_client(app, operator) as op, authed_client(app, reviewer) as rev:
-            job_id = await create_job(op)
-            await wait_for(op, job_id, awaiting_review)
-            assert (await rev.post(f"/api/jobs/{job_id}/promote", json={"model_name": "cand-a"})).status_code == 200
-            doc = await wait_for(op, job_id, closed_as("completed"))
-            bad = await op.get("/api/jobs", headers={"authorization": f"Bearer {operator[:-4]}beef"})
-            assert bad.status_code == 401
-            stored = app.state.flywheel.jobstore.get(job_id).model_dump_json()
-            workflow_id = doc["workflow_id"]
+    async with (Worker(client, task_queue=queue, workflows=[FakeFlywheelRun]), app.router.lifespan_context(app),
+                authed_client(app, operator) as op, authed_client(app, reviewer) as rev):
+        job_id = await create_job(op)
+        await wait_for(op, job_id, awaiting_review)
+        assert (await rev.post(f"/api/jobs/{job_id}/promote", json={"model_name": "cand-a"})).status_code == 200
+        doc = await wait_for(op, job_id, closed_as("completed"))
+        bad = await op.get("/api/jobs", headers={"authorization": f"Bearer {operator[:-4]}beef"})
+        assert bad.status_code == 401
+        stored = app.state.flywheel.jobstore.get(job_id).model_dump_json()
+        workflow_id = doc["workflow_id"]
     history = History(events=(await temporal_env.client.get_workflow_handle(workflow_id).fetch_history()).events)
     captured = capfd.readouterr()
     haystacks = {"logs": (captured.out + captured.err).encode(), "job document": (str(doc) + stored).encode(),

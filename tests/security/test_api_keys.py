@@ -103,7 +103,7 @@ async def test_anonymous_read_only_when_enabled_and_loopback(tmp_path):
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "10.0.0.5", "api.example.com", "::"])
 def test_anonymous_read_refused_at_start_on_non_loopback_bind(tmp_path, host):
-    with pytest.raises(ConfigError, match="security.anonymous_read"):
+    with pytest.raises(ConfigError, match=r"security\.anonymous_read"):
         Authenticator.from_settings(_settings(tmp_path, anonymous_read=True), bind_host=host)
 
 

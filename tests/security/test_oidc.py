@@ -93,7 +93,7 @@ async def test_bad_claims_are_refused(verifier, issuer, claims, why):
 
 async def test_forged_and_confused_tokens_are_refused(verifier, issuer):
     good = issuer.token()
-    header, body, sig = good.split(".")
+    header, _body, sig = good.split(".")
     tampered_body = jwt.utils.base64url_encode(
         json.dumps({**jwt.decode(good, options={"verify_signature": False}), "roles": ["admin"]}).encode()).decode()
     with pytest.raises(TokenError):

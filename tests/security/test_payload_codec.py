@@ -6,8 +6,8 @@ import base64
 
 import pytest
 from temporalio.api.common.v1 import Payload
-from temporalio.converter import DefaultFailureConverterWithEncodedAttributes
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DefaultFailureConverterWithEncodedAttributes
 
 from flywheel.config import load_settings
 from flywheel.security_config import PayloadEncryptionConfig
@@ -50,7 +50,7 @@ async def test_rotation_without_downtime():
     [new_payload] = await after.encode([plain(b"2")])
     assert new_payload.metadata[KEY_ID_META] == b"new"
     assert [p.data for p in await after.decode([old_payload, new_payload])] == [b"1", b"2"]
-    with pytest.raises(PayloadKeyError, match="'new'.*not in the key ring"):
+    with pytest.raises(PayloadKeyError, match=r"'new'.*not in the key ring"):
         await before.decode([new_payload])
 
 

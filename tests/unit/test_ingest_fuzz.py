@@ -9,10 +9,10 @@ import random
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_records import record
 
 from flywheel.ingest import ingest_records, load_jsonl
 from flywheel.logstore.sqlite import SQLiteLogStore
-from test_records import record
 
 MIN_RECORDS = 10_000
 

@@ -4,10 +4,10 @@ import json
 import sqlite3
 
 import pytest
+from test_records import record
 
 from flywheel.ingest import MAX_DEPTH, content_hash, ingest_records, load_jsonl
 from flywheel.logstore.sqlite import SQLiteLogStore
-from test_records import record
 
 
 def batch(n, start=0):
