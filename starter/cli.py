@@ -370,7 +370,12 @@ def api(
     from starter.api import create_app
 
     settings = state(ctx).settings()
-    uvicorn.run(create_app(settings), host=host or settings.api.host, port=port or settings.api.port)
+    bind = host or settings.api.host
+    try:
+        application = create_app(settings, bind_host=bind)  # refuses insecure security settings for this bind
+    except ConfigError as exc:
+        raise fail(f"configuration error: {exc}", code=2) from exc
+    uvicorn.run(application, host=bind, port=port or settings.api.port)
 
 
 if __name__ == "__main__":
