@@ -57,7 +57,8 @@ def test_anonymous_read_only_in_the_demo_profile():
 
 def _anonymous_enabled(node: object) -> bool:
     if isinstance(node, dict):
-        as_env = str(node.get("name", "")).upper().endswith("ANONYMOUS_READ") and str(node.get("value")).lower() == "true"
+        name, value = str(node.get("name", "")).upper(), str(node.get("value")).lower()
+        as_env = name.endswith("ANONYMOUS_READ") and value == "true"
         return (node.get("anonymous_read") is True or as_env
                 or any(_anonymous_enabled(v) for v in node.values()))
     if isinstance(node, list):
