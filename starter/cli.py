@@ -298,7 +298,8 @@ def logs_load(
     client_id: str = typer.Option(..., "--client-id", help="Client id to store the records under."),
     show_errors: int = typer.Option(10, "--show-errors", min=0, help="How many line errors to print."),
 ) -> None:
-    """Load a JSONL file of production logs. Exits 0 if anything loaded (bad lines are reported), else 1."""
+    """Load a JSONL file of production logs. Loading the same file again stores nothing new. Exits 0 if any
+    record is stored (now or before; bad lines are reported), else 1."""
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
     from flywheel.ingest import load_jsonl
@@ -316,7 +317,8 @@ def logs_load(
         close = getattr(store, "close", None)
         if callable(close):
             close()
-    console.print(f"loaded {report.loaded}, skipped {report.skipped}", highlight=False)
+    already = f" ({report.duplicates} already stored)" if report.duplicates else ""
+    console.print(f"loaded {report.loaded}, skipped {report.skipped}{already}", highlight=False)
     if report.reasons:
         console.print("  skipped by reason: " + ", ".join(f"{k}={v}" for k, v in report.reasons.items()),
                       highlight=False, markup=False)
@@ -325,7 +327,7 @@ def logs_load(
         console.print(f"  {format_ingest_error(err)}", highlight=False, markup=False, soft_wrap=True)
     if report.skipped > min(len(errors), show_errors):
         console.print(f"  … {report.skipped - min(len(errors), show_errors)} more skipped line(s)", highlight=False)
-    if report.loaded == 0:
+    if report.loaded == 0 and report.duplicates == 0:
         raise typer.Exit(1)
 
 
