@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from flywheel.config import ConfigError, Settings, load_settings
+from starter.cli_remote import keys_app, remote_app
 from starter.cli_schedule import schedule_app
 
 T = TypeVar("T")
@@ -36,6 +37,8 @@ logs_app = typer.Typer(help="Production logs: load OpenAI-format JSONL into the 
                        no_args_is_help=True, context_settings=HELP)
 app.add_typer(logs_app, name="logs")
 app.add_typer(schedule_app, name="schedule")
+app.add_typer(keys_app, name="keys")
+app.add_typer(remote_app, name="remote")
 
 
 @dataclass
