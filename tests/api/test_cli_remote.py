@@ -29,7 +29,7 @@ def served(tmp_path, monkeypatch):
 def key_for(role: str) -> str:
     result = runner.invoke(cli, ["keys", "create", "--name", f"cli-{role}", "--role", role])
     assert result.exit_code == 0, result.output
-    return result.output.split(f"FLYWHEEL_API_KEY=")[1].strip()
+    return result.output.split("FLYWHEEL_API_KEY=")[1].strip()
 
 
 def test_keys_and_remote_calls(served, tmp_path, monkeypatch):
