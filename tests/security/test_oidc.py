@@ -141,3 +141,16 @@ async def test_authenticator_routes_bearer_tokens_to_oidc(tmp_path, issuer):
 def test_symmetric_algorithms_cannot_be_configured():
     with pytest.raises(ValueError, match="asymmetric"):
         OIDCConfig(issuer="https://i", audience="a", algorithms=["HS256"])
+
+
+async def test_made_up_key_ids_cannot_flood_the_issuer(issuer):
+    guarded = JWTVerifier(OIDCConfig(issuer=issuer.url, audience=AUDIENCE))  # default refetch cooldown
+    await guarded.verify(issuer.token("k1"))
+    before = issuer.fetches
+    stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    for i in range(5):
+        forged = jwt.encode({"iss": issuer.url, "aud": AUDIENCE, "sub": "x", "exp": time.time() + 60}, stranger,
+                            algorithm="RS256", headers={"kid": f"made-up-{i}"})
+        with pytest.raises(TokenError):
+            await guarded.verify(forged)
+    assert issuer.fetches - before <= 1
