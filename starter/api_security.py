@@ -30,7 +30,10 @@ from starter.auth.roles import Permission, Principal
 log = structlog.get_logger("starter.audit")
 
 P = Permission
-PUBLIC_ROUTES = frozenset({("GET", "/health")})
+# The reviewer page's shells and static files hold no data (the page reads everything through the JSON
+# API with the user's key), and a browser navigating to them cannot send a bearer token.
+PUBLIC_ROUTES = frozenset({("GET", "/health"), ("GET", "/ui"), ("GET", "/ui/jobs/{job_id}"),
+                           ("GET", "/ui/schedules"), ("GET", "/ui/static/{name}")})
 ROUTE_PERMISSIONS: dict[tuple[str, str], Permission] = {
     ("GET", "/api/jobs"): P.read,
     ("GET", "/api/jobs/{job_id}"): P.read,
@@ -53,6 +56,10 @@ ROUTE_PERMISSIONS: dict[tuple[str, str], Permission] = {
     ("GET", "/docs"): P.read,
     ("GET", "/docs/oauth2-redirect"): P.read,
     ("GET", "/redoc"): P.read,
+    # The page's fragment renderer only formats what the caller sends, but it is an API like any other.
+    ("POST", "/ui/render/jobs"): P.read,
+    ("POST", "/ui/render/job"): P.read,
+    ("POST", "/ui/render/schedules"): P.read,
 }
 
 
@@ -201,6 +208,9 @@ def secure_app(app: FastAPI, settings: Settings, *, bind_host: str | None = None
         if not isinstance(route, APIRoute) and isinstance(route, Route):
             route.app = _guard_plain_route(route.app, route.path)
     # Starlette: the middleware added last runs first. CORS outermost, then the guard.
+    from starter.ui import MAX_RENDER_BYTES
+
     app.add_middleware(RequestGuard, default_limit=sec.max_body_bytes,
-                       limits={"/api/logs": sec.max_ingest_body_bytes, "/codec/": sec.max_codec_body_bytes})
+                       limits={"/api/logs": sec.max_ingest_body_bytes, "/codec/": sec.max_codec_body_bytes,
+                               "/ui/render/": MAX_RENDER_BYTES})
     app.add_middleware(PathCORS, api_origins=sec.cors_origins, codec_origins=codec_origins)

@@ -43,6 +43,13 @@ TABLE = [
     ("GET", "/openapi.json", None, EVERYONE),
     ("GET", "/docs", None, EVERYONE),
     ("GET", "/health", None, EVERYONE | {"anonymous", "none"}),
+    ("GET", "/ui", None, EVERYONE | {"anonymous", "none"}),  # page shells: no data in them
+    ("GET", f"/ui/jobs/{JOB}", None, EVERYONE | {"anonymous", "none"}),
+    ("GET", "/ui/schedules", None, EVERYONE | {"anonymous", "none"}),
+    ("GET", "/ui/static/ui.js", None, EVERYONE | {"anonymous", "none"}),
+    ("POST", "/ui/render/jobs", {"jobs": [], "total": 0, "offset": 0, "limit": 50}, EVERYONE),
+    ("POST", "/ui/render/job", {"id": "x"}, EVERYONE),
+    ("POST", "/ui/render/schedules", {"schedules": []}, EVERYONE),
 ]
 
 
@@ -70,7 +77,8 @@ async def test_route_role_table(app, role_keys, role, method, path, body, allowe
 def test_every_route_is_in_the_table(app):
     """A route added later must be added to the table above (and to ROUTE_PERMISSIONS) deliberately."""
     templated = {(m, r.path) for r in app.routes for m in getattr(r, "methods", ()) or () if m != "HEAD"}
-    table = {(m, p.replace(JOB, "{job_id}").replace(SID, "{schedule_id}")) for m, p, _, _ in TABLE}
+    table = {(m, p.replace(JOB, "{job_id}").replace(SID, "{schedule_id}").replace("ui.js", "{name}"))
+             for m, p, _, _ in TABLE}
     missing = {(m, p) for m, p in templated - table if p not in ("/docs/oauth2-redirect", "/redoc")}
     assert not missing, missing
 

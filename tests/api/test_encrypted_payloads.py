@@ -4,10 +4,12 @@ record, setting or error body; the codec routes show them to authorised callers;
 from __future__ import annotations
 
 import base64
+import logging
 import uuid
 from datetime import timedelta
 
 import pytest
+import structlog
 from temporalio import activity, workflow
 from temporalio.api.history.v1 import History
 from temporalio.client import Client, WorkflowFailureError
@@ -123,6 +125,16 @@ async def test_encrypted_history_shows_nothing_and_the_codec_routes_decrypt(
 
 async def test_secrets_are_never_logged_nor_stored(temporal_env, api_settings, monkeypatch, capfd):
     """A job run with keys configured: no key value in any log line, the job document or the history."""
+    previous = structlog.get_config()  # other tests (the CLI) raise the level; this one reads every line
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG),
+                        logger_factory=structlog.PrintLoggerFactory(), cache_logger_on_first_use=False)
+    try:
+        await _run_job_and_scan(temporal_env, api_settings, monkeypatch, capfd)
+    finally:
+        structlog.configure(**previous)
+
+
+async def _run_job_and_scan(temporal_env, api_settings, monkeypatch, capfd) -> None:
     payload_key, ngc_key = new_key(), f"nvapi-{uuid.uuid4().hex}SECRET"
     monkeypatch.setenv("FW_SEC_PAYLOAD_KEY", payload_key)
     monkeypatch.setenv("FW_SEC_NGC_KEY", ngc_key)
