@@ -27,13 +27,13 @@ INGEST_BATCH = 1000
 def _store(ctx: typer.Context) -> Any:
     from starter.auth import KeyStore
     from starter.auth.authenticator import default_keys_file
-    from starter.cli import state
+    from starter.cli_session import state
 
     return KeyStore(default_keys_file(state(ctx).settings()))
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
-    from starter.cli import fail
+    from starter.cli_session import fail
 
     return fail(message, code)
 
