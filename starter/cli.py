@@ -40,6 +40,17 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(remote_app, name="remote")
 
 
+def cli_principal() -> str:
+    """Who acts through the direct (Temporal) commands, for the audit trail: the operating-system user.
+    (These commands need Temporal's own credentials; `flywheel remote` goes through the API's roles.)"""
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no passwd entry and no USER/LOGNAME (some containers)
+        return "cli:unknown"
+
+
 def _jsonable(obj: Any) -> Any:
     return obj.model_dump(mode="json") if hasattr(obj, "model_dump") else obj
 
@@ -94,7 +105,8 @@ def run(
     given = {"eval_size": eval_size, "limit": limit, "random_seed": seed}
     split = {k: v for k, v in given.items() if v is not None} or None
     with Session(settings) as s:
-        started = s.run(lambda: s.jobs.start(workload_id=workload_id, client_id=client_id, data_split_config=split))
+        started = s.run(lambda: s.jobs.start(workload_id=workload_id, client_id=client_id, data_split_config=split,
+                                             requested_by=cli_principal()))
         job_id = started.id
         console.print(f"started job [bold]{job_id}[/] for {workload_id}/{client_id} "
                       f"(workflow {started.workflow_id})", highlight=False, soft_wrap=True)
@@ -185,7 +197,7 @@ def promote(
 ) -> None:
     """Promote a candidate of a job that awaits review."""
     with Session(state(ctx).settings()) as s:
-        result = s.run(lambda: s.jobs.promote(job_id, model_name=model, note=note))
+        result = s.run(lambda: s.jobs.promote(job_id, model_name=model, note=note, by=cli_principal()))
     console.print(f"promoted {model} for job {job_id}", _jsonable(result) or "")
 
 
@@ -197,7 +209,7 @@ def reject(
 ) -> None:
     """Reject all candidates of a job that awaits review."""
     with Session(state(ctx).settings()) as s:
-        result = s.run(lambda: s.jobs.reject(job_id, reason=reason))
+        result = s.run(lambda: s.jobs.reject(job_id, reason=reason, by=cli_principal()))
     console.print(f"rejected job {job_id}", _jsonable(result) or "")
 
 
