@@ -98,3 +98,17 @@ def test_data_converter_for_settings(monkeypatch, tmp_path):
     assert isinstance(converter.payload_codec, AesGcmCodec)
     assert converter.failure_converter_class is DefaultFailureConverterWithEncodedAttributes
     assert converter.payload_converter_class is pydantic_data_converter.payload_converter_class
+
+
+@pytest.mark.parametrize("value", [None, "bm90LWEta2V5"])  # unset, and base64 of the wrong length
+def test_worker_refuses_to_start_without_a_usable_payload_key(monkeypatch, value):
+    from workers.main import main as worker_main
+
+    monkeypatch.setenv("FLYWHEEL__SECURITY__PAYLOAD_ENCRYPTION", "{keys: [{id: k1, env: FW_TEST_MISSING_KEY}]}")
+    if value is None:
+        monkeypatch.delenv("FW_TEST_MISSING_KEY", raising=False)
+    else:
+        monkeypatch.setenv("FW_TEST_MISSING_KEY", value)
+    with pytest.raises(SystemExit) as exit_:
+        worker_main(["--queue", "cpu"])
+    assert exit_.value.code == 2
