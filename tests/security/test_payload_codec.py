@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import logging
 
 import pytest
 from temporalio.api.common.v1 import Payload
@@ -109,6 +110,11 @@ def test_worker_refuses_to_start_without_a_usable_payload_key(monkeypatch, value
         monkeypatch.delenv("FW_TEST_MISSING_KEY", raising=False)
     else:
         monkeypatch.setenv("FW_TEST_MISSING_KEY", value)
-    with pytest.raises(SystemExit) as exit_:
-        worker_main(["--queue", "cpu"])
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level  # the worker configures process-wide logging
+    try:
+        with pytest.raises(SystemExit) as exit_:
+            worker_main(["--queue", "cpu"])
+    finally:
+        root.handlers[:], root.level = handlers, level
     assert exit_.value.code == 2
