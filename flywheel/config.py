@@ -17,6 +17,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from flywheel.security_config import SecurityConfig
+
 CONFIG_DIR = Path(os.environ.get("FLYWHEEL_CONFIG_DIR", Path(__file__).resolve().parent.parent / "config"))
 ENV_PREFIX = "FLYWHEEL__"
 
@@ -396,6 +398,7 @@ class Settings(_Section):
     evaluation: EvaluationConfig = EvaluationConfig()
     curation: CurationConfig = CurationConfig()
     gate: GateConfig = GateConfig()
+    security: SecurityConfig = SecurityConfig()
 
     @field_validator("nims")
     @classmethod
@@ -473,6 +476,11 @@ def validate_settings(data: dict[str, Any]) -> Settings:
         raise ConfigError(f"invalid configuration: {format_validation_error(exc)}") from exc
 
 
+def available_config_names() -> list[str]:
+    """The names ``config_name`` may take: the YAML files directly in CONFIG_DIR."""
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml") if p.is_file())
+
+
 def load_settings(
     path: str | Path | None = None,
     config_name: str | None = None,
@@ -490,10 +498,11 @@ def load_settings(
     if path:
         data = _deep_merge(data, _read_yaml(Path(path)))
     elif config_name and config_name != "default":
-        named = CONFIG_DIR / f"{config_name}.yaml"
-        if not named.exists():
-            available = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+        # A name, never a path: only the configs that exist in CONFIG_DIR can be named.
+        available = available_config_names()
+        if config_name not in available:
             raise ConfigError(f"config_name: no config named {config_name!r} (available: {', '.join(available)})")
+        named = CONFIG_DIR / f"{config_name}.yaml"
         data = _deep_merge(data, _read_yaml(named))
         data["config_name"] = config_name
     data = _deep_merge(data, _env_overrides(environ))

@@ -58,12 +58,13 @@ def main(argv: list[str] | None = None) -> int:
 
     from starter.api import create_app
 
-    uvicorn.run(
-        create_app(settings),
-        host=args.host or settings.api.host,
-        port=args.port or settings.api.port,
-        log_level=args.log_level,
-    )
+    host = args.host or settings.api.host
+    try:
+        app = create_app(settings, bind_host=host)  # refuses insecure security settings for this bind
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    uvicorn.run(app, host=host, port=args.port or settings.api.port, log_level=args.log_level)
     return 0
 
 

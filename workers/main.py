@@ -28,6 +28,7 @@ import activities as acts
 from activities.common import close_platforms
 from flywheel.config import ConfigError, Settings, load_settings
 from workers.connection import connect
+from workers.payload_codec import PayloadKeyError, data_converter_for
 from workers.search_attributes import ensure_search_attributes
 from workflows.candidate_run import CandidateRun
 from workflows.flywheel_run import FlywheelRun
@@ -191,7 +192,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     configure_logging(args.log_level)
     try:
         settings = load_settings(args.config, args.config_name)
-    except ConfigError as exc:
+        data_converter_for(settings)  # a payload key that is missing or malformed stops us here, by its env var
+    except (ConfigError, PayloadKeyError) as exc:
         log.error("invalid configuration", extra={"error": str(exc)})
         raise SystemExit(2) from exc
     asyncio.run(serve(settings, expand_queues(args.queue), ensure_attributes=not args.no_ensure_search_attributes,

@@ -146,6 +146,7 @@ class FlywheelRun:
             started_at=workflow.now(), workflow_id=info.workflow_id, job_type=inp.job_type,
             config_name=inp.config_name or settings.config_name,
             nims=[NimDoc(model_name=n.model_name) for n in settings.nims],
+            requested_by=inp.requested_by,
         )
         try:
             await self._set_stage(Stage.preparing_data)
