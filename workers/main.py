@@ -4,6 +4,8 @@
 - cpu: every activity (I/O: extract, split, upload, deploy/poll, evaluate, persist)
 - gpu: local training (one slot per visible CUDA GPU, or 1 on a CPU-only host)
 
+``--health-port PORT`` serves ``/healthz`` and ``/readyz`` for Kubernetes probes (:mod:`workers.health`).
+
 SIGTERM/SIGINT → graceful shutdown: running activities get ``graceful_shutdown_timeout`` to finish
 or flush their last heartbeat (checkpoint URI) before being cancelled. Workers never purge queues
 or tear down running jobs on start/stop: another worker picks the work up.
@@ -60,6 +62,13 @@ def configure_logging(level: str = "INFO") -> None:
 
 
 HEARTBEAT_THROTTLE_S = 5.0
+
+# How long a gpu worker needs after SIGTERM to suspend a training: the trainer stops at the next micro-batch
+# boundary and writes a checkpoint (adapter, optimizer, scheduler, RNG, data position; see docs/training.md).
+# One micro-batch at max_seq_length on a slow CPU node is tens of seconds and a checkpoint a few more; this
+# budget leaves ample room. Deployments give the gpu worker --graceful-shutdown-s >= this and a pod grace
+# period above that (deploy/ tests check both).
+TRAINING_SUSPEND_BUDGET_S = 300
 
 
 def gpu_slots() -> tuple[int, str]:
