@@ -45,7 +45,7 @@ pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="debootstrap and buildah chroot builds need root"),
 ]
 
-BASE_IMAGE = "localhost/flywheel-test-base:bookworm"
+BASE_IMAGE = "localhost/flywheel-test-base:bookworm-1"
 SLIM_IMAGE = "localhost/flywheel:test-slim"
 DEBIAN_MIRROR = os.environ.get("FLYWHEEL_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 
@@ -67,13 +67,18 @@ def build_base(tmp: Path) -> None:
     sh("debootstrap", "--variant=minbase", "--include=python3,python3-venv,ca-certificates",
        "bookworm", str(rootfs), DEBIAN_MIRROR)
     shutil.rmtree(rootfs / "var/cache/apt/archives", ignore_errors=True)
+    # The base carries this machine's trusted CAs (as a site's base image carries its own): the registries
+    # the build's pip reaches may sit behind a TLS-intercepting proxy the host trusts.
+    host_bundle = Path(os.environ.get("SSL_CERT_FILE", "/etc/ssl/certs/ca-certificates.crt"))
+    if host_bundle.exists():
+        shutil.copyfile(host_bundle, rootfs / "etc/ssl/certs/ca-certificates.crt")
     tarball = tmp / "rootfs.tar"
     sh("tar", "-C", str(rootfs), "-cf", str(tarball), ".")
     ctr = sh("buildah", "from", "scratch").strip()
     try:
         sh("buildah", "add", ctr, str(tarball), "/")
         sh("buildah", "config", "--env", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-           "--cmd", "/bin/sh", ctr)
+           "--env", "PIP_CERT=/etc/ssl/certs/ca-certificates.crt", "--cmd", "/bin/sh", ctr)
         sh("buildah", "commit", "--rm", ctr, BASE_IMAGE)
     except BaseException:
         subprocess.run(["buildah", "rm", ctr], capture_output=True)
