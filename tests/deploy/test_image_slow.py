@@ -40,6 +40,7 @@ from tests.integration.test_nemo_v1_flywheel import BASE, NS, make_responder
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.timeout(3600),  # a cold build (debootstrap + pip install of the slim target) takes minutes
     pytest.mark.skipif(not (shutil.which("buildah") and shutil.which("debootstrap")),
                        reason="buildah and debootstrap are not installed (scripts/install_image_tools.sh)"),
     pytest.mark.skipif(os.geteuid() != 0, reason="debootstrap and buildah chroot builds need root"),
