@@ -94,7 +94,7 @@ def slim_image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         build_base(tmp)
     t_base = time.monotonic() - t0
     t1 = time.monotonic()
-    sh("nice", "-n", "10", "buildah", "bud", "--isolation", "chroot", "--network", "host", "--layers=false",
+    sh("nice", "-n", "10", "buildah", "bud", "--isolation", "chroot", "--network", "host", "--layers=true",
        "-f", "deploy/Dockerfile", "--target", "slim", "--build-arg", f"BASE_IMAGE={BASE_IMAGE}",
        "-t", SLIM_IMAGE, ".", cwd=REPO, timeout=3600)
     t_build = time.monotonic() - t1
