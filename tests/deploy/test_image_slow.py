@@ -192,10 +192,14 @@ def test_slim_image_runs_a_flywheel_job_on_the_nemo_v1_emulator(slim_image: str,
         procs.append(ImageProcess(slim_image, ["api", "--config", "/data/flywheel.yaml", "--port", str(api_port)],
                                   data, tmp_path / "api.log"))
         api = f"http://127.0.0.1:{api_port}"
-        ready = wait_until(lambda: http_json("GET", f"http://127.0.0.1:{health_port}/readyz")[1], 120,
-                           "worker readiness", procs)
+        def ok_body(url: str) -> Any:
+            code, body = http_json("GET", url)
+            return body if code == 200 else None
+
+        ready = wait_until(lambda: ok_body(f"http://127.0.0.1:{health_port}/readyz"), 120, "worker readiness", procs)
         assert ready["temporal"] == "ok" and set(ready["slots"]) == {"img-orch", "img-cpu", "img-gpu"}
-        health = wait_until(lambda: http_json("GET", f"{api}/health")[1], 60, "API health", procs)
+        health = wait_until(lambda: (b := ok_body(f"{api}/health")) and b["temporal"] == "ok" and b, 60,
+                            "API health", procs)
         assert health["temporal"] == "ok", health
 
         code, created = http_json("POST", f"{api}/api/jobs", {"workload_id": SAMPLE_WORKLOAD,
