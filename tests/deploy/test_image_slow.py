@@ -212,7 +212,8 @@ def test_slim_image_runs_a_flywheel_job_on_the_nemo_v1_emulator(slim_image: str,
             return doc if status == 200 and doc["status"] in {"completed", "failed", "cancelled"} else None
 
         doc = wait_until(finished, 300, f"job {job_id}", procs)
-        assert doc["status"] == "completed", doc
+        assert doc["status"] == "completed", (json.dumps({k: doc.get(k) for k in ("error", "nims")})[:3000]
+                                              + "\n" + procs[0].tail())
         assert doc["num_records"] == NUM_SAMPLE_RECORDS
         (cand,) = doc["nims"]
         assert {e["eval_type"] for e in cand["evaluations"]} == {"base-eval", "icl-eval", "customized-eval"}
