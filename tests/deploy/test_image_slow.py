@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 import yaml
 
@@ -123,9 +124,13 @@ class ImageProcess:
 
     def stop(self) -> int | None:
         if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
+            # SIGTERM the process inside the container, as a container runtime does on stop; signalling
+            # buildah's own chroot runtime makes it kill its child instead.
+            inside = [p for p in psutil.Process(self.proc.pid).children(recursive=True) if not p.children()]
+            for proc in inside:
+                proc.terminate()
             try:
-                self.proc.wait(timeout=30)
+                self.proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(timeout=10)
@@ -221,7 +226,9 @@ def test_slim_image_runs_a_flywheel_job_on_the_nemo_v1_emulator(slim_image: str,
         assert emu.count("POST", "/v1/evaluation/jobs") == 3
 
         worker, api_proc = procs
-        assert api_proc.stop() == 0 or api_proc.proc.returncode in (0, -15), api_proc.tail()
+        # uvicorn shuts down cleanly on SIGTERM, then re-raises the signal (buildah reports that as status 1).
+        api_proc.stop()
+        assert "Application shutdown complete" in api_proc.tail(), api_proc.tail()
         assert worker.stop() == 0, worker.tail()  # graceful shutdown on SIGTERM
     finally:
         for p in procs:
