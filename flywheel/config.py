@@ -352,9 +352,32 @@ class TaskQueues(_Section):
     gpu: str = "flywheel-gpu"
 
 
+class TemporalTLS(_Section):
+    """TLS to the Temporal frontend. Files are read at connect time; their contents never enter config or logs."""
+
+    enabled: bool = Field(False, description="Use TLS (implied by any path below and by temporal.api_key_env).")
+    server_ca_path: str | None = Field(None, description="PEM CA bundle for the server (default: system CAs).")
+    client_cert_path: str | None = Field(None, description="PEM client certificate for mutual TLS.")
+    client_key_path: str | None = Field(None, description="PEM private key of the client certificate.")
+    server_name: str | None = Field(None, description="Name to verify on the server certificate (SNI).")
+
+    @model_validator(mode="after")
+    def _cert_with_key(self) -> TemporalTLS:
+        if bool(self.client_cert_path) != bool(self.client_key_path):
+            raise ValueError("client_cert_path and client_key_path must be set together")
+        return self
+
+    @property
+    def active(self) -> bool:
+        return self.enabled or any((self.server_ca_path, self.client_cert_path, self.server_name))
+
+
 class TemporalConfig(_Section):
     address: str = "localhost:7233"
     namespace: str = "default"
+    tls: TemporalTLS = TemporalTLS()
+    api_key_env: str | None = Field(
+        None, description="Name of the env var holding a Temporal Cloud API key (never the key); implies TLS.")
     task_queues: TaskQueues = TaskQueues()
     max_parallel_candidates: int = Field(2, ge=1)
     review_timeout_s: int = Field(7 * 24 * 3600, ge=0)

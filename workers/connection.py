@@ -9,10 +9,12 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 
 from flywheel.config import Settings
 from workers.payload_codec import data_converter_for
+from workers.temporal_auth import connect_kwargs
 
 
 async def connect(settings: Settings) -> Client:
     """Connect to the configured Temporal namespace with the pydantic data converter (and the payload codec
-    when configured; a missing key's env var raises PayloadKeyError naming it)."""
-    return await Client.connect(settings.temporal.address, namespace=settings.temporal.namespace,
+    when configured; a missing key's env var raises PayloadKeyError naming it), over TLS and with an API key
+    when ``temporal.tls`` / ``temporal.api_key_env`` say so."""
+    return await Client.connect(**connect_kwargs(settings.temporal),
                                 data_converter=data_converter_for(settings, pydantic_data_converter))
