@@ -2,7 +2,7 @@
 
 ``create_app(settings)`` builds the app; its lifespan connects to Temporal and opens the stores. The API
 keeps serving (``/health`` says ``temporal: error``; job routes answer 503) while Temporal is down and
-reconnects on the next request. Run with ``python -m starter.api [--config PATH | --config-name NAME]``.
+reconnects on the next request. Run with ``python -m starter.serve [--config PATH | --config-name NAME]``.
 """
 
 from __future__ import annotations
@@ -376,10 +376,3 @@ def create_app(
     secure_app(app, settings, bind_host=bind_host)
     return app
 
-
-if __name__ == "__main__":
-    import sys
-
-    from starter.serve import main
-
-    sys.exit(main())
