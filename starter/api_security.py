@@ -16,7 +16,7 @@ from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials
 from starlette.routing import Route
 
-from flywheel.config import Settings
+from flywheel.config import ConfigError, Settings
 from starter.auth.authenticator import (
     _CHALLENGE,
     Authenticator,
@@ -26,6 +26,10 @@ from starter.auth.authenticator import (
     authenticator_of,
 )
 from starter.auth.roles import Permission, Principal
+from starter.codec_server import codec_router
+from starter.request_guard import PathCORS, RequestGuard
+from starter.ui import MAX_RENDER_BYTES
+from workers.payload_codec import AesGcmCodec, PayloadKeyError
 
 log = structlog.get_logger("starter.audit")
 
@@ -186,17 +190,11 @@ def secure_app(app: FastAPI, settings: Settings, *, bind_host: str | None = None
     Raises ConfigError for settings that would be insecure (anonymous reads on a non-loopback bind)
     or incomplete (a payload key env var that is not set).
     """
-    from starter.codec_server import codec_router
-    from starter.request_guard import PathCORS, RequestGuard
-
     sec = settings.security
     app.state.authenticator = Authenticator.from_settings(settings, bind_host=bind_host)
     app.state.payload_codec = None
     codec_origins: list[str] = []
     if sec.payload_encryption is not None:
-        from flywheel.config import ConfigError
-        from workers.payload_codec import AesGcmCodec, PayloadKeyError
-
         try:
             app.state.payload_codec = AesGcmCodec.from_config(sec.payload_encryption)
         except PayloadKeyError as exc:
@@ -208,8 +206,6 @@ def secure_app(app: FastAPI, settings: Settings, *, bind_host: str | None = None
         if not isinstance(route, APIRoute) and isinstance(route, Route):
             route.app = _guard_plain_route(route.app, route.path)
     # Starlette: the middleware added last runs first. CORS outermost, then the guard.
-    from starter.ui import MAX_RENDER_BYTES
-
     app.add_middleware(RequestGuard, default_limit=sec.max_body_bytes,
                        limits={"/api/logs": sec.max_ingest_body_bytes, "/codec/": sec.max_codec_body_bytes,
                                "/ui/render/": MAX_RENDER_BYTES})

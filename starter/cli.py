@@ -78,9 +78,8 @@ def demo(
     output: Path = typer.Option(Path("demo-output"), "--output", help="Where job.json, report.html and logs go."),
 ) -> None:
     """Run the whole flywheel on the embedded stack (Temporal dev server, workers, API, SQLite)."""
-    from starter.demo import (
-        run_demo,  # lazy (like workers and the API below): keeps every other command quick
-    )
+    # lazy: the demo loads the embedded stack and the API key store (FastAPI); keeps every other command quick.
+    from starter.demo import run_demo
 
     st = state(ctx)
     st.settings(default_name="demo")  # a bad config exits 2 before anything starts

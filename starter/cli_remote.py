@@ -14,6 +14,7 @@ from typing import Any
 import typer
 
 from starter.api_client import API_KEY_ENV, API_URL_ENV, ApiCallError, ApiClient
+from starter.cli_session import fail, state
 
 HELP = {"help_option_names": ["-h", "--help"]}
 keys_app = typer.Typer(help="API keys of the starter API (stored hashed; a new key is shown once).",
@@ -25,16 +26,14 @@ INGEST_BATCH = 1000
 
 
 def _store(ctx: typer.Context) -> Any:
+    # lazy: starter.auth pulls in FastAPI, which only the keys commands need (CLI start-up time).
     from starter.auth import KeyStore
     from starter.auth.authenticator import default_keys_file
-    from starter.cli_session import state
 
     return KeyStore(default_keys_file(state(ctx).settings()))
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
-    from starter.cli_session import fail
-
     return fail(message, code)
 
 

@@ -26,6 +26,9 @@ from flywheel.jobdoc import JobDocument, RunStatus
 from flywheel.logstore import open_logstore
 from flywheel.metrics import ACCURACY_METRIC
 from flywheel.report import write_report
+from starter.api_client import auth_headers
+from starter.auth import KeyStore
+from starter.auth.authenticator import default_keys_file
 from starter.cli_progress import EVAL_TYPES, follow_job, results_table
 from starter.cli_session import format_ingest_error
 from starter.stack import REPO_ROOT, EmbeddedStack, StackError
@@ -73,8 +76,6 @@ class DemoAPI:
     """The few starter-API calls the demo makes (the same ones users' notebooks make), with the demo's key."""
 
     def __init__(self, base_url: str, api_key: str) -> None:
-        from starter.api_client import auth_headers
-
         self.base_url = base_url
         self.http = httpx.Client(base_url=base_url, timeout=30.0, headers=auth_headers(api_key))
 
@@ -159,9 +160,6 @@ DEMO_KEY_NAME = "demo"
 
 def demo_api_key(settings: Settings) -> str:
     """A fresh local key for this demo (operator + reviewer); the previous demo's key is revoked."""
-    from starter.auth import KeyStore
-    from starter.auth.authenticator import default_keys_file
-
     store = KeyStore(default_keys_file(settings))
     store.revoke(DEMO_KEY_NAME)
     token, _ = store.create(DEMO_KEY_NAME, ["operator", "reviewer"])

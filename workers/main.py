@@ -30,6 +30,7 @@ import activities as acts
 from activities.common import close_platforms
 from flywheel.config import ConfigError, Settings, load_settings
 from workers.connection import connect
+from workers.health import HealthServer, WorkerHealth, monitor
 from workers.payload_codec import PayloadKeyError, data_converter_for
 from workers.search_attributes import ensure_search_attributes
 from workflows.candidate_run import CandidateRun
@@ -165,8 +166,6 @@ def install_signal_handlers(stop: asyncio.Event) -> None:
 async def serve(settings: Settings, queues: Sequence[str], *, ensure_attributes: bool = True,
                 health_port: int | None = None, health_host: str = "0.0.0.0", **build_kwargs: Any) -> None:
     """Connect, run the queues' workers until SIGTERM/SIGINT; with ``health_port``, serve /healthz and /readyz."""
-    from workers.health import HealthServer, WorkerHealth, monitor
-
     health = WorkerHealth() if health_port is not None else None
     server = HealthServer(health, health_port, health_host).start() if health is not None else None
     # Liveness beats from the start; readiness waits for the connection and the pollers.

@@ -18,6 +18,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 
 from flywheel.config import ConfigError, Settings
 from starter.auth.api_keys import KeyFileError, KeyStore, looks_like_api_key
+from starter.auth.oidc import IssuerUnavailableError, JWTVerifier, TokenError
 from starter.auth.roles import ANONYMOUS, Permission, Principal
 
 log = structlog.get_logger("starter.auth")
@@ -62,8 +63,6 @@ class Authenticator:
                 f"security.anonymous_read: only allowed when the API binds to a loopback address (binds to {host})")
         verifier = None
         if sec.oidc is not None:
-            from starter.auth.oidc import JWTVerifier
-
             verifier = JWTVerifier(sec.oidc)
         return cls(KeyStore(default_keys_file(settings)), verifier, anonymous_read=sec.anonymous_read)
 
@@ -83,8 +82,6 @@ class Authenticator:
             return principal
         if self.verifier is None:
             raise AuthError(401, "invalid credentials: not an API key, and no OIDC issuer is configured")
-        from starter.auth.oidc import IssuerUnavailableError, TokenError
-
         try:
             return await self.verifier.verify(token)
         except TokenError as exc:
