@@ -11,7 +11,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Literal
 
 import structlog
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
@@ -195,22 +195,24 @@ async def get_job(job_id: JobIdPath, request: Request) -> JSONResponse:
     return JSONResponse(doc.model_dump(mode="json"))
 
 
+async def _job_action(request: Request, job_id: str, action: Literal["cancel", "delete"],
+                      message: str) -> JobActionResponse:
+    """Run ``action`` on the job through the job service, audit it, and answer with ``message``."""
+    await getattr(_state(request).jobs(), action)(job_id)
+    audit(request, f"job.{action}", job_id=job_id)
+    return JobActionResponse(id=job_id, message=message)
+
+
 @jobs_router.post("/jobs/{job_id}/cancel", response_model=JobActionResponse)
 async def cancel_job(job_id: JobIdPath, request: Request) -> JobActionResponse:
     """Cancel a running job (400 if it has already finished)."""
-    state = _state(request)
-    await state.jobs().cancel(job_id)
-    audit(request, "job.cancel", job_id=job_id)
-    return JobActionResponse(id=job_id, message="Job cancellation initiated successfully.")
+    return await _job_action(request, job_id, "cancel", "Job cancellation initiated successfully.")
 
 
 @jobs_router.delete("/jobs/{job_id}", response_model=JobActionResponse)
 async def delete_job(job_id: JobIdPath, request: Request) -> JobActionResponse:
     """Delete a finished job's document (400 while running: cancel it first)."""
-    state = _state(request)
-    await state.jobs().delete(job_id)
-    audit(request, "job.delete", job_id=job_id)
-    return JobActionResponse(id=job_id, message="Job deleted.")
+    return await _job_action(request, job_id, "delete", "Job deleted.")
 
 
 @jobs_router.post("/jobs/{job_id}/promote", response_model=ReviewResponse)

@@ -18,12 +18,10 @@ from starlette.routing import Route
 
 from flywheel.config import ConfigError, Settings
 from starter.auth.authenticator import (
-    _CHALLENGE,
     Authenticator,
-    AuthError,
     _api_key_header,
     _bearer,
-    authenticator_of,
+    authenticate_request,
 )
 from starter.auth.roles import Permission, Principal
 from starter.codec_server import codec_router
@@ -78,12 +76,7 @@ async def _authorize(request: Request, method: str, template: str, token: str | 
     permission = permission_for(method, template)
     if permission is None:
         return None
-    peer = request.client.host if request.client else None
-    try:
-        principal = await authenticator_of(request).authenticate(token, peer)
-    except AuthError as exc:
-        raise HTTPException(exc.status_code, exc.detail,
-                            headers=_CHALLENGE if exc.status_code == 401 else None) from exc
+    principal = await authenticate_request(request, token)
     if not principal.can(permission):
         roles = ", ".join(sorted(r.value for r in principal.roles)) or "none"
         raise HTTPException(403, f"{principal.label} (roles: {roles}) may not {permission.value} here")

@@ -29,7 +29,7 @@ from elasticsearch import ApiError, TransportError
 
 from flywheel.config import ElasticsearchConfig
 from flywheel.logstore.es_wire import SEQ_FIELD, Wire, build_client, build_wire, index_template
-from flywheel.loop_thread import LoopThread
+from flywheel.loop_thread import LoopFacade, LoopThread
 
 
 def template_name(index: str) -> str:
@@ -257,7 +257,7 @@ class AsyncElasticsearchLogStore:
         await self.client.close()
 
 
-class ElasticsearchLogStore:
+class ElasticsearchLogStore(LoopFacade):
     """The synchronous :class:`~flywheel.logstore.base.LogStore` over :class:`AsyncElasticsearchLogStore`."""
 
     def __init__(self, config: ElasticsearchConfig, *, environ: Any = None) -> None:
@@ -308,18 +308,3 @@ class ElasticsearchLogStore:
 
     def count(self, workload_id: str | None = None, client_id: str | None = None) -> int:
         return self._loop.run(self.inner.count(workload_id, client_id))
-
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        try:
-            self._loop.run(self.inner.close())
-        finally:
-            self._loop.stop()
-
-    def __enter__(self) -> ElasticsearchLogStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

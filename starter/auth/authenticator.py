@@ -105,6 +105,16 @@ def authenticator_of(request: Request) -> Authenticator:
     return auth
 
 
+async def authenticate_request(request: Request, token: str | None) -> Principal:
+    """Who sent ``request`` with ``token``; an :class:`AuthError` becomes its HTTP error (401 with a challenge)."""
+    peer = request.client.host if request.client else None
+    try:
+        return await authenticator_of(request).authenticate(token, peer)
+    except AuthError as exc:
+        raise HTTPException(exc.status_code, exc.detail,
+                            headers=_CHALLENGE if exc.status_code == 401 else None) from exc
+
+
 async def current_principal(
     request: Request,
     bearer: HTTPAuthorizationCredentials | None = Depends(_bearer),
@@ -113,13 +123,7 @@ async def current_principal(
     existing = getattr(request.state, "principal", None)
     if isinstance(existing, Principal):
         return existing
-    token = bearer.credentials if bearer else api_key
-    peer = request.client.host if request.client else None
-    try:
-        principal = await authenticator_of(request).authenticate(token, peer)
-    except AuthError as exc:
-        raise HTTPException(exc.status_code, exc.detail,
-                            headers=_CHALLENGE if exc.status_code == 401 else None) from exc
+    principal = await authenticate_request(request, bearer.credentials if bearer else api_key)
     request.state.principal = principal
     return principal
 
