@@ -108,9 +108,11 @@ async def run_with_heartbeat(
 ) -> T:
     """Run ``call(progress)`` while heartbeating ``progress.latest`` every ``interval`` seconds.
 
-    Heartbeating is what delivers cancellation to the activity (as ``CancelledError``); on
-    cancellation ``on_cancel`` runs (best-effort remote cancel) and the error propagates.
-    PlatformError becomes ApplicationError.
+    Heartbeating is what delivers cancellation to the activity (as ``CancelledError``). A cancellation
+    asked for by a person (the workflow was cancelled) runs ``on_cancel`` (best-effort remote cancel); a
+    worker shutdown (rolling deploy, SIGTERM) never does: the remote job keeps running and the retried
+    attempt on another worker re-attaches to it. Either way the error propagates. PlatformError becomes
+    ApplicationError.
     """
     progress = Progress(initial)
     every = interval if interval is not None else heartbeat_interval()
@@ -126,7 +128,7 @@ async def run_with_heartbeat(
     try:
         return await call(progress)
     except asyncio.CancelledError:
-        if on_cancel is not None:
+        if on_cancel is not None and not in_worker_shutdown():
             with contextlib.suppress(Exception):
                 await asyncio.shield(on_cancel())
         raise
