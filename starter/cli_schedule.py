@@ -8,7 +8,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from starter.cli_session import Session, console, state
+from starter.cli_session import Session, console, state, valid_id
 
 schedule_app = typer.Typer(help="Recurring flywheel runs (one Temporal Schedule per workload/client).",
                            no_args_is_help=True, context_settings={"help_option_names": ["-h", "--help"]})
@@ -33,8 +33,9 @@ def _print(value: Any) -> None:
 @schedule_app.command("create")
 def create(
     ctx: typer.Context,
-    workload_id: str = typer.Option(..., "--workload-id", help="Workload to run on a schedule."),
-    client_id: str = typer.Option(..., "--client-id", help="Client id."),
+    workload_id: str = typer.Option(..., "--workload-id", callback=valid_id("workload_id"),
+                                   help="Workload to run on a schedule."),
+    client_id: str = typer.Option(..., "--client-id", callback=valid_id("client_id"), help="Client id."),
     cron: str = typer.Option(..., "--cron", help="Cron spec, e.g. '0 3 * * *' (daily at 03:00 UTC)."),
     paused: bool = typer.Option(False, "--paused", help="Create it paused."),
     note: str | None = typer.Option(None, "--note", help="Why this schedule exists."),

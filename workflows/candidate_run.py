@@ -19,6 +19,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.data import build_icl_dataset
     from activities.deployment import deploy, teardown
     from activities.evaluation import evaluate
+    from flywheel.ids import run_key
     from flywheel.jobdoc import CustomizationDoc, DeploymentStatus, EvaluationDoc, NimDoc, NimStatus
     from flywheel.platforms import customization_queue
     from flywheel.types import CustomizationSpec, DatasetRef, Endpoint, EvalSpec
@@ -46,7 +47,9 @@ class CandidateRun:
     def __init__(self, inp: CandidateInput) -> None:
         self._inp = inp
         self._timeouts = inp.timeouts or ActivityTimeouts()
-        self._wf_id = workflow.info().workflow_id
+        # Every name this candidate creates (deployments, eval/customize jobs, ICL dataset) derives from its
+        # run key: the workflow id made safe for every platform (a scheduled run's id carries ':').
+        self._run_key = run_key(workflow.info().workflow_id)
         queues = inp.settings.temporal.task_queues
         self._cpu = queues.cpu
         self._train_queue = queues.gpu if customization_queue(inp.settings) == TaskQueueRole.gpu else queues.cpu
@@ -69,7 +72,7 @@ class CandidateRun:
         evicted = False
         try:
             try:
-                base = await self._deploy(f"{self._wf_id}-base", None)
+                base = await self._deploy(f"{self._run_key}-base", None)
             except Exception as exc:
                 if is_cancelled_exception(exc):
                     raise
@@ -191,7 +194,7 @@ class CandidateRun:
         await self._notify()
         s = self._inp.settings
         spec = EvalSpec(
-            name=f"{self._wf_id}-{eval_type}", eval_type=eval_type, dataset=dataset, endpoint=endpoint,
+            name=f"{self._run_key}-{eval_type}", eval_type=eval_type, dataset=dataset, endpoint=endpoint,
             judge=s.llm_judge_config, concurrency=s.evaluation.concurrency, max_tokens=s.evaluation.max_tokens,
             temperature=s.evaluation.temperature, request_timeout_s=s.evaluation.request_timeout_s,
             max_retries=s.evaluation.max_retries,
@@ -224,7 +227,7 @@ class CandidateRun:
         try:
             ref = await workflow.execute_activity(
                 build_icl_dataset,
-                BuildICLInput(settings=self._inp.settings, name=f"{self._wf_id}-icl",
+                BuildICLInput(settings=self._inp.settings, name=f"{self._run_key}-icl",
                               eval_dataset=datasets[SplitName.eval], train_dataset=datasets[SplitName.train],
                               context_length=self._inp.nim.context_length),
                 **short_options(self._timeouts, self._cpu, heartbeat_timeout=timedelta(
@@ -245,7 +248,7 @@ class CandidateRun:
         eval_doc.started_at = None  # starts when the customized model is deployed
         await self._notify()
         spec = CustomizationSpec(
-            name=f"{self._wf_id}-customize", nim=inp.nim, train=inp.datasets[SplitName.train],
+            name=f"{self._run_key}-customize", nim=inp.nim, train=inp.datasets[SplitName.train],
             val=inp.datasets.get(SplitName.val),
             training=s.training_config, lora=s.lora_config,
             output_model=customized_model_name(inp.nim.model_name, inp.job_id),
@@ -275,7 +278,7 @@ class CandidateRun:
         eval_doc.started_at = workflow.now()
         await self._notify()
         try:
-            endpoint = await self._deploy(f"{self._wf_id}-customized", res.adapter_uri)
+            endpoint = await self._deploy(f"{self._run_key}-customized", res.adapter_uri)
         except Exception as exc:
             if is_cancelled_exception(exc):
                 raise

@@ -19,6 +19,7 @@ from temporalio.workflow import ParentClosePolicy
 with workflow.unsafe.imports_passed_through():
     from activities.data import prepare_data
     from activities.persistence import aggregate_results, log_mlflow, persist_job, write_report
+    from flywheel.ids import run_key
     from flywheel.jobdoc import DatasetDoc, JobDocument, NimDoc, NimStatus, RunStatus, Stage
     from flywheel.vocabulary import TERMINAL_CUSTOMIZATION_STATUSES, CustomizationStatus, ReviewOutcome
     from workflows.candidate_run import CandidateRun
@@ -154,7 +155,7 @@ class FlywheelRun:
             t = self._timeouts
             prepared = await workflow.execute_activity(
                 prepare_data,
-                PrepareDataInput(settings=settings, workflow_id=info.workflow_id, job_id=job_id,
+                PrepareDataInput(settings=settings, workflow_id=run_key(info.workflow_id), job_id=job_id,
                                  workload_id=inp.workload_id, client_id=inp.client_id, data_split_config=split),
                 **long_options(t, self._cpu, start_to_close_s=t.prepare_start_to_close_s,
                                heartbeat_s=t.evaluate_heartbeat_s, wait_for_cancellation=False),

@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from flywheel.config import DataSplitConfig, NIMConfig, Settings
+from flywheel.ids import model_slug
 from flywheel.jobdoc import JobDocument, NimDoc
 from flywheel.types import CustomizationResult, CustomizationSpec, DatasetRef, Endpoint, EvalResult, EvalSpec
 from flywheel.vocabulary import EvalType, JobType, ReviewOutcome
@@ -33,8 +34,8 @@ def customized_model_name(model_name: str, job_id: str) -> str:
 
 
 def candidate_workflow_id(parent_id: str, model_name: str) -> str:
-    safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in model_name)
-    return f"{parent_id}-cand-{safe}"
+    """Distinct for every model name (``org/m`` and ``org-m`` differ: see :func:`flywheel.ids.model_slug`)."""
+    return f"{parent_id}-cand-{model_slug(model_name)}"
 
 
 class FlywheelJobInput(BaseModel):
@@ -161,7 +162,7 @@ class ActivityTimeouts(BaseModel):
 
 class PrepareDataInput(BaseModel):
     settings: Settings
-    workflow_id: str  # run key: datasets are stored under it (idempotent on retry)
+    workflow_id: str  # the run key (flywheel.ids.run_key of the workflow id): datasets are stored under it
     job_id: str
     workload_id: str
     client_id: str

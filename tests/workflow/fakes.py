@@ -55,7 +55,7 @@ async def prepare_data(inp: PrepareDataInput) -> PreparedData:
     record(d, "prepare_data", "start", split=inp.data_split_config.model_dump())
     refs = {s: DatasetRef(name=f"{inp.workflow_id}-{s}", split=s, uri=f"file:///fake/{s}.jsonl", num_records=n)
             for s, n in (("eval", 20), ("train", 60), ("val", 7))}
-    record(d, "prepare_data", "done")
+    record(d, "prepare_data", "done", name=inp.workflow_id)
     return PreparedData(num_records=87, curation={"kept": 87, "dropped": {"invalid": 3}}, datasets=refs,
                         manifest_hash="abc123")
 
