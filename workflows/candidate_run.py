@@ -24,7 +24,7 @@ with workflow.unsafe.imports_passed_through():
     from flywheel.platforms import customization_queue
     from flywheel.types import CustomizationSpec, DatasetRef, Endpoint, EvalSpec
     from flywheel.vocabulary import CustomizationStatus, EvalType, SplitName, TaskQueueRole
-    from workflows.common import error_text, error_type, long_options, short_options
+    from workflows.common import error_text, error_type, long_options, short_options, stall_seconds
     from workflows.models import (
         CANDIDATE_UPDATE_SIGNAL,
         CANDIDATE_WORKFLOW,
@@ -168,8 +168,10 @@ class CandidateRun:
         t = self._timeouts
         endpoint = await workflow.execute_activity(
             deploy,
-            DeployInput(settings=self._inp.settings, nim=nim, name=name, adapter_uri=adapter_uri),
-            **long_options(t, self._cpu, start_to_close_s=t.deploy_start_to_close_s, heartbeat_s=t.deploy_heartbeat_s),
+            DeployInput(settings=self._inp.settings, nim=nim, name=name, adapter_uri=adapter_uri,
+                        stall_s=stall_seconds(t.deploy_stall_s)),
+            **long_options(t, self._cpu, start_to_close_s=t.deploy_start_to_close_s, heartbeat_s=t.deploy_heartbeat_s,
+                           schedule_to_close_s=t.deploy_schedule_to_close_s),
         )
         self._deployed[name] = endpoint
         return endpoint
@@ -203,9 +205,9 @@ class CandidateRun:
         try:
             res = await workflow.execute_activity(
                 evaluate,
-                EvaluateInput(settings=s, spec=spec),
+                EvaluateInput(settings=s, spec=spec, stall_s=stall_seconds(t.evaluate_stall_s)),
                 **long_options(t, self._cpu, start_to_close_s=t.evaluate_start_to_close_s,
-                               heartbeat_s=t.evaluate_heartbeat_s),
+                               heartbeat_s=t.evaluate_heartbeat_s, schedule_to_close_s=t.evaluate_schedule_to_close_s),
             )
         except Exception as exc:
             if is_cancelled_exception(exc):
@@ -257,9 +259,10 @@ class CandidateRun:
         try:
             res = await workflow.execute_activity(
                 customize,
-                CustomizeInput(settings=s, spec=spec),
+                CustomizeInput(settings=s, spec=spec, stall_s=stall_seconds(t.customize_stall_s)),
                 **long_options(t, self._train_queue, start_to_close_s=t.customize_start_to_close_s,
-                               heartbeat_s=t.customize_heartbeat_s),
+                               heartbeat_s=t.customize_heartbeat_s,
+                               schedule_to_close_s=t.customize_schedule_to_close_s),
             )
         except Exception as exc:
             if is_cancelled_exception(exc):

@@ -85,6 +85,7 @@ class DeployInput(BaseModel):
     nim: NIMConfig
     name: str
     adapter_uri: str | None = None
+    stall_s: float | None = None  # fail the attempt after this long without progress (None: never)
 
 
 class TeardownInput(BaseModel):
@@ -157,7 +158,19 @@ class ActivityTimeouts(BaseModel):
     short_start_to_close_s: int = 300  # teardown, persist, report, aggregate, icl
     retry_initial_interval_s: float = 1.0
     retry_max_interval_s: float = 60.0
-    max_attempts: int = 5  # 0 = unlimited
+    max_attempts: int = 5  # quick activities; 0 = unlimited
+    # Long activities (deploy, evaluate, customize) have NO attempt cap: every worker restart during a
+    # 48-hour training costs one attempt. Their whole life (all attempts and the waits between) is bounded
+    # by schedule-to-close instead.
+    long_max_attempts: int = 0  # 0 = unlimited
+    deploy_schedule_to_close_s: int = 24 * 3600
+    evaluate_schedule_to_close_s: int = 3 * 24 * 3600
+    customize_schedule_to_close_s: int = 7 * 24 * 3600
+    # Stall: an attempt whose reported progress has not changed for this long fails (retryably, type
+    # "Stalled") so a hung call is retried instead of heartbeating until start-to-close. 0 = never.
+    deploy_stall_s: int = 3600
+    evaluate_stall_s: int = 2 * 3600
+    customize_stall_s: int = 6 * 3600
 
 
 class PrepareDataInput(BaseModel):
@@ -180,11 +193,13 @@ class BuildICLInput(BaseModel):
 class EvaluateInput(BaseModel):
     settings: Settings
     spec: EvalSpec
+    stall_s: float | None = None  # fail the attempt after this long without progress (None: never)
 
 
 class CustomizeInput(BaseModel):
     settings: Settings
     spec: CustomizationSpec
+    stall_s: float | None = None  # fail the attempt after this long without progress (None: never)
 
 
 class PersistJobInput(BaseModel):

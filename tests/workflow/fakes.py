@@ -2,7 +2,8 @@
 
 Behaviour is driven by the candidate's model name so it also works in a separate worker process:
 ``fail-deploy`` in the name → deploy fails (non-retryable); ``fail-eval`` → every evaluation fails;
-``slow`` → evaluations wait (heartbeating) until ``<data_dir>/release`` exists; ``nocap`` →
+``slow`` → evaluations wait (heartbeating) until ``<data_dir>/release`` exists; ``flaky`` → each
+evaluation fails retryably on its first 4 attempts; ``broken`` → every attempt fails retryably; ``nocap`` →
 customization is unavailable. Every call is appended to ``<data_dir>/calls.jsonl``.
 """
 
@@ -91,6 +92,8 @@ async def evaluate(inp: EvaluateInput) -> EvalResult:
     if "fail-eval" in model:
         raise ApplicationError("endpoint returned 400 for every request", type="EvaluationFailed",
                                non_retryable=True)
+    if ("flaky" in model and activity.info().attempt <= 4) or "broken" in model:
+        raise ApplicationError(f"endpoint unreachable (attempt {activity.info().attempt})", type="Unreachable")
     if "slow" in model:
         release = Path(d) / "release"
         try:
