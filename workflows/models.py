@@ -1,5 +1,9 @@
 """What workflows, activities, the starter API and the CLI exchange. References and scores only.
 
+Every model here is :class:`~flywheel.carried.Carried`: it decodes across one version of the code up or
+down (unknown fields ignored at every depth, the strict Settings snapshot included; new fields need
+defaults). See docs/versioning.md.
+
 Shared constants (workflow names, query/update names, id format; search attributes in
 workflows/search_attributes.py) live here so
 the starter and the workers cannot disagree.
@@ -9,8 +13,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
+from flywheel.carried import Carried
 from flywheel.config import DataSplitConfig, NIMConfig, Settings
 from flywheel.ids import model_slug
 from flywheel.jobdoc import JobDocument, NimDoc
@@ -38,7 +43,7 @@ def candidate_workflow_id(parent_id: str, model_name: str) -> str:
     return f"{parent_id}-cand-{model_slug(model_name)}"
 
 
-class FlywheelJobInput(BaseModel):
+class FlywheelJobInput(Carried):
     job_id: str
     workload_id: str
     client_id: str
@@ -53,7 +58,7 @@ class FlywheelJobInput(BaseModel):
     requested_by: str | None = None  # principal that started the run / created its schedule (audit trail)
 
 
-class PreparedData(BaseModel):
+class PreparedData(Carried):
     """Result of the data-prep activity."""
 
     num_records: int  # records extracted
@@ -62,7 +67,7 @@ class PreparedData(BaseModel):
     manifest_hash: str
 
 
-class CandidateInput(BaseModel):
+class CandidateInput(Carried):
     parent_workflow_id: str
     job_id: str
     nim: NIMConfig
@@ -72,7 +77,7 @@ class CandidateInput(BaseModel):
     timeouts: ActivityTimeouts | None = None
 
 
-class CandidateResult(BaseModel):
+class CandidateResult(Carried):
     model_name: str
     evaluations: dict[str, EvalResult] = Field(default_factory=dict)
     customization: CustomizationResult | None = None
@@ -80,7 +85,7 @@ class CandidateResult(BaseModel):
     nim: NimDoc | None = None  # the candidate's finished job-document entry
 
 
-class DeployInput(BaseModel):
+class DeployInput(Carried):
     settings: Settings
     nim: NIMConfig
     name: str
@@ -88,23 +93,23 @@ class DeployInput(BaseModel):
     stall_s: float | None = None  # fail the attempt after this long without progress (None: never)
 
 
-class TeardownInput(BaseModel):
+class TeardownInput(Carried):
     settings: Settings
     endpoint: Endpoint
 
 
-class PromoteRequest(BaseModel):
+class PromoteRequest(Carried):
     model_name: str
     note: str | None = None
     by: str | None = None
 
 
-class RejectRequest(BaseModel):
+class RejectRequest(Carried):
     reason: str | None = None
     by: str | None = None
 
 
-class ReviewDecision(BaseModel):
+class ReviewDecision(Carried):
     decision: ReviewOutcome
     model_name: str | None = None
     note: str | None = None
@@ -145,7 +150,7 @@ def schedule_workflow_id_prefix(workload_id: str, client_id: str) -> str:
     return flywheel_workflow_id(workload_id, client_id, "sched")
 
 
-class ActivityTimeouts(BaseModel):
+class ActivityTimeouts(Carried):
     """Per-activity timeouts (seconds). Defaults are for production; tests pass small ones."""
 
     prepare_start_to_close_s: int = 2 * 3600
@@ -173,7 +178,7 @@ class ActivityTimeouts(BaseModel):
     customize_stall_s: int = 6 * 3600
 
 
-class PrepareDataInput(BaseModel):
+class PrepareDataInput(Carried):
     settings: Settings
     workflow_id: str  # the run key (flywheel.ids.run_key of the workflow id): datasets are stored under it
     job_id: str
@@ -182,7 +187,7 @@ class PrepareDataInput(BaseModel):
     data_split_config: DataSplitConfig  # effective config (override already applied)
 
 
-class BuildICLInput(BaseModel):
+class BuildICLInput(Carried):
     settings: Settings
     name: str  # deterministic: "{candidate_wf_id}-icl"
     eval_dataset: DatasetRef
@@ -190,29 +195,29 @@ class BuildICLInput(BaseModel):
     context_length: int  # the candidate's context length (per model, not global)
 
 
-class EvaluateInput(BaseModel):
+class EvaluateInput(Carried):
     settings: Settings
     spec: EvalSpec
     stall_s: float | None = None  # fail the attempt after this long without progress (None: never)
 
 
-class CustomizeInput(BaseModel):
+class CustomizeInput(Carried):
     settings: Settings
     spec: CustomizationSpec
     stall_s: float | None = None  # fail the attempt after this long without progress (None: never)
 
 
-class PersistJobInput(BaseModel):
+class PersistJobInput(Carried):
     settings: Settings
     doc: JobDocument
 
 
-class AggregateInput(BaseModel):
+class AggregateInput(Carried):
     settings: Settings
     doc: JobDocument
 
 
-class ReportInput(BaseModel):
+class ReportInput(Carried):
     settings: Settings
     doc: JobDocument
 
