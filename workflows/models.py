@@ -43,6 +43,16 @@ def candidate_workflow_id(parent_id: str, model_name: str) -> str:
     return f"{parent_id}-cand-{model_slug(model_name)}"
 
 
+def legacy_candidate_workflow_id(parent_id: str, model_name: str) -> str:
+    """Child ids before PATCH_COLLISION_FREE_CHILD_IDS: ``org/m`` and ``org-m`` collided. Replay only."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in model_name)
+    return f"{parent_id}-cand-{safe}"
+
+
+# Workflow code changes gated by workflow.patched (docs/versioning.md lists them and when each may go).
+PATCH_COLLISION_FREE_CHILD_IDS = "collision-free-child-ids"
+
+
 class FlywheelJobInput(Carried):
     job_id: str
     workload_id: str

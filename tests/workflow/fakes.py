@@ -4,7 +4,8 @@ Behaviour is driven by the candidate's model name so it also works in a separate
 ``fail-deploy`` in the name → deploy fails (non-retryable); ``fail-eval`` → every evaluation fails;
 ``slow`` → evaluations wait (heartbeating) until ``<data_dir>/release`` exists; ``flaky`` → each
 evaluation fails retryably on its first 4 attempts; ``broken`` → every attempt fails retryably; ``nocap`` →
-customization is unavailable. Every call is appended to ``<data_dir>/calls.jsonl``.
+customization is unavailable; while ``<data_dir>/hold-prepare`` (``hold-customize``) exists, data
+preparation (customization) waits, heartbeating. Every call is appended to ``<data_dir>/calls.jsonl``.
 """
 
 from __future__ import annotations
@@ -50,10 +51,17 @@ def calls(data_dir: str | Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+async def _hold(path: Path) -> None:
+    while path.exists():
+        activity.heartbeat({"held_by": path.name})
+        await asyncio.sleep(0.1)
+
+
 @activity.defn(name="prepare_data")
 async def prepare_data(inp: PrepareDataInput) -> PreparedData:
     d = inp.settings.platform.data_dir
     record(d, "prepare_data", "start", split=inp.data_split_config.model_dump())
+    await _hold(Path(d) / "hold-prepare")
     refs = {s: DatasetRef(name=f"{inp.workflow_id}-{s}", split=s, uri=f"file:///fake/{s}.jsonl", num_records=n)
             for s, n in (("eval", 20), ("train", 60), ("val", 7))}
     record(d, "prepare_data", "done", name=inp.workflow_id)
@@ -119,6 +127,7 @@ async def evaluate(inp: EvaluateInput) -> EvalResult:
 async def customize(inp: CustomizeInput) -> CustomizationResult:
     d, spec = inp.settings.platform.data_dir, inp.spec
     record(d, "customize", "start", name=spec.name)
+    await _hold(Path(d) / "hold-customize")
     if "nocap" in spec.nim.model_name:
         raise ApplicationError("local customization needs the local extra (peft)",
                                type="CapabilityUnavailable", non_retryable=True)
