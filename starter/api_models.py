@@ -102,6 +102,7 @@ class ScheduleRequest(BaseModel):
 class ScheduleActionResponse(BaseModel):
     id: str
     message: str
+    workflow_id: str | None = None  # trigger: the run it started (None: none started yet)
 
 
 class HealthResponse(BaseModel):

@@ -89,5 +89,18 @@ def _action(name: str, done: str, doc: str) -> None:
 
 _action("pause", "paused", "Pause a schedule (no new runs until unpaused).")
 _action("unpause", "unpaused", "Unpause a schedule.")
-_action("trigger", "triggered; a run starts now", "Start a run now (overlap policy still applies).")
+
+
+@schedule_app.command("trigger")
+def trigger(ctx: typer.Context, schedule_id: str = typer.Argument(..., help="Schedule id.")) -> None:
+    """Start a run now (runs awaiting review never block it); prints the run it started."""
+    schedules = _schedules()
+    with _session(ctx) as s:
+        started = s.run(lambda: schedules.trigger_schedule(s.client, schedule_id))
+    if started is None:
+        console.print(f"schedule {schedule_id}: trigger sent, but no run has started yet", highlight=False)
+    else:
+        console.print(f"schedule {schedule_id}: triggered; run {started} started", highlight=False)
+
+
 _action("delete", "deleted", "Delete a schedule (running jobs are not affected).")
