@@ -211,7 +211,9 @@ class NemoV2Platform(Platform):
                         base_url=self.gateway_url(provider), details={"provider": provider, "workspace": self.ws})
 
     async def teardown(self, endpoint: Endpoint) -> None:
-        provider = endpoint.details.get("provider") or endpoint.deployment_name
+        # A placeholder (deploy cancelled or failed) has no details: its name is the workflow's, which
+        # register_provider maps with entity_name.
+        provider = endpoint.details.get("provider") or entity_name(endpoint.deployment_name)
         await self._call("DELETE", f"/apis/models/v2/workspaces/{self.ws}/providers/{provider}",
                          ok=(200, 202, 204, 404))
 
