@@ -69,7 +69,7 @@ class CandidateRun:
         started = workflow.now()
         await self._notify()
         tasks: list[asyncio.Task[None]] = []
-        evicted = False
+        evicted = torn_down = False
         try:
             try:
                 base = await self._deploy(f"{self._run_key}-base", None)
@@ -103,18 +103,25 @@ class CandidateRun:
                 raise
             nim.status = NimStatus.failed
             nim.error = nim.error or (exc.message if isinstance(exc, ApplicationError) else error_text(exc))
+            # Tear down first (same commands, same order as the finally below) so the entry the parent
+            # records from this error carries any teardown error / leaked deployment.
+            await self._finish(started)
+            torn_down = True
             raise ApplicationError(nim.error, nim.model_dump(mode="json"),
                                    type=error_type(exc) if not isinstance(exc, ApplicationError) else exc.type,
                                    non_retryable=True) from exc
         finally:
-            if not evicted:
-                nim.runtime_seconds = (workflow.now() - started).total_seconds()
-                # shield(ensure_future(...)): the teardown runs to the end even though this run is being
-                # cancelled (an awaited coroutine would be cancelled with it and leak the deployments).
-                await asyncio.shield(asyncio.ensure_future(self._teardown_all()))
+            if not evicted and not torn_down:
+                await self._finish(started)
         await self._notify()
         self._result.nim = nim
         return self._result
+
+    async def _finish(self, started: Any) -> None:
+        self._nim.runtime_seconds = (workflow.now() - started).total_seconds()
+        # shield(ensure_future(...)): the teardown runs to the end even though this run is being
+        # cancelled (an awaited coroutine would be cancelled with it and leak the deployments).
+        await asyncio.shield(asyncio.ensure_future(self._teardown_all()))
 
     def _branches(self, base: Endpoint) -> list[Any]:
         types, datasets = self._inp.eval_types, self._inp.datasets
@@ -187,6 +194,9 @@ class CandidateRun:
                 )
             except Exception as exc:  # noqa: BLE001 - recorded, never masks the run's outcome
                 self._result.errors[f"teardown:{name}"] = error_text(exc)
+                # In the candidate's entry: the deployment may still be running (and costing).
+                self._nim.teardown_errors.append(f"{name}: {error_text(exc)}")
+                self._nim.leaked_resources.append(f"deployment:{endpoint.deployment_name}")
                 workflow.logger.warning("teardown of %s failed: %s", name, error_text(exc))
 
     async def _evaluate(self, eval_type: EvalType, dataset: DatasetRef, endpoint: Endpoint,

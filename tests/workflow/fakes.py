@@ -3,7 +3,8 @@
 Behaviour is driven by the candidate's model name so it also works in a separate worker process:
 ``fail-deploy`` in the name → deploy fails (non-retryable); ``fail-eval`` → every evaluation fails;
 ``slow`` → evaluations wait (heartbeating) until ``<data_dir>/release`` exists; ``flaky`` → each
-evaluation fails retryably on its first 4 attempts; ``broken`` → every attempt fails retryably; ``nocap`` →
+evaluation fails retryably on its first 4 attempts; ``leak`` → teardown fails; ``broken`` → every
+attempt fails retryably; ``nocap`` →
 customization is unavailable; while ``<data_dir>/hold-prepare`` (``hold-customize``) exists, data
 preparation (customization) waits, heartbeating. Every call is appended to ``<data_dir>/calls.jsonl``.
 """
@@ -89,6 +90,8 @@ async def deploy(inp: DeployInput) -> Endpoint:
 
 @activity.defn(name="teardown")
 async def teardown(inp: TeardownInput) -> None:
+    if "leak" in inp.endpoint.model_name:
+        raise ApplicationError("DMS answered 500 on delete", type="TeardownFailed", non_retryable=True)
     record(inp.settings.platform.data_dir, "teardown", "done", name=inp.endpoint.deployment_name)
 
 
