@@ -32,6 +32,9 @@ log = structlog.get_logger("starter.job_service")
 
 QUERY_TIMEOUT = timedelta(seconds=5)
 UPDATE_TIMEOUT = timedelta(seconds=30)
+# A stored pending/running document whose run Temporal does not know is only declared lost after this long
+# (a start may be in progress: the document is written before the workflow starts).
+UNKNOWN_RUN_GRACE = timedelta(minutes=5)
 
 JOB_TYPES = tuple(JobType)
 
@@ -251,7 +254,7 @@ class JobService:
             log.warning("job_status_unavailable", job_id=job_id, error=str(exc))
             return doc
         if execution is None:
-            return doc
+            return await self._reconcile_unknown(doc)
         if execution in (WorkflowExecutionStatus.RUNNING, WorkflowExecutionStatus.CONTINUED_AS_NEW):
             try:
                 live = await handle.query(models.STATUS_QUERY, result_type=JobDocument, rpc_timeout=QUERY_TIMEOUT)
@@ -273,7 +276,7 @@ class JobService:
         if isinstance(filters, dict):
             filters = JobFilters(**filters)
         filters = filters or JobFilters()
-        return await asyncio.to_thread(
+        docs, total = await asyncio.to_thread(
             self._jobstore.list,
             workload_id=filters.workload_id,
             client_id=filters.client_id,
@@ -281,6 +284,51 @@ class JobService:
             offset=offset,
             limit=limit,
         )
+        return await self._reconcile_page(docs), total
+
+    async def _reconcile_page(self, docs: list[JobDocument]) -> list[JobDocument]:
+        """Documents on this page that still say pending/running, checked against Temporal: a run that was
+        terminated (Temporal UI), failed or timed out without recording it, or that Temporal no longer
+        knows (retention passed), is stored with its real outcome. Without Temporal the stored page answers."""
+        stale = [i for i, d in enumerate(docs) if not d.status.finished]
+        if not stale:
+            return docs
+        try:
+            client = await self._client()
+        except Exception as exc:  # noqa: BLE001 - listing works from the store alone
+            log.warning("job_list_reconcile_skipped", error=str(exc))
+            return docs
+        out = list(docs)
+
+        async def one(i: int) -> None:
+            try:
+                out[i] = await self._reconcile(client, docs[i])
+            except TemporalUnavailableError as exc:
+                log.warning("job_status_unavailable", job_id=docs[i].id, error=str(exc))
+
+        await asyncio.gather(*(one(i) for i in stale))
+        return out
+
+    async def _reconcile(self, client: Client, doc: JobDocument) -> JobDocument:
+        execution = await _execution_status(client.get_workflow_handle(workflow_id_of(doc)))
+        if execution is None:
+            return await self._reconcile_unknown(doc)
+        return await self._reconcile_finished(client, doc, execution)
+
+    async def _reconcile_unknown(self, doc: JobDocument) -> JobDocument:
+        """Temporal does not know the run: past retention, or its start never reached Temporal. A document
+        younger than the grace period may be a start in progress and is left alone."""
+        started = doc.started_at
+        if started is not None and started.tzinfo is None:
+            started = started.replace(tzinfo=UTC)
+        if doc.status.finished or (started is not None and datetime.now(UTC) - started < UNKNOWN_RUN_GRACE):
+            return doc
+        reason = ("the run is no longer known to Temporal (its history passed retention, or it never started); "
+                  f"last recorded stage: {getattr(doc.stage, 'value', doc.stage)}")
+        fixed = next_revision(_mark_finished(doc, RunStatus.failed, reason=reason), doc)
+        await asyncio.to_thread(self._jobstore.put, fixed)
+        log.info("job_reconciled", job_id=doc.id, status=fixed.status.value, reason="unknown_to_temporal")
+        return fixed
 
     async def cancel(self, job_id: str) -> JobDocument:
         """Request cancellation of a running job (children and heartbeating activities follow)."""
