@@ -208,9 +208,11 @@ async def cancel_job(job_id: JobIdPath, request: Request) -> JobActionResponse:
 async def delete_job(job_id: JobIdPath, request: Request) -> JobActionResponse:
     """Delete a finished job's document (400 while running: cancel it first)."""
     state = _state(request)
-    await state.jobs().delete(job_id)
-    audit(request, "job.delete", job_id=job_id)
-    return JobActionResponse(id=job_id, message="Job deleted.")
+    deletion = await state.jobs().delete(job_id)
+    audit(request, "job.delete", job_id=job_id, removed=len(deletion.removed))
+    removed = f" Removed from its platform: {'; '.join(deletion.removed)}." if deletion.removed else \
+        " Nothing of it was left on its platform."
+    return JobActionResponse(id=job_id, message="Job deleted." + removed, removed=deletion.removed)
 
 
 @jobs_router.post("/jobs/{job_id}/promote", response_model=ReviewResponse)

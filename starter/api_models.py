@@ -52,6 +52,7 @@ class JobActionResponse(BaseModel):
 
     id: str
     message: str
+    removed: list[str] = []  # delete: what was removed from the run's platform
 
 
 class PromoteBody(BaseModel):

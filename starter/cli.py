@@ -186,10 +186,12 @@ def cancel(ctx: typer.Context, job_id: str = typer.Argument(..., help="Job id.")
 
 @app.command()
 def delete(ctx: typer.Context, job_id: str = typer.Argument(..., help="Job id.")) -> None:
-    """Delete a finished job's record."""
+    """Delete a finished job: what its run created on its platform, then its record."""
     with Session(state(ctx).settings()) as s:
-        s.run(lambda: s.jobs.delete(job_id))
-    console.print(f"deleted job {job_id}")
+        deletion = s.run(lambda: s.jobs.delete(job_id))
+    console.print(f"deleted job {job_id}", highlight=False)
+    for item in deletion.removed:
+        console.print(f"  removed {item}", highlight=False, markup=False)
 
 
 @app.command()

@@ -17,7 +17,7 @@ from pydantic import Field
 
 from flywheel.carried import Carried
 from flywheel.config import DataSplitConfig, NIMConfig, Settings
-from flywheel.ids import model_slug
+from flywheel.ids import model_slug, run_key
 from flywheel.jobdoc import JobDocument, NimDoc
 from flywheel.types import CustomizationResult, CustomizationSpec, DatasetRef, Endpoint, EvalResult, EvalSpec
 from flywheel.vocabulary import EvalType, JobType, ReviewOutcome
@@ -141,6 +141,8 @@ ACT_PERSIST_JOB = "persist_job"
 ACT_WRITE_REPORT = "write_report"
 ACT_AGGREGATE = "aggregate_results"
 ACT_LOG_MLFLOW = "log_mlflow"
+ACT_REMOVE_RUN = "remove_run_resources"
+CLEANUP_WORKFLOW = "RemoveRunResources"
 CANDIDATE_UPDATE_SIGNAL = "candidate_update"  # child → parent: live NimDoc
 
 
@@ -215,6 +217,31 @@ class CustomizeInput(Carried):
     settings: Settings
     spec: CustomizationSpec
     stall_s: float | None = None  # fail the attempt after this long without progress (None: never)
+
+
+class RemoveRunInput(Carried):
+    """DELETE of a finished job: what to remove from the platform the run used."""
+
+    settings: Settings
+    job_id: str
+    run_key: str
+    candidate_keys: list[str] = Field(default_factory=list)
+
+
+class RemoveRunResult(Carried):
+    removed: list[str] = Field(default_factory=list)  # "<platform>: <what>", one per thing removed
+    errors: list[str] = Field(default_factory=list)
+
+
+def run_resource_keys(workflow_id: str, model_names: list[str]) -> tuple[str, list[str]]:
+    """The run key and the candidate keys a run (``workflow_id``, candidates ``model_names``) stored its
+    things under — both child-id generations, since runs from before the patch used the legacy ids."""
+    keys: list[str] = []
+    for model in model_names:
+        for child in (candidate_workflow_id(workflow_id, model), legacy_candidate_workflow_id(workflow_id, model)):
+            if run_key(child) not in keys:
+                keys.append(run_key(child))
+    return run_key(workflow_id), keys
 
 
 class PersistJobInput(Carried):

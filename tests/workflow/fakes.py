@@ -20,6 +20,7 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.cleanup import remove_run_resources
 from activities.persistence import aggregate_results, persist_job
 from flywheel.types import CustomizationResult, DatasetRef, Endpoint, EvalResult
 from workflows.models import (
@@ -148,4 +149,4 @@ async def write_report(inp: ReportInput) -> str:
 
 # Real persistence (sqlite job store) and aggregation (flywheel.stats) run as they are.
 FAKE_ACTIVITIES = [prepare_data, build_icl_dataset, deploy, teardown, evaluate, customize, write_report,
-                   persist_job, aggregate_results]
+                   persist_job, aggregate_results, remove_run_resources]  # the real clean-up (local platform)
