@@ -10,12 +10,14 @@ import json
 from pathlib import Path
 
 import pytest
+from temporalio import workflow
 from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from workflows.candidate_run import CandidateRun
 from workflows.flywheel_run import FlywheelRun
+from workflows.models import CANDIDATE_WORKFLOW, CandidateInput, CandidateResult
 
 HISTORIES = Path(__file__).parent / "histories"
 STAGES = {"preparing", "evaluating", "training", "awaiting_review", "cancelled"}
@@ -44,3 +46,22 @@ async def test_history_replays_against_current_code(path: Path) -> None:
     replayer = Replayer(workflows=[FlywheelRun, CandidateRun], data_converter=pydantic_data_converter)
     result = await replayer.replay_workflow(_history(path), raise_on_replay_failure=False)
     assert result.replay_failure is None, f"{path.relative_to(HISTORIES)}: {result.replay_failure!r}"
+
+
+@workflow.defn(name=CANDIDATE_WORKFLOW, sandboxed=False)
+class CandidateRunWithAnExtraStep(CandidateRun):
+    """What an unpatched change looks like: one more command (a timer) before the candidate's first step."""
+
+    @workflow.run
+    async def run(self, inp: CandidateInput) -> CandidateResult:
+        await workflow.sleep(1)
+        return await super().run(inp)
+
+
+async def test_an_unpatched_change_fails_the_replay() -> None:
+    """The corpus catches the finding it exists for: a parked run replayed against a build with one more step."""
+    paths = [p for p in FILES if "-cand-" in p.stem and p.parent.name == "awaiting_review"]
+    assert paths
+    replayer = Replayer(workflows=[FlywheelRun, CandidateRunWithAnExtraStep], data_converter=pydantic_data_converter)
+    result = await replayer.replay_workflow(_history(paths[0]), raise_on_replay_failure=False)
+    assert result.replay_failure is not None and "Nondeterminism" in str(result.replay_failure)
