@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from activities.cleanup import remove_run_resources
 from activities.customization import customize
 from activities.data import build_icl_dataset, prepare_data
 from activities.deployment import deploy, teardown
@@ -16,7 +17,7 @@ from activities.persistence import aggregate_results, log_mlflow, persist_job, w
 
 def all_activities() -> list[Callable]:
     return [prepare_data, build_icl_dataset, deploy, teardown, evaluate, customize, persist_job,
-            aggregate_results, write_report, log_mlflow]
+            aggregate_results, write_report, log_mlflow, remove_run_resources]
 
 
 def gpu_activities() -> list[Callable]:

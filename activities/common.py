@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -90,13 +91,30 @@ def previous_details() -> dict[str, Any]:
 
 
 class Progress:
-    """Latest progress dict; the platform's ProgressFn writes it, the pump heartbeats it."""
+    """Latest progress dict; the platform's ProgressFn writes it, the pump heartbeats it.
 
-    def __init__(self, initial: dict[str, Any] | None = None) -> None:
+    ``changed_at`` is when the dict last changed: the same status polled again is not progress.
+    """
+
+    def __init__(self, initial: dict[str, Any] | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         self.latest: dict[str, Any] = dict(initial or {})
+        self._clock = clock
+        self.changed_at = clock()
 
     def __call__(self, update: dict[str, Any]) -> None:
-        self.latest = {**self.latest, **(update or {})}
+        merged = {**self.latest, **(update or {})}
+        if merged != self.latest:
+            self.changed_at = self._clock()
+        self.latest = merged
+
+    def stalled_for(self) -> float:
+        return self._clock() - self.changed_at
+
+
+def stalled_error(progress: Progress, stall_s: float) -> ApplicationError:
+    """A retryable failure: the next attempt re-attaches (remote job) or resumes (checkpoint)."""
+    return ApplicationError(f"no progress for {progress.stalled_for():.0f}s (stall limit {stall_s:.0f}s); "
+                            f"last progress: {str(progress.latest)[:300]}", progress.latest, type="Stalled")
 
 
 async def run_with_heartbeat(
@@ -105,32 +123,60 @@ async def run_with_heartbeat(
     initial: dict[str, Any] | None = None,
     on_cancel: Callable[[], Awaitable[None]] | None = None,
     interval: float | None = None,
+    stall_s: float | None = None,
 ) -> T:
     """Run ``call(progress)`` while heartbeating ``progress.latest`` every ``interval`` seconds.
 
-    Heartbeating is what delivers cancellation to the activity (as ``CancelledError``); on
-    cancellation ``on_cancel`` runs (best-effort remote cancel) and the error propagates.
-    PlatformError becomes ApplicationError.
+    Heartbeating is what delivers cancellation to the activity (as ``CancelledError``). A cancellation
+    asked for by a person (the workflow was cancelled) runs ``on_cancel`` (best-effort remote cancel); a
+    worker shutdown (rolling deploy, SIGTERM) never does: the remote job keeps running and the retried
+    attempt on another worker re-attaches to it. Either way the error propagates. PlatformError becomes
+    ApplicationError.
+
+    With ``stall_s``, an attempt whose progress has not changed for that long is stopped (the call is
+    cancelled and runs its own cancel handling: the local trainer checkpoints, a NeMo job stuck remotely
+    is cancelled so the retry replaces it) and fails retryably with type ``Stalled`` — a hung call no
+    longer heartbeats its way to the start-to-close timeout.
     """
     progress = Progress(initial)
     every = interval if interval is not None else heartbeat_interval()
+    if stall_s is not None:
+        every = min(every, max(0.05, stall_s / 4))
+    stalled = False
 
-    async def pump() -> None:
+    async def pump(work: asyncio.Task[T]) -> None:
+        nonlocal stalled
         while True:
             activity.heartbeat(progress.latest)
+            if stall_s is not None and progress.stalled_for() > stall_s:
+                stalled = True
+                work.cancel()
+                return
             await asyncio.sleep(every)
 
     if progress.latest:
         activity.heartbeat(progress.latest)  # resume info visible at once, before the call reports
-    pump_task = asyncio.create_task(pump())
+    work = asyncio.ensure_future(call(progress))
+    pump_task = asyncio.create_task(pump(work))
     try:
-        return await call(progress)
+        return await asyncio.shield(work)
     except asyncio.CancelledError:
-        if on_cancel is not None:
+        if stalled and work.done():  # the pump stopped the call: fail this attempt, retryably
+            log.warning("activity stalled", extra={"stall_s": stall_s, "progress": str(progress.latest)[:300]})
+            raise stalled_error(progress, stall_s or 0) from None
+        # The activity was cancelled: let the call run its own cancel handling (checkpoint, keep or cancel
+        # its remote job) before anything else.
+        if not work.done():
+            work.cancel()
+            with contextlib.suppress(BaseException):
+                await work
+        if on_cancel is not None and not in_worker_shutdown():
             with contextlib.suppress(Exception):
                 await asyncio.shield(on_cancel())
         raise
     except Exception as exc:  # converted, re-raised
+        if stalled:  # the call turned its cancellation into an error of its own
+            raise stalled_error(progress, stall_s or 0) from exc
         converted = to_application_error(exc)
         if converted is exc:
             raise

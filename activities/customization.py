@@ -60,7 +60,7 @@ async def customize(inp: CustomizeInput) -> CustomizationResult:
     async def on_cancel() -> None:
         await platform.cancel(inp.spec.name)
 
-    return await run_with_heartbeat(call, initial=initial, on_cancel=on_cancel)
+    return await run_with_heartbeat(call, initial=initial, on_cancel=on_cancel, stall_s=inp.stall_s)
 
 
 async def _suspend_on_worker_shutdown(platform: Platform, name: str) -> None:

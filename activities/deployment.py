@@ -20,7 +20,7 @@ async def deploy(inp: DeployInput) -> Endpoint:
         return await platform.deploy(inp.nim, inp.name, adapter_uri=inp.adapter_uri, progress=progress)
 
     # The deployment is named deterministically: a retry re-attaches instead of deploying twice.
-    return await run_with_heartbeat(call)
+    return await run_with_heartbeat(call, stall_s=inp.stall_s)
 
 
 @activity.defn(name=ACT_TEARDOWN)

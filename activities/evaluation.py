@@ -22,4 +22,4 @@ async def evaluate(inp: EvaluateInput) -> EvalResult:
     async def on_cancel() -> None:
         await platform.cancel(inp.spec.name)
 
-    return await run_with_heartbeat(call, on_cancel=on_cancel)
+    return await run_with_heartbeat(call, on_cancel=on_cancel, stall_s=inp.stall_s)

@@ -28,6 +28,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from flywheel.ids import InvalidId, check_id
 from flywheel.logstore.base import LogStore
 from flywheel.records import RecordError, parse_record
 
@@ -96,6 +97,12 @@ def prepare(raw: Any, workload_id: str | None, client_id: str | None) -> tuple[s
         record["workload_id"] = workload_id
     if client_id is not None:
         record["client_id"] = client_id
+    for kind in ("workload_id", "client_id"):  # they become dataset and workflow names: same shape as the API's
+        if isinstance(record.get(kind), str):
+            try:
+                check_id(kind, record[kind])
+            except InvalidId as exc:
+                raise RecordError("invalid_id", str(exc)) from exc
     digest = content_hash(record)  # before validation: parse_record assumes valid text
     try:
         parse_record(record)  # validation only; parse_record never mutates its input

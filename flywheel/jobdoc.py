@@ -174,6 +174,8 @@ class NimDoc(_Doc):
     # Additions.
     cost_per_1k_requests: float | None = None
     gate: GateDoc | None = None
+    teardown_errors: list[str] = Field(default_factory=list)  # "<deployment>: <error>" per failed teardown
+    leaked_resources: list[str] = Field(default_factory=list)  # "deployment:<name>" possibly still running
 
     def evaluation(self, eval_type: str) -> EvaluationDoc | None:
         return next((e for e in self.evaluations if e.eval_type == eval_type), None)

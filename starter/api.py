@@ -11,7 +11,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, Literal
+from typing import Any
 
 import structlog
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
@@ -195,24 +195,23 @@ async def get_job(job_id: JobIdPath, request: Request) -> JSONResponse:
     return JSONResponse(doc.model_dump(mode="json"))
 
 
-async def _job_action(request: Request, job_id: str, action: Literal["cancel", "delete"],
-                      message: str) -> JobActionResponse:
-    """Run ``action`` on the job through the job service, audit it, and answer with ``message``."""
-    await getattr(_state(request).jobs(), action)(job_id)
-    audit(request, f"job.{action}", job_id=job_id)
-    return JobActionResponse(id=job_id, message=message)
-
-
 @jobs_router.post("/jobs/{job_id}/cancel", response_model=JobActionResponse)
 async def cancel_job(job_id: JobIdPath, request: Request) -> JobActionResponse:
     """Cancel a running job (400 if it has already finished)."""
-    return await _job_action(request, job_id, "cancel", "Job cancellation initiated successfully.")
+    await _state(request).jobs().cancel(job_id)
+    audit(request, "job.cancel", job_id=job_id)
+    return JobActionResponse(id=job_id, message="Job cancellation initiated successfully.")
 
 
 @jobs_router.delete("/jobs/{job_id}", response_model=JobActionResponse)
 async def delete_job(job_id: JobIdPath, request: Request) -> JobActionResponse:
     """Delete a finished job's document (400 while running: cancel it first)."""
-    return await _job_action(request, job_id, "delete", "Job deleted.")
+    state = _state(request)
+    deletion = await state.jobs().delete(job_id)
+    audit(request, "job.delete", job_id=job_id, removed=len(deletion.removed))
+    removed = f" Removed from its platform: {'; '.join(deletion.removed)}." if deletion.removed else \
+        " Nothing of it was left on its platform."
+    return JobActionResponse(id=job_id, message="Job deleted." + removed, removed=deletion.removed)
 
 
 @jobs_router.post("/jobs/{job_id}/promote", response_model=ReviewResponse)

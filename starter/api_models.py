@@ -52,6 +52,7 @@ class JobActionResponse(BaseModel):
 
     id: str
     message: str
+    removed: list[str] = []  # delete: what was removed from the run's platform
 
 
 class PromoteBody(BaseModel):
@@ -102,6 +103,7 @@ class ScheduleRequest(BaseModel):
 class ScheduleActionResponse(BaseModel):
     id: str
     message: str
+    workflow_id: str | None = None  # trigger: the run it started (None: none started yet)
 
 
 class HealthResponse(BaseModel):

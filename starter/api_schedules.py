@@ -110,7 +110,16 @@ async def unpause_schedule(schedule_id: ScheduleIdPath, request: Request) -> Sch
 
 @schedules_router.post("/{schedule_id}/trigger", response_model=ScheduleActionResponse)
 async def trigger_schedule(schedule_id: ScheduleIdPath, request: Request) -> ScheduleActionResponse:
-    return await _act(request, schedule_id, "trigger", "Schedule triggered: a run starts now.")
+    client = await _client(request)
+    with _schedule_errors(schedule_id):
+        started = await schedules.trigger_schedule(client, schedule_id)
+    audit(request, "schedule.trigger", schedule_id=schedule_id, workflow_id=started)
+    if started is None:
+        message = ("Trigger sent, but no run has started yet (Temporal had not recorded one after 5 s): "
+                   "check the schedule's recent runs.")
+    else:
+        message = f"Schedule triggered: run {started} started (runs awaiting review never block it)."
+    return ScheduleActionResponse(id=schedule_id, message=message, workflow_id=started)
 
 
 @schedules_router.delete("/{schedule_id}", response_model=ScheduleActionResponse)

@@ -26,7 +26,7 @@ from flywheel.scoring import score_triples
 from starter.cli_progress import as_document, follow_job, is_settled, progress_view, results_table
 from starter.cli_remote import keys_app, remote_app
 from starter.cli_schedule import schedule_app
-from starter.cli_session import CLIState, Session, console, fail, format_ingest_error, state
+from starter.cli_session import CLIState, Session, console, fail, format_ingest_error, state, valid_id
 
 HELP = {"help_option_names": ["-h", "--help"]}
 
@@ -92,8 +92,10 @@ def demo(
 @app.command()
 def run(
     ctx: typer.Context,
-    workload_id: str = typer.Option(..., "--workload-id", help="Workload (agent node) whose traffic to use."),
-    client_id: str = typer.Option(..., "--client-id", help="Client / deployment id."),
+    workload_id: str = typer.Option(..., "--workload-id", callback=valid_id("workload_id"),
+                                  help="Workload (agent node) whose traffic to use."),
+    client_id: str = typer.Option(..., "--client-id", callback=valid_id("client_id"),
+                                  help="Client / deployment id."),
     eval_size: int | None = typer.Option(None, "--eval-size", min=1, help="Records in the eval split."),
     limit: int | None = typer.Option(None, "--limit", min=1, help="Max records to extract."),
     seed: int | None = typer.Option(None, "--seed", help="Random seed for splits and sampling."),
@@ -152,8 +154,10 @@ def _age(doc: Any) -> float:
 @app.command("list")
 def list_jobs(
     ctx: typer.Context,
-    workload_id: str | None = typer.Option(None, "--workload-id", help="Only this workload."),
-    client_id: str | None = typer.Option(None, "--client-id", help="Only this client."),
+    workload_id: str | None = typer.Option(None, "--workload-id", callback=valid_id("workload_id"),
+                                  help="Only this workload."),
+    client_id: str | None = typer.Option(None, "--client-id", callback=valid_id("client_id"),
+                                  help="Only this client."),
     status_filter: str | None = typer.Option(None, "--status", help="pending|running|completed|cancelled|failed"),
     limit: int = typer.Option(20, "--limit", min=1, help="How many jobs to show."),
 ) -> None:
@@ -181,10 +185,12 @@ def cancel(ctx: typer.Context, job_id: str = typer.Argument(..., help="Job id.")
 
 @app.command()
 def delete(ctx: typer.Context, job_id: str = typer.Argument(..., help="Job id.")) -> None:
-    """Delete a finished job's record."""
+    """Delete a finished job: what its run created on its platform, then its record."""
     with Session(state(ctx).settings()) as s:
-        s.run(lambda: s.jobs.delete(job_id))
-    console.print(f"deleted job {job_id}")
+        deletion = s.run(lambda: s.jobs.delete(job_id))
+    console.print(f"deleted job {job_id}", highlight=False)
+    for item in deletion.removed:
+        console.print(f"  removed {item}", highlight=False, markup=False)
 
 
 @app.command()
@@ -223,8 +229,10 @@ def _lines_with_progress(path: Path, progress: Any, task: Any) -> Iterator[str]:
 def logs_load(
     ctx: typer.Context,
     file: Path = typer.Argument(..., exists=True, dir_okay=False, help="JSONL: one request/response record a line."),
-    workload_id: str = typer.Option(..., "--workload-id", help="Workload id to store the records under."),
-    client_id: str = typer.Option(..., "--client-id", help="Client id to store the records under."),
+    workload_id: str = typer.Option(..., "--workload-id", callback=valid_id("workload_id"),
+                                  help="Workload id to store the records under."),
+    client_id: str = typer.Option(..., "--client-id", callback=valid_id("client_id"),
+                                  help="Client id to store the records under."),
     show_errors: int = typer.Option(10, "--show-errors", min=0, help="How many line errors to print."),
 ) -> None:
     """Load a JSONL file of production logs. Loading the same file again stores nothing new. Exits 0 if any

@@ -8,7 +8,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from starter.cli_session import Session, console, state
+from starter.cli_session import Session, console, state, valid_id
 
 schedule_app = typer.Typer(help="Recurring flywheel runs (one Temporal Schedule per workload/client).",
                            no_args_is_help=True, context_settings={"help_option_names": ["-h", "--help"]})
@@ -33,8 +33,9 @@ def _print(value: Any) -> None:
 @schedule_app.command("create")
 def create(
     ctx: typer.Context,
-    workload_id: str = typer.Option(..., "--workload-id", help="Workload to run on a schedule."),
-    client_id: str = typer.Option(..., "--client-id", help="Client id."),
+    workload_id: str = typer.Option(..., "--workload-id", callback=valid_id("workload_id"),
+                                   help="Workload to run on a schedule."),
+    client_id: str = typer.Option(..., "--client-id", callback=valid_id("client_id"), help="Client id."),
     cron: str = typer.Option(..., "--cron", help="Cron spec, e.g. '0 3 * * *' (daily at 03:00 UTC)."),
     paused: bool = typer.Option(False, "--paused", help="Create it paused."),
     note: str | None = typer.Option(None, "--note", help="Why this schedule exists."),
@@ -88,5 +89,18 @@ def _action(name: str, done: str, doc: str) -> None:
 
 _action("pause", "paused", "Pause a schedule (no new runs until unpaused).")
 _action("unpause", "unpaused", "Unpause a schedule.")
-_action("trigger", "triggered; a run starts now", "Start a run now (overlap policy still applies).")
+
+
+@schedule_app.command("trigger")
+def trigger(ctx: typer.Context, schedule_id: str = typer.Argument(..., help="Schedule id.")) -> None:
+    """Start a run now (runs awaiting review never block it); prints the run it started."""
+    schedules = _schedules()
+    with _session(ctx) as s:
+        started = s.run(lambda: schedules.trigger_schedule(s.client, schedule_id))
+    if started is None:
+        console.print(f"schedule {schedule_id}: trigger sent, but no run has started yet", highlight=False)
+    else:
+        console.print(f"schedule {schedule_id}: triggered; run {started} started", highlight=False)
+
+
 _action("delete", "deleted", "Delete a schedule (running jobs are not affected).")

@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 
 from flywheel.config import ConfigError, Settings, load_settings
+from flywheel.ids import InvalidId, check_id
 from flywheel.jobstore import open_jobstore
 
 T = TypeVar("T")
@@ -104,3 +105,17 @@ def format_ingest_error(err: Any) -> str:
         f"record {get('index')}" if get("index") is not None else "")
     what = ": ".join(str(x) for x in (get("reason"), get("detail") or get("error") or get("message")) if x)
     return f"{where}: {what}" if where else (what or str(err))
+
+
+def valid_id(kind: str):
+    """Typer callback: refuse an id the API would refuse (same pattern, flywheel/ids.py), naming the option."""
+
+    def check(value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return check_id(kind, value)
+        except InvalidId as exc:
+            raise typer.BadParameter(str(exc)) from exc
+
+    return check

@@ -1,7 +1,8 @@
 """The shapes ids may take in requests, as pydantic types (bodies, query and path parameters).
 
 Ids end up in Temporal workflow and schedule ids, search attribute queries, file names and log
-lines: only letters, digits and a few separators, never a path. ``config_name`` must also name one
+lines: only letters, digits and a few separators, never a path. The patterns are flywheel/ids.py's
+(shared with the CLI and ingest). ``config_name`` must also name one
 of the configs that exist.
 """
 
@@ -12,17 +13,15 @@ from typing import Annotated
 from pydantic import AfterValidator, StringConstraints
 
 from flywheel.config import available_config_names
-
-SCHEDULE_PREFIX = "flywheel-schedule-"
-
-WORKLOAD_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
-CLIENT_ID_PATTERN = WORKLOAD_ID_PATTERN
-# Candidate names: NIM-style "meta/llama-3.2-1b-instruct", customised "customized-x@<job>", tags "x:latest".
-MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:/@+-]{0,255}$"
-# 24 hex (API-started) or "sched-<timestamp>" (schedule-started) job ids.
-JOB_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$"
-SCHEDULE_ID_PATTERN = rf"^{SCHEDULE_PREFIX}[A-Za-z0-9_.-]{{1,260}}$"
-CONFIG_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+from flywheel.ids import (  # the patterns live in one pure module (API, CLI, ingest)
+    CLIENT_ID_PATTERN,
+    CONFIG_NAME_PATTERN,
+    JOB_ID_PATTERN,
+    MODEL_NAME_PATTERN,
+    SCHEDULE_ID_PATTERN,
+    SCHEDULE_PREFIX,
+    WORKLOAD_ID_PATTERN,
+)
 
 
 def _existing_config(name: str) -> str:

@@ -17,7 +17,12 @@ from typing import Any
 
 import structlog
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle, WorkflowUpdateFailedError
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
 from temporalio.service import RPCError, RPCStatusCode
 
 from flywheel.config import ConfigError, DataSplitConfig, Settings, format_validation_error, load_settings
@@ -32,6 +37,10 @@ log = structlog.get_logger("starter.job_service")
 
 QUERY_TIMEOUT = timedelta(seconds=5)
 UPDATE_TIMEOUT = timedelta(seconds=30)
+# A stored pending/running document whose run Temporal does not know is only declared lost after this long
+# (a start may be in progress: the document is written before the workflow starts).
+UNKNOWN_RUN_GRACE = timedelta(minutes=5)
+CLEANUP_WAIT = timedelta(seconds=60)  # DELETE waits this long for the platform clean-up
 
 JOB_TYPES = tuple(JobType)
 
@@ -153,6 +162,12 @@ def _mark_finished(doc: JobDocument, status: RunStatus, reason: str | None = Non
 
 
 @dataclass(frozen=True)
+class JobDeletion:
+    doc: JobDocument
+    removed: list[str]  # what the clean-up removed from the run's platform, one line each
+
+
+@dataclass(frozen=True)
 class JobFilters:
     workload_id: str | None = None
     client_id: str | None = None
@@ -170,6 +185,7 @@ class JobService:
         self._settings = settings
         self._jobstore = jobstore
         self._client = client
+        self.cleanup_wait = CLEANUP_WAIT
 
     async def start(
         self,
@@ -251,7 +267,7 @@ class JobService:
             log.warning("job_status_unavailable", job_id=job_id, error=str(exc))
             return doc
         if execution is None:
-            return doc
+            return doc  # listing declares it lost (after a grace period): GET stays a read of the store
         if execution in (WorkflowExecutionStatus.RUNNING, WorkflowExecutionStatus.CONTINUED_AS_NEW):
             try:
                 live = await handle.query(models.STATUS_QUERY, result_type=JobDocument, rpc_timeout=QUERY_TIMEOUT)
@@ -273,7 +289,7 @@ class JobService:
         if isinstance(filters, dict):
             filters = JobFilters(**filters)
         filters = filters or JobFilters()
-        return await asyncio.to_thread(
+        docs, total = await asyncio.to_thread(
             self._jobstore.list,
             workload_id=filters.workload_id,
             client_id=filters.client_id,
@@ -281,6 +297,51 @@ class JobService:
             offset=offset,
             limit=limit,
         )
+        return await self._reconcile_page(docs), total
+
+    async def _reconcile_page(self, docs: list[JobDocument]) -> list[JobDocument]:
+        """Documents on this page that still say pending/running, checked against Temporal: a run that was
+        terminated (Temporal UI), failed or timed out without recording it, or that Temporal no longer
+        knows (retention passed), is stored with its real outcome. Without Temporal the stored page answers."""
+        stale = [i for i, d in enumerate(docs) if not d.status.finished]
+        if not stale:
+            return docs
+        try:
+            client = await self._client()
+        except Exception as exc:  # noqa: BLE001 - listing works from the store alone
+            log.warning("job_list_reconcile_skipped", error=str(exc))
+            return docs
+        out = list(docs)
+
+        async def one(i: int) -> None:
+            try:
+                out[i] = await self._reconcile(client, docs[i])
+            except TemporalUnavailableError as exc:
+                log.warning("job_status_unavailable", job_id=docs[i].id, error=str(exc))
+
+        await asyncio.gather(*(one(i) for i in stale))
+        return out
+
+    async def _reconcile(self, client: Client, doc: JobDocument) -> JobDocument:
+        execution = await _execution_status(client.get_workflow_handle(workflow_id_of(doc)))
+        if execution is None:
+            return await self._reconcile_unknown(doc)
+        return await self._reconcile_finished(client, doc, execution)
+
+    async def _reconcile_unknown(self, doc: JobDocument) -> JobDocument:
+        """Temporal does not know the run: past retention, or its start never reached Temporal. A document
+        younger than the grace period may be a start in progress and is left alone."""
+        started = doc.started_at
+        if started is not None and started.tzinfo is None:
+            started = started.replace(tzinfo=UTC)
+        if doc.status.finished or (started is not None and datetime.now(UTC) - started < UNKNOWN_RUN_GRACE):
+            return doc
+        reason = ("the run is no longer known to Temporal (its history passed retention, or it never started); "
+                  f"last recorded stage: {getattr(doc.stage, 'value', doc.stage)}")
+        fixed = next_revision(_mark_finished(doc, RunStatus.failed, reason=reason), doc)
+        await asyncio.to_thread(self._jobstore.put, fixed)
+        log.info("job_reconciled", job_id=doc.id, status=fixed.status.value, reason="unknown_to_temporal")
+        return fixed
 
     async def cancel(self, job_id: str) -> JobDocument:
         """Request cancellation of a running job (children and heartbeating activities follow)."""
@@ -306,16 +367,45 @@ class JobService:
         log.info("job_cancel_requested", job_id=job_id, workflow_id=handle.id)
         return doc
 
-    async def delete(self, job_id: str) -> JobDocument:
-        """Delete a finished job's stored document. Running jobs must be cancelled first; nothing is terminated."""
+    async def delete(self, job_id: str) -> JobDeletion:
+        """Delete a finished job: first what its run created on its platform (datasets, ICL datasets,
+        training work and adapters — by the RemoveRunResources workflow, on the workers that hold the
+        platform), then its stored document. Running jobs must be cancelled first; nothing is terminated.
+        If the clean-up has not answered within ``cleanup_wait``, the document stays and the error says so
+        (DELETE again later: the clean-up is idempotent)."""
         client = await self._client()
         doc = await self._stored(job_id)
         execution = await _execution_status(client.get_workflow_handle(workflow_id_of(doc)))
         if execution in (WorkflowExecutionStatus.RUNNING, WorkflowExecutionStatus.CONTINUED_AS_NEW):
             raise JobStillRunningError("Cannot delete a running job. Please cancel the job first.")
+        removed = await self._remove_run_resources(client, doc)
         await asyncio.to_thread(self._jobstore.delete, job_id)
-        log.info("job_deleted", job_id=job_id)
-        return doc
+        log.info("job_deleted", job_id=job_id, removed=len(removed))
+        return JobDeletion(doc=doc, removed=removed)
+
+    async def _remove_run_resources(self, client: Client, doc: JobDocument) -> list[str]:
+        settings = settings_for(self._settings, doc.config_name)
+        key, candidate_keys = models.run_resource_keys(workflow_id_of(doc), [n.model_name for n in doc.nims])
+        inp = models.RemoveRunInput(settings=settings, job_id=doc.id, run_key=key, candidate_keys=candidate_keys)
+        try:
+            handle = await client.start_workflow(
+                models.CLEANUP_WORKFLOW, inp, id=f"remove-{workflow_id_of(doc)}",
+                task_queue=settings.temporal.task_queues.orchestrator, result_type=models.RemoveRunResult,
+                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING)
+            result = await asyncio.wait_for(handle.result(), self.cleanup_wait.total_seconds())
+        except TimeoutError as exc:
+            raise TemporalUnavailableError(
+                f"clean-up of job {doc.id} on its platform did not finish within "
+                f"{self.cleanup_wait.total_seconds():.0f}s (are workers running?); the job was not deleted"
+            ) from exc
+        except RPCError as exc:
+            raise TemporalUnavailableError(f"Temporal did not start the clean-up of job {doc.id}: "
+                                           f"{exc.message}") from exc
+        except Exception as exc:  # the workflow failed: say why, keep the document
+            raise TemporalUnavailableError(f"clean-up of job {doc.id} failed: {exc}; the job was not deleted") \
+                from exc
+        return list(result.removed)
 
     async def promote(self, job_id: str, *, model_name: str, note: str | None = None, by: str | None = None) -> Any:
         """Promote a candidate of a run awaiting review; returns the update's result."""

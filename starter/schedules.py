@@ -1,4 +1,9 @@
-"""Temporal Schedules: one per (workload_id, client_id), cron spec, overlap policy SKIP.
+"""Temporal Schedules: one per (workload_id, client_id), cron spec, overlap policy ALLOW_ALL.
+
+Why ALLOW_ALL: a run ends its work (deployments torn down, results stored) before it waits up to a week
+for review, and every run's names derive from its own run key, so runs of one workload never share or
+block anything. With SKIP a daily schedule ran about once per review; now a scheduled run never waits
+behind another run's review (docs/versioning.md, "Review and schedules").
 
 Each scheduled run starts FlywheelRun with an empty job id; Temporal names the run
 ``flywheel-{workload}-{client}-sched-<timestamp>`` and FlywheelRun derives the job id
@@ -8,6 +13,7 @@ The action carries a settings snapshot taken when the schedule is created.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -59,6 +65,10 @@ def to_json(value: Any) -> Any:
     return value.to_dict() if isinstance(value, ScheduleInfo) else value
 
 
+# Runs of one schedule never block each other (see the module docstring).
+OVERLAP = ScheduleOverlapPolicy.ALLOW_ALL
+
+
 async def create_schedule(
     client: Client,
     settings: Settings,
@@ -90,7 +100,7 @@ async def create_schedule(
     schedule = Schedule(
         action=action,
         spec=ScheduleSpec(cron_expressions=[cron]),
-        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+        policy=SchedulePolicy(overlap=OVERLAP),
         state=ScheduleState(paused=paused, note=note or f"flywheel {workload_id}/{client_id}"),
     )
     await client.create_schedule(sid, schedule, memo={"workload_id": workload_id, "client_id": client_id, "cron": cron})
@@ -138,9 +148,19 @@ async def unpause_schedule(client: Client, sid: str, note: str | None = None) ->
     await client.get_schedule_handle(sid).unpause(note=note)
 
 
-async def trigger_schedule(client: Client, sid: str) -> None:
-    """Start a run now (still subject to overlap policy SKIP)."""
-    await client.get_schedule_handle(sid).trigger(overlap=ScheduleOverlapPolicy.SKIP)
+async def trigger_schedule(client: Client, sid: str, *, wait_s: float = 5.0) -> str | None:
+    """Start a run now; returns the started run's workflow id, or None if none showed within ``wait_s``."""
+    handle = client.get_schedule_handle(sid)
+    before = (await handle.describe()).info.num_actions
+    await handle.trigger(overlap=OVERLAP)
+    deadline = asyncio.get_running_loop().time() + wait_s
+    while True:
+        desc = await handle.describe()
+        if desc.info.num_actions > before and desc.info.recent_actions:
+            return getattr(desc.info.recent_actions[-1].action, "workflow_id", None)
+        if asyncio.get_running_loop().time() > deadline:
+            return None
+        await asyncio.sleep(0.2)
 
 
 async def delete_schedule(client: Client, sid: str) -> None:

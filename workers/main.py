@@ -35,6 +35,7 @@ from workers.payload_codec import PayloadKeyError, data_converter_for
 from workers.search_attributes import ensure_search_attributes
 from workflows.candidate_run import CandidateRun
 from workflows.flywheel_run import FlywheelRun
+from workflows.remove_run import RemoveRunResources
 
 log = logging.getLogger("flywheel.workers")
 
@@ -96,7 +97,7 @@ def expand_queues(queue: str) -> list[str]:
 
 
 def workflows() -> list[type]:
-    return [FlywheelRun, CandidateRun]
+    return [FlywheelRun, CandidateRun, RemoveRunResources]
 
 
 def build_workers(

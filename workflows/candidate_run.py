@@ -19,11 +19,12 @@ with workflow.unsafe.imports_passed_through():
     from activities.data import build_icl_dataset
     from activities.deployment import deploy, teardown
     from activities.evaluation import evaluate
+    from flywheel.ids import run_key
     from flywheel.jobdoc import CustomizationDoc, DeploymentStatus, EvaluationDoc, NimDoc, NimStatus
     from flywheel.platforms import customization_queue
     from flywheel.types import CustomizationSpec, DatasetRef, Endpoint, EvalSpec
     from flywheel.vocabulary import CustomizationStatus, EvalType, SplitName, TaskQueueRole
-    from workflows.common import error_text, error_type, long_options, short_options
+    from workflows.common import error_text, error_type, long_options, short_options, stall_seconds
     from workflows.models import (
         CANDIDATE_UPDATE_SIGNAL,
         CANDIDATE_WORKFLOW,
@@ -46,7 +47,9 @@ class CandidateRun:
     def __init__(self, inp: CandidateInput) -> None:
         self._inp = inp
         self._timeouts = inp.timeouts or ActivityTimeouts()
-        self._wf_id = workflow.info().workflow_id
+        # Every name this candidate creates (deployments, eval/customize jobs, ICL dataset) derives from its
+        # run key: the workflow id made safe for every platform (a scheduled run's id carries ':').
+        self._run_key = run_key(workflow.info().workflow_id)
         queues = inp.settings.temporal.task_queues
         self._cpu = queues.cpu
         self._train_queue = queues.gpu if customization_queue(inp.settings) == TaskQueueRole.gpu else queues.cpu
@@ -66,10 +69,10 @@ class CandidateRun:
         started = workflow.now()
         await self._notify()
         tasks: list[asyncio.Task[None]] = []
-        evicted = False
+        evicted = torn_down = False
         try:
             try:
-                base = await self._deploy(f"{self._wf_id}-base", None)
+                base = await self._deploy(f"{self._run_key}-base", None)
             except Exception as exc:
                 if is_cancelled_exception(exc):
                     raise
@@ -100,18 +103,25 @@ class CandidateRun:
                 raise
             nim.status = NimStatus.failed
             nim.error = nim.error or (exc.message if isinstance(exc, ApplicationError) else error_text(exc))
+            # Tear down first (same commands, same order as the finally below) so the entry the parent
+            # records from this error carries any teardown error / leaked deployment.
+            await self._finish(started)
+            torn_down = True
             raise ApplicationError(nim.error, nim.model_dump(mode="json"),
                                    type=error_type(exc) if not isinstance(exc, ApplicationError) else exc.type,
                                    non_retryable=True) from exc
         finally:
-            if not evicted:
-                nim.runtime_seconds = (workflow.now() - started).total_seconds()
-                # shield(ensure_future(...)): the teardown runs to the end even though this run is being
-                # cancelled (an awaited coroutine would be cancelled with it and leak the deployments).
-                await asyncio.shield(asyncio.ensure_future(self._teardown_all()))
+            if not evicted and not torn_down:
+                await self._finish(started)
         await self._notify()
         self._result.nim = nim
         return self._result
+
+    async def _finish(self, started: Any) -> None:
+        self._nim.runtime_seconds = (workflow.now() - started).total_seconds()
+        # shield(ensure_future(...)): the teardown runs to the end even though this run is being
+        # cancelled (an awaited coroutine would be cancelled with it and leak the deployments).
+        await asyncio.shield(asyncio.ensure_future(self._teardown_all()))
 
     def _branches(self, base: Endpoint) -> list[Any]:
         types, datasets = self._inp.eval_types, self._inp.datasets
@@ -165,8 +175,10 @@ class CandidateRun:
         t = self._timeouts
         endpoint = await workflow.execute_activity(
             deploy,
-            DeployInput(settings=self._inp.settings, nim=nim, name=name, adapter_uri=adapter_uri),
-            **long_options(t, self._cpu, start_to_close_s=t.deploy_start_to_close_s, heartbeat_s=t.deploy_heartbeat_s),
+            DeployInput(settings=self._inp.settings, nim=nim, name=name, adapter_uri=adapter_uri,
+                        stall_s=stall_seconds(t.deploy_stall_s)),
+            **long_options(t, self._cpu, start_to_close_s=t.deploy_start_to_close_s, heartbeat_s=t.deploy_heartbeat_s,
+                           schedule_to_close_s=t.deploy_schedule_to_close_s),
         )
         self._deployed[name] = endpoint
         return endpoint
@@ -182,6 +194,9 @@ class CandidateRun:
                 )
             except Exception as exc:  # noqa: BLE001 - recorded, never masks the run's outcome
                 self._result.errors[f"teardown:{name}"] = error_text(exc)
+                # In the candidate's entry: the deployment may still be running (and costing).
+                self._nim.teardown_errors.append(f"{name}: {error_text(exc)}")
+                self._nim.leaked_resources.append(f"deployment:{endpoint.deployment_name}")
                 workflow.logger.warning("teardown of %s failed: %s", name, error_text(exc))
 
     async def _evaluate(self, eval_type: EvalType, dataset: DatasetRef, endpoint: Endpoint,
@@ -191,7 +206,7 @@ class CandidateRun:
         await self._notify()
         s = self._inp.settings
         spec = EvalSpec(
-            name=f"{self._wf_id}-{eval_type}", eval_type=eval_type, dataset=dataset, endpoint=endpoint,
+            name=f"{self._run_key}-{eval_type}", eval_type=eval_type, dataset=dataset, endpoint=endpoint,
             judge=s.llm_judge_config, concurrency=s.evaluation.concurrency, max_tokens=s.evaluation.max_tokens,
             temperature=s.evaluation.temperature, request_timeout_s=s.evaluation.request_timeout_s,
             max_retries=s.evaluation.max_retries,
@@ -200,9 +215,9 @@ class CandidateRun:
         try:
             res = await workflow.execute_activity(
                 evaluate,
-                EvaluateInput(settings=s, spec=spec),
+                EvaluateInput(settings=s, spec=spec, stall_s=stall_seconds(t.evaluate_stall_s)),
                 **long_options(t, self._cpu, start_to_close_s=t.evaluate_start_to_close_s,
-                               heartbeat_s=t.evaluate_heartbeat_s),
+                               heartbeat_s=t.evaluate_heartbeat_s, schedule_to_close_s=t.evaluate_schedule_to_close_s),
             )
         except Exception as exc:
             if is_cancelled_exception(exc):
@@ -224,7 +239,7 @@ class CandidateRun:
         try:
             ref = await workflow.execute_activity(
                 build_icl_dataset,
-                BuildICLInput(settings=self._inp.settings, name=f"{self._wf_id}-icl",
+                BuildICLInput(settings=self._inp.settings, name=f"{self._run_key}-icl",
                               eval_dataset=datasets[SplitName.eval], train_dataset=datasets[SplitName.train],
                               context_length=self._inp.nim.context_length),
                 **short_options(self._timeouts, self._cpu, heartbeat_timeout=timedelta(
@@ -245,7 +260,7 @@ class CandidateRun:
         eval_doc.started_at = None  # starts when the customized model is deployed
         await self._notify()
         spec = CustomizationSpec(
-            name=f"{self._wf_id}-customize", nim=inp.nim, train=inp.datasets[SplitName.train],
+            name=f"{self._run_key}-customize", nim=inp.nim, train=inp.datasets[SplitName.train],
             val=inp.datasets.get(SplitName.val),
             training=s.training_config, lora=s.lora_config,
             output_model=customized_model_name(inp.nim.model_name, inp.job_id),
@@ -254,9 +269,10 @@ class CandidateRun:
         try:
             res = await workflow.execute_activity(
                 customize,
-                CustomizeInput(settings=s, spec=spec),
+                CustomizeInput(settings=s, spec=spec, stall_s=stall_seconds(t.customize_stall_s)),
                 **long_options(t, self._train_queue, start_to_close_s=t.customize_start_to_close_s,
-                               heartbeat_s=t.customize_heartbeat_s),
+                               heartbeat_s=t.customize_heartbeat_s,
+                               schedule_to_close_s=t.customize_schedule_to_close_s),
             )
         except Exception as exc:
             if is_cancelled_exception(exc):
@@ -275,7 +291,7 @@ class CandidateRun:
         eval_doc.started_at = workflow.now()
         await self._notify()
         try:
-            endpoint = await self._deploy(f"{self._wf_id}-customized", res.adapter_uri)
+            endpoint = await self._deploy(f"{self._run_key}-customized", res.adapter_uri)
         except Exception as exc:
             if is_cancelled_exception(exc):
                 raise

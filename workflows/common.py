@@ -43,9 +43,12 @@ def short_options(t: ActivityTimeouts, task_queue: str, **extra: Any) -> dict[st
 
 
 def long_options(t: ActivityTimeouts, task_queue: str, *, start_to_close_s: float, heartbeat_s: float,
-                 wait_for_cancellation: bool = True) -> dict[str, Any]:
+                 schedule_to_close_s: float | None = None, wait_for_cancellation: bool = True) -> dict[str, Any]:
     """Options of a long, heartbeating activity (prepare data, deploy, evaluate, customize).
 
+    With ``schedule_to_close_s`` the activity is retried without an attempt cap (``t.long_max_attempts``,
+    0 by default) until that much time has passed since it was first scheduled: worker restarts during a
+    long training must not use up its attempts.
     ``wait_for_cancellation``: on cancel the workflow waits until the activity has finished cancelling
     (remote job cancelled, trainer checkpointed) before it tears down what the activity was using.
     """
@@ -55,9 +58,17 @@ def long_options(t: ActivityTimeouts, task_queue: str, *, start_to_close_s: floa
         "heartbeat_timeout": timedelta(seconds=heartbeat_s),
         "retry_policy": retry_policy(t),
     }
+    if schedule_to_close_s is not None:
+        options["schedule_to_close_timeout"] = timedelta(seconds=schedule_to_close_s)
+        options["retry_policy"] = retry_policy(t, max_attempts=t.long_max_attempts)
     if wait_for_cancellation:
         options["cancellation_type"] = ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
     return options
+
+
+def stall_seconds(value: int) -> float | None:
+    """An ActivityTimeouts ``*_stall_s`` as an activity input (0 → never)."""
+    return float(value) if value > 0 else None
 
 
 def root_failure(exc: BaseException) -> BaseException:

@@ -19,6 +19,7 @@ from temporalio.workflow import ParentClosePolicy
 with workflow.unsafe.imports_passed_through():
     from activities.data import prepare_data
     from activities.persistence import aggregate_results, log_mlflow, persist_job, write_report
+    from flywheel.ids import run_key
     from flywheel.jobdoc import DatasetDoc, JobDocument, NimDoc, NimStatus, RunStatus, Stage
     from flywheel.vocabulary import TERMINAL_CUSTOMIZATION_STATUSES, CustomizationStatus, ReviewOutcome
     from workflows.candidate_run import CandidateRun
@@ -33,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.models import (
         CANDIDATE_UPDATE_SIGNAL,
         FLYWHEEL_WORKFLOW,
+        PATCH_COLLISION_FREE_CHILD_IDS,
         PROMOTE_UPDATE,
         REJECT_UPDATE,
         STATUS_QUERY,
@@ -50,6 +52,7 @@ with workflow.unsafe.imports_passed_through():
         ReviewDecision,
         candidate_workflow_id,
         job_id_from_workflow_id,
+        legacy_candidate_workflow_id,
     )
     from workflows.search_attributes import KEY_CLIENT_ID, KEY_JOB_TYPE, KEY_STAGE, KEY_WORKLOAD_ID
 
@@ -154,7 +157,7 @@ class FlywheelRun:
             t = self._timeouts
             prepared = await workflow.execute_activity(
                 prepare_data,
-                PrepareDataInput(settings=settings, workflow_id=info.workflow_id, job_id=job_id,
+                PrepareDataInput(settings=settings, workflow_id=run_key(info.workflow_id), job_id=job_id,
                                  workload_id=inp.workload_id, client_id=inp.client_id, data_split_config=split),
                 **long_options(t, self._cpu, start_to_close_s=t.prepare_start_to_close_s,
                                heartbeat_s=t.evaluate_heartbeat_s, wait_for_cancellation=False),
@@ -242,7 +245,7 @@ class FlywheelRun:
                     CandidateInput(parent_workflow_id=workflow.info().workflow_id, job_id=doc.id, nim=nim_cfg,
                                    settings=self._settings, datasets=prepared.datasets,
                                    eval_types=list(inp.eval_types), timeouts=inp.timeouts),
-                    id=candidate_workflow_id(workflow.info().workflow_id, nim_cfg.model_name),
+                    id=self._candidate_id(nim_cfg.model_name),
                     task_queue=self._settings.temporal.task_queues.orchestrator,
                     parent_close_policy=ParentClosePolicy.REQUEST_CANCEL,
                 )
@@ -290,6 +293,14 @@ class FlywheelRun:
     def _warn(self, message: str) -> None:
         self._doc.warnings.append(message)
         workflow.logger.warning(message)
+
+    def _candidate_id(self, model_name: str) -> str:
+        """The child's workflow id. Runs started before ids were made collision-free (model names
+        differing only in '/' vs '-') keep their old child ids when replayed (docs/versioning.md)."""
+        parent = workflow.info().workflow_id
+        if workflow.patched(PATCH_COLLISION_FREE_CHILD_IDS):
+            return candidate_workflow_id(parent, model_name)
+        return legacy_candidate_workflow_id(parent, model_name)
 
     async def _review(self, inp: FlywheelJobInput) -> None:
         timeout = inp.review_timeout_s if inp.review_timeout_s is not None else self._settings.temporal.review_timeout_s

@@ -1,5 +1,9 @@
 """What workflows, activities, the starter API and the CLI exchange. References and scores only.
 
+Every model here is :class:`~flywheel.carried.Carried`: it decodes across one version of the code up or
+down (unknown fields ignored at every depth, the strict Settings snapshot included; new fields need
+defaults). See docs/versioning.md.
+
 Shared constants (workflow names, query/update names, id format; search attributes in
 workflows/search_attributes.py) live here so
 the starter and the workers cannot disagree.
@@ -9,9 +13,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
+from flywheel.carried import Carried
 from flywheel.config import DataSplitConfig, NIMConfig, Settings
+from flywheel.ids import model_slug, run_key
 from flywheel.jobdoc import JobDocument, NimDoc
 from flywheel.types import CustomizationResult, CustomizationSpec, DatasetRef, Endpoint, EvalResult, EvalSpec
 from flywheel.vocabulary import EvalType, JobType, ReviewOutcome
@@ -33,11 +39,21 @@ def customized_model_name(model_name: str, job_id: str) -> str:
 
 
 def candidate_workflow_id(parent_id: str, model_name: str) -> str:
+    """Distinct for every model name (``org/m`` and ``org-m`` differ: see :func:`flywheel.ids.model_slug`)."""
+    return f"{parent_id}-cand-{model_slug(model_name)}"
+
+
+def legacy_candidate_workflow_id(parent_id: str, model_name: str) -> str:
+    """Child ids before PATCH_COLLISION_FREE_CHILD_IDS: ``org/m`` and ``org-m`` collided. Replay only."""
     safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in model_name)
     return f"{parent_id}-cand-{safe}"
 
 
-class FlywheelJobInput(BaseModel):
+# Workflow code changes gated by workflow.patched (docs/versioning.md lists them and when each may go).
+PATCH_COLLISION_FREE_CHILD_IDS = "collision-free-child-ids"
+
+
+class FlywheelJobInput(Carried):
     job_id: str
     workload_id: str
     client_id: str
@@ -52,7 +68,7 @@ class FlywheelJobInput(BaseModel):
     requested_by: str | None = None  # principal that started the run / created its schedule (audit trail)
 
 
-class PreparedData(BaseModel):
+class PreparedData(Carried):
     """Result of the data-prep activity."""
 
     num_records: int  # records extracted
@@ -61,7 +77,7 @@ class PreparedData(BaseModel):
     manifest_hash: str
 
 
-class CandidateInput(BaseModel):
+class CandidateInput(Carried):
     parent_workflow_id: str
     job_id: str
     nim: NIMConfig
@@ -71,7 +87,7 @@ class CandidateInput(BaseModel):
     timeouts: ActivityTimeouts | None = None
 
 
-class CandidateResult(BaseModel):
+class CandidateResult(Carried):
     model_name: str
     evaluations: dict[str, EvalResult] = Field(default_factory=dict)
     customization: CustomizationResult | None = None
@@ -79,30 +95,31 @@ class CandidateResult(BaseModel):
     nim: NimDoc | None = None  # the candidate's finished job-document entry
 
 
-class DeployInput(BaseModel):
+class DeployInput(Carried):
     settings: Settings
     nim: NIMConfig
     name: str
     adapter_uri: str | None = None
+    stall_s: float | None = None  # fail the attempt after this long without progress (None: never)
 
 
-class TeardownInput(BaseModel):
+class TeardownInput(Carried):
     settings: Settings
     endpoint: Endpoint
 
 
-class PromoteRequest(BaseModel):
+class PromoteRequest(Carried):
     model_name: str
     note: str | None = None
     by: str | None = None
 
 
-class RejectRequest(BaseModel):
+class RejectRequest(Carried):
     reason: str | None = None
     by: str | None = None
 
 
-class ReviewDecision(BaseModel):
+class ReviewDecision(Carried):
     decision: ReviewOutcome
     model_name: str | None = None
     note: str | None = None
@@ -124,6 +141,8 @@ ACT_PERSIST_JOB = "persist_job"
 ACT_WRITE_REPORT = "write_report"
 ACT_AGGREGATE = "aggregate_results"
 ACT_LOG_MLFLOW = "log_mlflow"
+ACT_REMOVE_RUN = "remove_run_resources"
+CLEANUP_WORKFLOW = "RemoveRunResources"
 CANDIDATE_UPDATE_SIGNAL = "candidate_update"  # child → parent: live NimDoc
 
 
@@ -143,7 +162,7 @@ def schedule_workflow_id_prefix(workload_id: str, client_id: str) -> str:
     return flywheel_workflow_id(workload_id, client_id, "sched")
 
 
-class ActivityTimeouts(BaseModel):
+class ActivityTimeouts(Carried):
     """Per-activity timeouts (seconds). Defaults are for production; tests pass small ones."""
 
     prepare_start_to_close_s: int = 2 * 3600
@@ -156,19 +175,31 @@ class ActivityTimeouts(BaseModel):
     short_start_to_close_s: int = 300  # teardown, persist, report, aggregate, icl
     retry_initial_interval_s: float = 1.0
     retry_max_interval_s: float = 60.0
-    max_attempts: int = 5  # 0 = unlimited
+    max_attempts: int = 5  # quick activities; 0 = unlimited
+    # Long activities (deploy, evaluate, customize) have NO attempt cap: every worker restart during a
+    # 48-hour training costs one attempt. Their whole life (all attempts and the waits between) is bounded
+    # by schedule-to-close instead.
+    long_max_attempts: int = 0  # 0 = unlimited
+    deploy_schedule_to_close_s: int = 24 * 3600
+    evaluate_schedule_to_close_s: int = 3 * 24 * 3600
+    customize_schedule_to_close_s: int = 7 * 24 * 3600
+    # Stall: an attempt whose reported progress has not changed for this long fails (retryably, type
+    # "Stalled") so a hung call is retried instead of heartbeating until start-to-close. 0 = never.
+    deploy_stall_s: int = 3600
+    evaluate_stall_s: int = 2 * 3600
+    customize_stall_s: int = 6 * 3600
 
 
-class PrepareDataInput(BaseModel):
+class PrepareDataInput(Carried):
     settings: Settings
-    workflow_id: str  # run key: datasets are stored under it (idempotent on retry)
+    workflow_id: str  # the run key (flywheel.ids.run_key of the workflow id): datasets are stored under it
     job_id: str
     workload_id: str
     client_id: str
     data_split_config: DataSplitConfig  # effective config (override already applied)
 
 
-class BuildICLInput(BaseModel):
+class BuildICLInput(Carried):
     settings: Settings
     name: str  # deterministic: "{candidate_wf_id}-icl"
     eval_dataset: DatasetRef
@@ -176,27 +207,54 @@ class BuildICLInput(BaseModel):
     context_length: int  # the candidate's context length (per model, not global)
 
 
-class EvaluateInput(BaseModel):
+class EvaluateInput(Carried):
     settings: Settings
     spec: EvalSpec
+    stall_s: float | None = None  # fail the attempt after this long without progress (None: never)
 
 
-class CustomizeInput(BaseModel):
+class CustomizeInput(Carried):
     settings: Settings
     spec: CustomizationSpec
+    stall_s: float | None = None  # fail the attempt after this long without progress (None: never)
 
 
-class PersistJobInput(BaseModel):
+class RemoveRunInput(Carried):
+    """DELETE of a finished job: what to remove from the platform the run used."""
+
+    settings: Settings
+    job_id: str
+    run_key: str
+    candidate_keys: list[str] = Field(default_factory=list)
+
+
+class RemoveRunResult(Carried):
+    removed: list[str] = Field(default_factory=list)  # "<platform>: <what>", one per thing removed
+    errors: list[str] = Field(default_factory=list)
+
+
+def run_resource_keys(workflow_id: str, model_names: list[str]) -> tuple[str, list[str]]:
+    """The run key and the candidate keys a run (``workflow_id``, candidates ``model_names``) stored its
+    things under — both child-id generations, since runs from before the patch used the legacy ids."""
+    keys: list[str] = []
+    for model in model_names:
+        for child in (candidate_workflow_id(workflow_id, model), legacy_candidate_workflow_id(workflow_id, model)):
+            if run_key(child) not in keys:
+                keys.append(run_key(child))
+    return run_key(workflow_id), keys
+
+
+class PersistJobInput(Carried):
     settings: Settings
     doc: JobDocument
 
 
-class AggregateInput(BaseModel):
+class AggregateInput(Carried):
     settings: Settings
     doc: JobDocument
 
 
-class ReportInput(BaseModel):
+class ReportInput(Carried):
     settings: Settings
     doc: JobDocument
 

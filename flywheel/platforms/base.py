@@ -11,7 +11,7 @@ Capabilities that differ between platforms have defaults here (implementations s
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from flywheel.config import NIMConfig
@@ -52,6 +52,11 @@ class Platform(Protocol):
 
     async def customize(self, spec: CustomizationSpec, progress: ProgressFn | None = None) -> CustomizationResult:
         """Fine-tune; idempotent by ``spec.name`` (resumes or re-attaches to an existing job)."""
+
+    async def remove_run(self, run_key: str, candidate_keys: Sequence[str]) -> list[str]:
+        """Delete what a finished run created here under these keys (datasets, ICL datasets, training
+        work, adapters); returns a line per thing removed. Default: nothing is known to remove."""
+        return []
 
     async def cancel(self, name: str) -> None:
         """Best-effort cancel of a remote job named ``name`` (no-op where nothing runs remotely)."""

@@ -116,6 +116,7 @@ class NemoV2Platform(Platform):
     def __init__(self, settings: Settings, timing: NemoV2Timing | None = None, *,
                  is_worker_shutdown: WorkerShutdownProbe = never_shutting_down) -> None:
         self.settings = settings
+        self.is_worker_shutdown = is_worker_shutdown
         if timing is None:
             timing = NemoV2Timing()
             if settings.nmp_config.poll_interval_s is not None:
@@ -210,7 +211,9 @@ class NemoV2Platform(Platform):
                         base_url=self.gateway_url(provider), details={"provider": provider, "workspace": self.ws})
 
     async def teardown(self, endpoint: Endpoint) -> None:
-        provider = endpoint.details.get("provider") or endpoint.deployment_name
+        # A placeholder (deploy cancelled or failed) has no details: its name is the workflow's, which
+        # register_provider maps with entity_name.
+        provider = endpoint.details.get("provider") or entity_name(endpoint.deployment_name)
         await self._call("DELETE", f"/apis/models/v2/workspaces/{self.ws}/providers/{provider}",
                          ok=(200, 202, 204, 404))
 
@@ -272,7 +275,9 @@ class NemoV2Platform(Platform):
                                         error_type="Timeout", details={"job_id": job, "status": state})
                 await asyncio.sleep(self.timing.poll_interval_s)
         except asyncio.CancelledError:
-            await asyncio.shield(self.cancel(spec.name))
+            # A worker shutdown leaves the job running: the retried attempt re-attaches to it by name.
+            if not self.is_worker_shutdown():
+                await asyncio.shield(self.cancel(spec.name))
             raise
         agg = (await self._call("GET", f"{self.job_path(job)}/results/aggregate-scores/download")).json()
         ours = {m.nemo_v2: m.name for m in METRICS if m.nemo_v2}  # NeMo Platform score name → registered metric

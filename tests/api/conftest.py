@@ -8,12 +8,14 @@ import uuid
 import pytest
 from temporalio.worker import Worker
 
+from activities.cleanup import remove_run_resources
 from flywheel.config import load_settings
 from starter.api import create_app
 from starter.auth import KeyStore
 from starter.auth.authenticator import default_keys_file
 from tests.api.fake_flywheel import FAKE_CANDIDATES, FakeFlywheelRun
 from tests.helpers.api import NEVER_ISSUED_KEY, ROLES, authed_client
+from workflows.remove_run import RemoveRunResources
 
 
 @pytest.fixture(scope="session")
@@ -23,7 +25,9 @@ def task_queue() -> str:
 
 @pytest.fixture(scope="session")
 async def fake_worker(temporal_env, task_queue):
-    async with Worker(temporal_env.client, task_queue=task_queue, workflows=[FakeFlywheelRun]):
+    # DELETE runs the real platform clean-up (RemoveRunResources → remove_run_resources, local platform).
+    async with Worker(temporal_env.client, task_queue=task_queue, workflows=[FakeFlywheelRun, RemoveRunResources],
+                      activities=[remove_run_resources]):
         yield
 
 
@@ -34,7 +38,7 @@ def api_settings(tmp_path_factory, task_queue):
         environ={},
         overrides={
             "platform": {"data_dir": str(data_dir)},
-            "temporal": {"task_queues": {"orchestrator": task_queue}},
+            "temporal": {"task_queues": {"orchestrator": task_queue, "cpu": task_queue}},
             "nims": [{"model_name": name} for name in FAKE_CANDIDATES],
         },
     )

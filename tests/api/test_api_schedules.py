@@ -37,7 +37,10 @@ async def test_schedule_lifecycle(api):
     assert (await api.get(f"/api/schedules/{sid}")).json()["paused"] is True
     assert (await api.post(f"/api/schedules/{sid}/unpause")).status_code == 200
     assert (await api.get(f"/api/schedules/{sid}")).json()["paused"] is False
-    assert (await api.post(f"/api/schedules/{sid}/trigger")).status_code == 200
+    triggered = await api.post(f"/api/schedules/{sid}/trigger")
+    assert triggered.status_code == 200
+    started = triggered.json()["workflow_id"]  # the trigger says which run it started
+    assert started and started.startswith(f"flywheel-{workload}-") and started in triggered.json()["message"]
 
     deleted = await api.delete(f"/api/schedules/{sid}")
     assert deleted.status_code == 200

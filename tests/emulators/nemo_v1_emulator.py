@@ -254,6 +254,14 @@ class NemoV1Emulator:
             found = emu.datasets.get(f"{ns}/{name}")
             return sdk(Dataset, found) if found else error(404, f"dataset {ns}/{name} not found")
 
+        @app.delete("/v1/datasets/{ns}/{name}")
+        def delete_dataset(ns: str, name: str):
+            with emu.lock:
+                found = emu.datasets.pop(f"{ns}/{name}", None)
+            if found is None:
+                return error(404, f"dataset {ns}/{name} not found")
+            return sdk(DeleteResponse, {"id": found["id"], "deleted_at": now(), "message": "Resource deleted"})
+
         @app.post("/v1/models")
         def create_model(body: dict[str, Any]):
             key = f"{body['namespace']}/{body['name']}"
@@ -281,6 +289,12 @@ class NemoV1Emulator:
                                          "url": f"{emu.url}/v1/hf/datasets/{repo_id}"}, 409)
                 emu.repos[repo_id] = {}
             return JSONResponse({"url": f"{emu.url}/v1/hf/datasets/{repo_id}"})
+
+        @app.delete("/v1/hf/api/repos/delete")
+        def hf_delete_repo(body: dict[str, Any]):
+            with emu.lock:
+                found = emu.repos.pop(f"{body.get('organization')}/{body['name']}", None)
+            return JSONResponse({}) if found is not None else JSONResponse({"error": "Repository not found"}, 404)
 
         @app.post("/v1/hf/api/datasets/{ns}/{repo}/preupload/{revision}")
         def hf_preupload(ns: str, repo: str, revision: str, body: dict[str, Any]):

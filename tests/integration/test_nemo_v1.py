@@ -106,6 +106,18 @@ async def test_datasets_upload_register_read_idempotent(platform, emu):
     assert await platform.read_dataset(first["eval"]) == json.loads(json.dumps(rows(), sort_keys=True))
 
 
+async def test_remove_run_deletes_its_datasets_and_repos_only(platform, emu):
+    """DELETE of a job: the run's splits and each candidate's ICL dataset go (entity + Datastore repo)."""
+    await platform.put_datasets("wf-1", {"eval": rows(), "train": rows()})
+    await platform.put_datasets("wf-1-cand-m-icl", {"icl": rows()})
+    await platform.put_datasets("wf-2", {"eval": rows()})  # another run
+    removed = await platform.remove_run("wf-1", ["wf-1-cand-m", "wf-1-cand-never-ran"])
+    assert removed == [f"dataset {NS}/wf-1", f"datastore repo {NS}/wf-1",
+                       f"dataset {NS}/wf-1-cand-m-icl", f"datastore repo {NS}/wf-1-cand-m-icl"]
+    assert set(emu.datasets) == {f"{NS}/wf-2"} and set(emu.repos) == {f"{NS}/wf-2"}
+    assert await platform.remove_run("wf-1", ["wf-1-cand-m"]) == []  # again: nothing left, no error
+
+
 # -- evaluation ----------------------------------------------------------------------------------
 async def test_evaluation_inline_target_scores_equal_evaluator_of_record(platform, emu, settings):
     _refs, spec = await _eval_spec(platform, settings)
@@ -336,3 +348,26 @@ async def test_customized_model_deploy_waits_for_adapter(platform, emu, settings
     endpoint = await platform.deploy(settings.nims[0], "wf-1-llama-custom", adapter_uri=f"{NS}/customized-llama@wf-1",
                                      progress=seen.append)
     assert endpoint.served_model == f"{NS}/customized-llama@wf-1" and seen and seen[0]["status"] == "waiting-for-model"
+
+
+async def test_cancelled_deploy_placeholder_is_torn_down_under_its_remote_name(platform, emu, settings):
+    """The workflow records Endpoint(deployment_name=<its name>, status="unknown") before deploying; a deploy
+    that is then cancelled leaves a DMS deployment named deployment_name(<its name>). Teardown finds it."""
+    from flywheel.platforms.nemo_v1.deployment import deployment_name
+    from flywheel.types import Endpoint
+
+    name = "flywheel-wl-cl-sched-2026-12-02T01-03-04Z-3f1a-cand-Meta-Llama-base"  # mixed case: DMS name differs
+    emu.deployment_script = ["pending"] * 1000  # never ready
+    deploying = asyncio.create_task(platform.deploy(settings.nims[0], name))
+    for _ in range(200):
+        if emu.deployments:
+            break
+        await asyncio.sleep(0.02)
+    deploying.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await deploying
+    assert deployment_name(name) != name and len(emu.deployments) == 1
+    placeholder = Endpoint(deployment_name=name, model_name=BASE, served_model=BASE, base_url="", status="unknown")
+    await platform.teardown(placeholder)
+    assert emu.deployments == {}
+    assert emu.count("DELETE", f"/v1/deployment/model-deployments/{NS}/{deployment_name(name)}") == 1

@@ -264,3 +264,63 @@ async def test_activity_worker_sigkilled_during_customization(client: Client, em
     assert emu.count("POST", "/v1/customization/jobs") == 1
     assert emu.count("POST", "/v1/customization/configs") == 1
     assert emu.count("POST", "/v1/evaluation/jobs") == len(EVAL_TYPES)
+
+
+def long_running(kind: str, steps: int) -> list[dict[str, Any]]:
+    """A job script that stays ``running`` for ``steps`` status reads (~0.05 s apart) before it completes."""
+    if kind == "customization":
+        running = [{"status": "running", "percentage_done": float(i), "epochs_completed": i * 2 // steps,
+                    "steps_completed": i} for i in range(1, steps)]
+        done = {"status": "completed", "percentage_done": 100.0, "epochs_completed": 2, "steps_completed": steps,
+                "train_loss": 0.2}
+    else:
+        running = [{"status": "running", "progress": float(i)} for i in range(1, steps)]
+        done = {"status": "completed", "progress": 100.0}
+    return [{"status": "created"}, {"status": "pending"}, *running, done]
+
+
+@pytest.mark.slow  # ~40 s on a loaded machine; the default lane has tests/workflow/test_activity_cancel.py
+async def test_worker_sigterm_during_customize_and_evaluate_keeps_remote_jobs(
+        client: Client, emu: NemoV1Emulator, nim: ScriptedOpenAI, tmp_path: Path) -> None:
+    """A rolling deploy (SIGTERM) while customize and base/icl evaluate poll their remote jobs: nothing is
+    cancelled remotely, and the retried attempts on the next worker re-attach to the SAME jobs."""
+    emu.customization_script = long_running("customization", 120)
+    emu.eval_script = long_running("evaluation", 60)
+    settings = make_settings(tmp_path, emu, nim, client)
+    settings_path = tmp_path / "settings.json"
+    settings_path.write_text(settings.model_dump_json())
+    log = tmp_path / "worker.log"
+    first = spawn_activity_worker(WORKER_MODULE, settings_path, log)
+    second = None
+    loop = asyncio.get_running_loop()
+    try:
+        async with orchestrator(client, settings, activities=False):
+            job_id, handle = await start_run(client, settings)
+            await _wait(lambda: any(j.step >= 10 for j in jobs(emu, "customization"))
+                        and len(jobs(emu, "evaluation")) >= 2
+                        and all(j.step >= 3 for j in jobs(emu, "evaluation")), 60,
+                        f"customization and two evaluations to be polled (worker log: {log})")
+            first.send_signal(signal.SIGTERM)  # graceful shutdown: the SDK cancels the running activities
+            first.wait(15)
+            t_term = loop.time()
+            assert first.returncode is not None
+            live = {j.id: j.step for j in emu.jobs.values()}
+            assert not any(j.cancelled for j in emu.jobs.values())
+            assert emu.count("POST", r"/v1/(customization|evaluation)/jobs/.+/cancel") == 0
+            second = spawn_activity_worker(WORKER_MODULE, settings_path, log)
+            await _wait(lambda: all(emu.jobs[i].step > s for i, s in live.items()), 60,
+                        "the new worker to poll every job again")
+            recovered_s = loop.time() - t_term
+            doc = await asyncio.wait_for(handle.result(), 90)
+            attempts = await customize_attempts(client, handle.id)
+    finally:
+        stop_process(first)
+        stop_process(second)
+    assert_completed_run(doc, emu, nim, settings, job_id, handle.id)
+    assert attempts == [2], attempts
+    # Never cancelled, never created twice: exactly one remote job per customization / eval type.
+    assert emu.count("POST", r"/v1/(customization|evaluation)/jobs/.+/cancel") == 0
+    assert not any(j.cancelled for j in emu.jobs.values())
+    assert emu.count("POST", "/v1/customization/jobs") == 1
+    assert emu.count("POST", "/v1/evaluation/jobs") == len(EVAL_TYPES)
+    print(f"SIGTERM recovery: every remote job polled again {recovered_s:.2f}s after the old worker exited")

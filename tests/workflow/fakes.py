@@ -2,8 +2,11 @@
 
 Behaviour is driven by the candidate's model name so it also works in a separate worker process:
 ``fail-deploy`` in the name → deploy fails (non-retryable); ``fail-eval`` → every evaluation fails;
-``slow`` → evaluations wait (heartbeating) until ``<data_dir>/release`` exists; ``nocap`` →
-customization is unavailable. Every call is appended to ``<data_dir>/calls.jsonl``.
+``slow`` → evaluations wait (heartbeating) until ``<data_dir>/release`` exists; ``flaky`` → each
+evaluation fails retryably on its first 4 attempts; ``leak`` → teardown fails; ``broken`` → every
+attempt fails retryably; ``nocap`` →
+customization is unavailable; while ``<data_dir>/hold-prepare`` (``hold-customize``) exists, data
+preparation (customization) waits, heartbeating. Every call is appended to ``<data_dir>/calls.jsonl``.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.cleanup import remove_run_resources
 from activities.persistence import aggregate_results, persist_job
 from flywheel.types import CustomizationResult, DatasetRef, Endpoint, EvalResult
 from workflows.models import (
@@ -49,13 +53,20 @@ def calls(data_dir: str | Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+async def _hold(path: Path) -> None:
+    while path.exists():
+        activity.heartbeat({"held_by": path.name})
+        await asyncio.sleep(0.1)
+
+
 @activity.defn(name="prepare_data")
 async def prepare_data(inp: PrepareDataInput) -> PreparedData:
     d = inp.settings.platform.data_dir
     record(d, "prepare_data", "start", split=inp.data_split_config.model_dump())
+    await _hold(Path(d) / "hold-prepare")
     refs = {s: DatasetRef(name=f"{inp.workflow_id}-{s}", split=s, uri=f"file:///fake/{s}.jsonl", num_records=n)
             for s, n in (("eval", 20), ("train", 60), ("val", 7))}
-    record(d, "prepare_data", "done")
+    record(d, "prepare_data", "done", name=inp.workflow_id)
     return PreparedData(num_records=87, curation={"kept": 87, "dropped": {"invalid": 3}}, datasets=refs,
                         manifest_hash="abc123")
 
@@ -80,6 +91,8 @@ async def deploy(inp: DeployInput) -> Endpoint:
 
 @activity.defn(name="teardown")
 async def teardown(inp: TeardownInput) -> None:
+    if "leak" in inp.endpoint.model_name:
+        raise ApplicationError("DMS answered 500 on delete", type="TeardownFailed", non_retryable=True)
     record(inp.settings.platform.data_dir, "teardown", "done", name=inp.endpoint.deployment_name)
 
 
@@ -91,6 +104,8 @@ async def evaluate(inp: EvaluateInput) -> EvalResult:
     if "fail-eval" in model:
         raise ApplicationError("endpoint returned 400 for every request", type="EvaluationFailed",
                                non_retryable=True)
+    if ("flaky" in model and activity.info().attempt <= 4) or "broken" in model:
+        raise ApplicationError(f"endpoint unreachable (attempt {activity.info().attempt})", type="Unreachable")
     if "slow" in model:
         release = Path(d) / "release"
         try:
@@ -116,6 +131,7 @@ async def evaluate(inp: EvaluateInput) -> EvalResult:
 async def customize(inp: CustomizeInput) -> CustomizationResult:
     d, spec = inp.settings.platform.data_dir, inp.spec
     record(d, "customize", "start", name=spec.name)
+    await _hold(Path(d) / "hold-customize")
     if "nocap" in spec.nim.model_name:
         raise ApplicationError("local customization needs the local extra (peft)",
                                type="CapabilityUnavailable", non_retryable=True)
@@ -133,4 +149,4 @@ async def write_report(inp: ReportInput) -> str:
 
 # Real persistence (sqlite job store) and aggregation (flywheel.stats) run as they are.
 FAKE_ACTIVITIES = [prepare_data, build_icl_dataset, deploy, teardown, evaluate, customize, write_report,
-                   persist_job, aggregate_results]
+                   persist_job, aggregate_results, remove_run_resources]  # the real clean-up (local platform)

@@ -64,3 +64,28 @@ async def test_schedule_lifecycle(client: Client, tmp_path: Path) -> None:
 
 async def _listed(client: Client, sid: str):
     return next((s for s in await schedules.list_schedules(client) if s.schedule_id == sid), None)
+
+
+async def test_scheduled_run_never_waits_behind_another_runs_review(client: Client, tmp_path: Path) -> None:
+    """Run 1 parks in awaiting_review (a week-long review); triggering again starts run 2 at once, and the
+    trigger names the run it started."""
+    settings = make_settings(tmp_path, ["alpha"], customize=(), review_timeout_s=7 * 24 * 3600)
+    sid = await schedules.create_schedule(client, settings, "wreview", "c1", "0 0 1 1 *", paused=True)
+    try:
+        async with running_workers(client, settings):
+            first = await schedules.trigger_schedule(client, sid)
+            assert first and first.startswith(flywheel_workflow_id("wreview", "c1", "sched-"))
+
+            async def awaiting_review():
+                doc = await client.get_workflow_handle(first).query("status", result_type=JobDocument)
+                return doc if doc is not None and doc.stage == "awaiting_review" else None
+
+            await wait_for(awaiting_review, timeout=30)
+            await asyncio.sleep(1.1)  # a different second: Temporal names runs by their action time
+            second = await schedules.trigger_schedule(client, sid)
+            assert second is not None and second != first, "the trigger started nothing while run 1 awaits review"
+            assert (await client.get_workflow_handle(first).describe()).status.name == "RUNNING"
+            for wf_id in (first, second):
+                await client.get_workflow_handle(wf_id).terminate("test over")
+    finally:
+        await schedules.delete_schedule(client, sid)

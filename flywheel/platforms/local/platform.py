@@ -14,14 +14,14 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from flywheel import evaluator
 from flywheel.config import NIMConfig, Settings
 from flywheel.platforms.base import Platform
-from flywheel.platforms.local import datasets
+from flywheel.platforms.local import cleanup, datasets
 from flywheel.platforms.local.server_processes import ModelServerManager
 from flywheel.platforms.local.weights import provision
 from flywheel.progress import DeploymentProgress, EvaluationProgress
@@ -79,6 +79,9 @@ class LocalPlatform(Platform):
 
     async def read_dataset(self, ref: DatasetRef) -> list[dict[str, Any]]:
         return await asyncio.to_thread(datasets.read_rows, ref)
+
+    async def remove_run(self, run_key: str, candidate_keys: Sequence[str]) -> list[str]:
+        return await asyncio.to_thread(cleanup.remove_run, self.data_dir, run_key, candidate_keys)
 
     # ------------------------------------------------------------------ serving
 

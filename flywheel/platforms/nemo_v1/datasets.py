@@ -121,6 +121,36 @@ class DatasetsV1:
             raise PlatformError(f"dataset {ns}/{name} exists with files_url {existing.files_url!r}, "
                                 f"expected {files_url!r}", retryable=False)
 
+    async def remove(self, run_key: str) -> list[str]:
+        """Delete the dataset entity and the Datastore repo stored under ``run_key`` (DELETE of a job);
+        returns what existed and was removed. Already gone is fine."""
+        ns, name = self.c.namespace, repo_name(run_key)
+        removed = []
+        try:
+            await self.c.sdk.datasets.delete(name, namespace=ns)
+            removed.append(f"dataset {ns}/{name}")
+        except Exception as exc:
+            if status_error(exc) != 404:
+                raise to_platform_error(exc, f"delete dataset {ns}/{name}") from exc
+
+        def delete_repo() -> bool:
+            from huggingface_hub.errors import HfHubHTTPError
+
+            try:
+                self.c.hf.delete_repo(f"{ns}/{name}", repo_type="dataset")
+                return True
+            except HfHubHTTPError as exc:  # a plain 404 (no HF error-code header) is "not found" too
+                if getattr(exc.response, "status_code", None) == 404:
+                    return False
+                raise
+
+        try:
+            if await asyncio.to_thread(delete_repo):
+                removed.append(f"datastore repo {ns}/{name}")
+        except Exception as exc:
+            raise PlatformError(f"delete Datastore repo {ns}/{name} failed: {exc}") from exc
+        return removed
+
     async def read(self, ref: DatasetRef) -> list[dict[str, Any]]:
         repo_id, path = parse_hf_uri(ref.uri)
         url = f"{self.c.datastore_url}/v1/hf/datasets/{repo_id}/resolve/main/{path}"

@@ -127,11 +127,16 @@ class DeploymentV1:
             raise to_platform_error(exc, f"create deployment {dname}") from exc
 
     async def teardown(self, endpoint: Endpoint) -> None:
-        if not endpoint.details.get("managed"):
+        """Delete a deployment we created. A placeholder (``status == "unknown"``: the workflow recorded the
+        name it asked for before a deploy that was cancelled or failed) carries the workflow's name, not
+        the DMS one: map it with :func:`deployment_name` and delete whatever the deploy may have created."""
+        placeholder = endpoint.status == "unknown"
+        if not placeholder and not endpoint.details.get("managed"):
             return
         ns = endpoint.details.get("namespace") or self.c.namespace
+        dname = deployment_name(endpoint.deployment_name) if placeholder else endpoint.deployment_name
         try:
-            await self.c.sdk.deployment.model_deployments.delete(endpoint.deployment_name, namespace=ns)
+            await self.c.sdk.deployment.model_deployments.delete(dname, namespace=ns)
         except Exception as exc:
             if status_error(exc) != 404:
-                raise to_platform_error(exc, f"delete deployment {ns}/{endpoint.deployment_name}") from exc
+                raise to_platform_error(exc, f"delete deployment {ns}/{dname}") from exc

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from flywheel.config import NIMConfig, Settings
@@ -62,6 +62,14 @@ class NemoV1Platform(Platform):
 
     async def read_dataset(self, ref: DatasetRef) -> list[dict[str, Any]]:
         return await self.datasets.read(ref)
+
+    async def remove_run(self, run_key: str, candidate_keys: Sequence[str]) -> list[str]:
+        """The run's split datasets and each candidate's ICL dataset (entity + Datastore repo). Finished
+        jobs, deployments (torn down by the run) and customized models stay (docs/api.md, DELETE)."""
+        removed: list[str] = []
+        for key in [run_key, *(f"{k}-icl" for k in candidate_keys)]:
+            removed += await self.datasets.remove(key)
+        return removed
 
     async def deploy(self, nim: NIMConfig, name: str, adapter_uri: str | None = None,
                      progress: ProgressFn | None = None) -> Endpoint:
