@@ -34,9 +34,20 @@ def settings_key(settings: Settings) -> str:
     return hashlib.sha256(settings.model_dump_json().encode()).hexdigest()
 
 
-def in_worker_shutdown() -> bool:
-    """True inside an activity whose worker is shutting down (its remote jobs must keep running)."""
-    return activity.in_activity() and activity.is_worker_shutdown()
+def keep_remote_jobs() -> bool:
+    """True inside an activity whose remote jobs must keep running for the retry to re-attach to.
+
+    Only a person cancelling the run may cancel a remote job. The worker shutting down (rolling deploy,
+    SIGTERM) must not, and neither may any other cancellation Temporal delivers without a request: a
+    heartbeat timeout on a loaded or partitioned worker, a pause or a reset. Cancelling a multi-hour
+    fine-tune there would turn a retryable hiccup into a lost run.
+    """
+    if not activity.in_activity():
+        return False
+    if activity.is_worker_shutdown():
+        return True
+    details = activity.cancellation_details()
+    return details is not None and not details.cancel_requested
 
 
 def get_platform(settings: Settings) -> Platform:
@@ -44,7 +55,7 @@ def get_platform(settings: Settings) -> Platform:
     key = settings_key(settings)
     platform = _platforms.get(key)
     if platform is None:
-        platform = make_platform(settings, is_worker_shutdown=in_worker_shutdown)
+        platform = make_platform(settings, is_worker_shutdown=keep_remote_jobs)
         _platforms[key] = platform
     return platform
 
@@ -170,7 +181,7 @@ async def run_with_heartbeat(
             work.cancel()
             with contextlib.suppress(BaseException):
                 await work
-        if on_cancel is not None and not in_worker_shutdown():
+        if on_cancel is not None and not keep_remote_jobs():
             with contextlib.suppress(Exception):
                 await asyncio.shield(on_cancel())
         raise

@@ -20,8 +20,9 @@ from flywheel.vocabulary import EvalType
 # Progress callbacks receive small JSON-able dicts (see flywheel.progress for their typed shapes);
 # activities turn them into heartbeats.
 ProgressFn = Callable[[dict[str, Any]], None]
-# Asks the host whether its worker is shutting down (then a remote job must be left running so the
-# retried activity re-attaches to it, instead of being cancelled).
+# Asks the host whether a cancellation must leave remote jobs running (the worker is shutting down, or
+# Temporal cancelled the attempt without a person asking: heartbeat timeout, pause), so the retried
+# activity re-attaches to them instead of finding them cancelled.
 WorkerShutdownProbe = Callable[[], bool]
 
 

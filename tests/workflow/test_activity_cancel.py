@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from temporalio.activity import ActivityCancellationDetails
 from temporalio.testing import ActivityEnvironment
 
 from activities.common import run_with_heartbeat
@@ -35,7 +36,10 @@ async def _cancelled_attempt(stop: str) -> list[str]:
     await asyncio.wait_for(started.wait(), 5)
     if stop == "worker_shutdown":
         env.worker_shutdown()  # the SDK then cancels the attempt (graceful timeout elapsed)
-    env.cancel()
+    if stop == "heartbeat_timeout":  # a loaded worker missed its heartbeats: the server timed the attempt out
+        env.cancel(ActivityCancellationDetails(timed_out=True))
+    else:
+        env.cancel()
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(task, 5)
     return remote_cancels
@@ -47,3 +51,7 @@ async def test_cancel_by_a_person_cancels_the_remote_job() -> None:
 
 async def test_worker_shutdown_never_cancels_the_remote_job() -> None:
     assert await _cancelled_attempt("worker_shutdown") == []
+
+
+async def test_heartbeat_timeout_never_cancels_the_remote_job() -> None:
+    assert await _cancelled_attempt("heartbeat_timeout") == []
