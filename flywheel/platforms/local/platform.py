@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from flywheel import evaluator
+from flywheel.artifacts import open_artifact_store
+from flywheel.cluster import serving_hosts
 from flywheel.config import NIMConfig, Settings
 from flywheel.platforms.base import Platform
 from flywheel.platforms.local import datasets
@@ -64,9 +66,14 @@ class LocalPlatform(Platform):
 
     def __init__(self, settings: Settings, *, is_worker_shutdown: WorkerShutdownProbe = never_shutting_down) -> None:
         self.settings = settings
-        self.data_dir = Path(settings.platform.data_dir)
+        self.data_dir = settings.data_dir
         self.models_dir = self.data_dir / "models"
-        self.servers = ModelServerManager(self.data_dir)
+        bind_host, advertise_host = serving_hosts(settings)
+        # In a cluster, deployment records live in the shared artifact store (any worker can find,
+        # reuse, tear down or revive a deployment); on one host, in <data_dir>/deployments.
+        self.artifacts = open_artifact_store(settings)
+        self.servers = ModelServerManager(self.data_dir, bind_host=bind_host, advertise_host=advertise_host,
+                                          shared=self.artifacts if settings.cluster.active else None)
         # A llama.cpp server answers one request at a time: evaluations of one deployment take turns,
         # one request in flight, so measured latency is service time, not time queued behind others.
         self._eval_turns: dict[str, asyncio.Lock] = {}
@@ -75,10 +82,11 @@ class LocalPlatform(Platform):
     # ------------------------------------------------------------------ datasets
 
     async def put_datasets(self, run_key: str, splits: Mapping[str, Iterable[dict[str, Any]]]) -> dict[str, DatasetRef]:
-        return await asyncio.to_thread(datasets.write_splits, self.data_dir, run_key, splits)
+        return await asyncio.to_thread(datasets.put_splits, self.artifacts, self.data_dir / "staging", run_key,
+                                       splits)
 
     async def read_dataset(self, ref: DatasetRef) -> list[dict[str, Any]]:
-        return await asyncio.to_thread(datasets.read_rows, ref)
+        return await asyncio.to_thread(datasets.read_split, self.artifacts, ref)
 
     # ------------------------------------------------------------------ serving
 
@@ -135,7 +143,30 @@ class LocalPlatform(Platform):
             progress(EvaluationProgress(status="queued",
                                         detail="waiting for another evaluation of this deployment").details())
         async with turn:
-            return await evaluator.evaluate(spec, rows, predictions_path=predictions_path, progress=progress)
+            # The predictions cache is shared through the artifact store: a retry on another host
+            # resumes from what this one published, and never pays twice for a record.
+            await asyncio.to_thread(self._pull_predictions, predictions_path)
+            try:
+                result = await evaluator.evaluate(spec, rows, predictions_path=predictions_path, progress=progress)
+            finally:
+                uri = await asyncio.to_thread(self._push_predictions, predictions_path)
+            return result.model_copy(update={"predictions_uri": uri}) if uri else result
+
+    def _prediction_files(self, predictions_path: Path) -> list[tuple[str, Path]]:
+        judge = predictions_path.with_name(predictions_path.stem + ".judge.jsonl")
+        return [(f"predictions/{p.name}", p) for p in (predictions_path, judge)]
+
+    def _pull_predictions(self, predictions_path: Path) -> None:
+        for key, path in self._prediction_files(predictions_path):
+            if not path.exists() and self.artifacts.exists(key):
+                self.artifacts.get(key, path)
+
+    def _push_predictions(self, predictions_path: Path) -> str | None:
+        for key, path in self._prediction_files(predictions_path):
+            if path.exists():
+                self.artifacts.put(key, path)
+        main_key = self._prediction_files(predictions_path)[0][0]
+        return self.artifacts.uri(main_key) if predictions_path.exists() else None
 
     async def customize(self, spec: CustomizationSpec, progress: ProgressFn | None = None) -> CustomizationResult:
         """LoRA-train in a thread; ``work_dir`` is keyed by the spec's deterministic name, so a retried
