@@ -8,12 +8,10 @@ from __future__ import annotations
 import json
 import os
 import threading
-import uuid
 
 import httpx
 import pytest
 
-from flywheel.config import validate_settings
 from flywheel.jobdoc import JobDocument
 from flywheel.platforms.local import LocalPlatform
 from flywheel.platforms.local.model_server import ChatService, create_app
@@ -22,29 +20,10 @@ from flywheel.report import publish_report
 from flywheel.types import PlatformError
 from tests.emulators.threaded_server import ThreadedServer
 from tests.helpers.store_servers import free_port
+from tests.stores.cluster_settings import host_settings
 from tests.unit.test_model_server import FakeLlama
 
 ROWS = [{"request": {"messages": [{"role": "user", "content": f"q{i}"}]}, "i": i} for i in range(4)]
-
-
-@pytest.fixture
-def s3_root(s3_endpoint, monkeypatch) -> dict:
-    import boto3
-
-    monkeypatch.setenv("TEST_S3_KEY", "testing")
-    monkeypatch.setenv("TEST_S3_SECRET", "testing")
-    bucket = f"c{uuid.uuid4().hex[:12]}"
-    boto3.client("s3", endpoint_url=s3_endpoint, aws_access_key_id="testing", aws_secret_access_key="testing",
-                 region_name="us-east-1").create_bucket(Bucket=bucket)
-    return {"root": f"s3://{bucket}/run", "chunk_size_mib": 5, "max_retries": 0, "s3": {
-        "endpoint_url": s3_endpoint, "access_key_id_env": "TEST_S3_KEY", "secret_access_key_env": "TEST_S3_SECRET"}}
-
-
-def host_settings(tmp_path, name: str, artifacts: dict, address: str):
-    return validate_settings({
-        "platform": {"data_dir": str(tmp_path / name)}, "artifacts": artifacts,
-        "logstore": {"kind": "elasticsearch"}, "jobstore": {"kind": "mongo"},
-        "cluster": {"enabled": True, "advertise_host": address}})
 
 
 async def test_datasets_written_on_one_host_are_read_on_another(tmp_path, s3_root):

@@ -23,7 +23,7 @@ from flywheel.artifacts import open_artifact_store
 from flywheel.cluster import serving_hosts
 from flywheel.config import NIMConfig, Settings
 from flywheel.platforms.base import Platform
-from flywheel.platforms.local import datasets
+from flywheel.platforms.local import datasets, work_sync
 from flywheel.platforms.local.server_processes import ModelServerManager
 from flywheel.platforms.local.weights import provision
 from flywheel.progress import DeploymentProgress, EvaluationProgress
@@ -101,7 +101,7 @@ class LocalPlatform(Platform):
     async def deploy(self, nim: NIMConfig, name: str, adapter_uri: str | None = None,
                      progress: ProgressFn | None = None) -> Endpoint:
         model_path = await self._weights(nim, progress)
-        lora_path = adapter_file(adapter_uri) if adapter_uri else None
+        lora_path = await asyncio.to_thread(self._adapter_path, adapter_uri) if adapter_uri else None
         # The server process is spawned from this (event-loop) thread: see serving._die_with_parent.
         endpoint = await self.servers.deploy(
             name, model_path, alias=nim.model_name, lora_path=lora_path, n_ctx=nim.context_length,
@@ -109,6 +109,12 @@ class LocalPlatform(Platform):
         # What evaluate() needs to bring the server back if it died with an earlier worker.
         endpoint.details["redeploy"] = {"nim": nim.model_dump(mode="json"), "adapter_uri": adapter_uri}
         return endpoint
+
+    def _adapter_path(self, adapter_uri: str) -> Path:
+        """A local GGUF for ``adapter_uri``: downloaded (once per host) when it lives in the artifact store."""
+        if adapter_uri.startswith(self.artifacts.root_uri + "/"):
+            return work_sync.local_adapter(self.artifacts, adapter_uri, self.data_dir / "adapters")
+        return adapter_file(adapter_uri)
 
     async def teardown(self, endpoint: Endpoint) -> None:
         await self.servers.teardown(endpoint.deployment_name)
@@ -174,16 +180,24 @@ class LocalPlatform(Platform):
         # Lazy: the trainer pulls in torch/transformers/peft, which only training needs.
         from flywheel.platforms.local.trainer import TrainingStopped, train
 
+        # Checkpoints and the finished adapter are published to the artifact store (work_sync), so a
+        # retry on any host resumes from the newest checkpoint or returns the stored result.
+        if (done := await asyncio.to_thread(work_sync.read_result, self.artifacts, spec.name)) is not None:
+            return done
         model_path = await self._weights(spec.nim, progress)
         rows_train = await self.read_dataset(spec.train)
         rows_val = await self.read_dataset(spec.val) if spec.val else None
+        work_dir = self.data_dir / "customizations" / spec.name
+        await asyncio.to_thread(work_sync.pull_newest_checkpoint, self.artifacts, spec.name, work_dir)
         stop = self._training_stops[spec.name] = threading.Event()
         job = asyncio.ensure_future(asyncio.to_thread(
-            train, spec, model_path=model_path, work_dir=self.data_dir / "customizations" / spec.name,
-            rows_train=rows_train, rows_val=rows_val, progress=progress, should_stop=stop.is_set))
+            train, spec, model_path=model_path, work_dir=work_dir, rows_train=rows_train, rows_val=rows_val,
+            progress=progress, should_stop=stop.is_set,
+            on_checkpoint=lambda ckpt: work_sync.push_checkpoint(self.artifacts, spec.name, ckpt)))
         try:
             # shield: a cancelled activity must wait for the trainer's checkpoint, not abandon the thread.
-            return await asyncio.shield(job)
+            result = await asyncio.shield(job)
+            return await asyncio.to_thread(work_sync.push_result, self.artifacts, spec.name, result)
         except asyncio.CancelledError:
             stop.set()
             with contextlib.suppress(BaseException):
