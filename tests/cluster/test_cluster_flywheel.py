@@ -1,0 +1,211 @@
+"""A flywheel run on a cluster of network-namespace hosts with no shared disk, surviving a CPU host cut off.
+
+Hosts (tests/cluster/netns.py): ``stores`` (Temporal dev server, SecantusDB as MongoDB, osmem-server as
+OpenSearch, moto as S3, the NeMo v1 contract emulator and its scripted NIM), ``api`` (the starter: loads the
+shipped sample logs into the Elasticsearch-API log store and starts the run), ``cpu1``/``cpu2`` (an
+orchestrator and a cpu-queue worker each), ``gpu`` (a gpu-queue worker). Every process has its own private
+``data_dir``; everything shared goes through the stores (``cluster.enabled``: SQLite is refused).
+
+While the Customizer job runs, the host whose worker runs the ``customize`` activity is cut off (its own
+link set down inside its namespace); the other CPU host's worker takes the activity over (re-attaching to
+the same remote job), the run completes with base-, ICL- and customized-eval, the MongoDB document is the
+final one, and no remote job, deployment or dataset is created twice.
+
+Platform: ``nemo_v1`` against the contract emulator (customization runs on the cpu queue there, so the gpu
+worker is present but idle); the real-model version (local platform) is not built yet.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.cluster.netns import Cluster, unavailable_reason
+from tests.cluster.ports import API, BUCKET, EMULATOR, TEMPORAL
+from tests.conftest import TEMPORAL_CLI
+from tests.helpers import REPO_ROOT
+from tests.helpers.sample_logs import NUM_SAMPLE_RECORDS
+
+pytestmark = pytest.mark.cluster
+
+_REASON = unavailable_reason()
+if _REASON is not None:
+    pytest.skip(f"network namespaces unavailable here: {_REASON}", allow_module_level=True)
+
+BASE = "meta/llama-3.2-1b-instruct"
+EVAL_SIZE = 6
+EVAL_TYPES = {"base-eval", "icl-eval", "customized-eval"}
+
+
+def config_for(stores: str, services: dict) -> dict:
+    return {
+        "platform": {"kind": "nemo_v1", "data_dir": "unused-set-per-host"},
+        "cluster": {"enabled": True},
+        "temporal": {"address": f"{stores}:{TEMPORAL}", "review_timeout_s": 0},
+        "api": {"host": "0.0.0.0", "port": API},
+        "logstore": {"kind": "elasticsearch", "elasticsearch": {"hosts": [services["opensearch"]],
+                                                               "flavor": "opensearch", "index": "flywheel"}},
+        "jobstore": {"kind": "mongo", "mongo": {"uri_env": "FLYWHEEL_MONGO_URI", "database": "flywheel"}},
+        "artifacts": {"root": f"s3://{BUCKET}/run", "chunk_size_mib": 5, "max_retries": 2, "s3": {
+            "endpoint_url": services["s3"], "access_key_id_env": "TEST_S3_KEY",
+            "secret_access_key_env": "TEST_S3_SECRET"}},
+        "nmp_config": {"nemo_base_url": services["emulator"], "datastore_base_url": services["emulator"],
+                       "nim_base_url": services["nim"], "nmp_namespace": "dfwbp", "poll_interval_s": 0.5,
+                       "pending_timeout_s": 60},
+        "nims": [{"model_name": BASE, "context_length": 8192, "customization_enabled": True, "tag": "1.8.3",
+                  "customizer_configs": {"target": f"{BASE}@2.0"}, "cost_per_1k_tokens": 0.01}],
+        "data_split_config": {"eval_size": EVAL_SIZE, "val_ratio": 0.1, "min_total_records": 20},
+        "training_config": {"epochs": 2, "batch_size": 8},
+        "evaluation": {"concurrency": 2, "request_timeout_s": 10, "max_retries": 1},
+    }
+
+
+class Run:
+    def __init__(self, cluster: Cluster, tmp: Path) -> None:
+        self.cluster, self.tmp = cluster, tmp
+        self.procs: list[tuple[str, subprocess.Popen]] = []
+        self.env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "TEST_S3_KEY": "testing",
+                    "TEST_S3_SECRET": "testing", "PYTHONUNBUFFERED": "1"}
+
+    def host_env(self, host: str) -> dict:
+        data_dir = self.tmp / host / "data"
+        data_dir.mkdir(parents=True, exist_ok=True)
+        return {**self.env, "FLYWHEEL__PLATFORM__DATA_DIR": str(data_dir)}
+
+    def start(self, host: str, label: str, argv: list[str]) -> subprocess.Popen:
+        log = (self.tmp / f"{host}-{label}.log").open("wb")
+        proc = self.cluster[host].popen(["nice", "-n", "10", *argv], env=self.host_env(host), stdout=log,
+                                        stderr=subprocess.STDOUT, cwd=REPO_ROOT)
+        self.procs.append((host, proc))
+        return proc
+
+    def driver(self, host: str, *args: str, timeout: float = 120) -> dict:
+        done = self.cluster[host].run(["nice", "-n", "10", sys.executable, "-m", "tests.cluster.driver", *args],
+                                      env=self.host_env(host), cwd=REPO_ROOT, timeout=timeout)
+        assert done.returncode == 0, f"driver {args[0]} on {host} failed:\n{done.stdout}\n{done.stderr[-4000:]}"
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    def host_of_pid(self, pid: int) -> str | None:
+        return next((host for host, proc in self.procs if proc.pid == pid), None)
+
+    def stop_all(self) -> None:
+        for _, proc in reversed(self.procs):
+            if proc.poll() is None:
+                proc.terminate()
+        for _, proc in self.procs:
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+
+
+def wait_for(predicate, timeout_s: float, what: str, interval_s: float = 0.5):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval_s)
+    raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
+
+
+def test_flywheel_run_on_a_cluster_survives_a_cpu_host_cut_off(tmp_path):
+    started = time.monotonic()
+    with Cluster.create(["stores", "api", "cpu1", "cpu2", "gpu"]) as cluster:
+        run = Run(cluster, tmp_path)
+        stores = cluster["stores"].address
+        try:
+            run.start("stores", "temporal", [str(TEMPORAL_CLI), "server", "start-dev", "--ip", "0.0.0.0", "--port",
+                                              str(TEMPORAL), "--headless", "--log-level", "error"])
+            services_file = tmp_path / "services.json"
+            launcher = run.start("stores", "stores", [sys.executable, "-m", "tests.cluster.stores_host", stores,
+                                                      str(services_file)])
+            wait_for(lambda: services_file.exists() or launcher.poll() is not None, 90, "the stores host")
+            assert launcher.poll() is None, (tmp_path / "stores-stores.log").read_text()[-4000:]
+            services = json.loads(services_file.read_text())
+            run.env["FLYWHEEL_MONGO_URI"] = services["mongo"]
+            config = tmp_path / "cluster.yaml"
+            config.write_text(yaml.safe_dump(config_for(stores, services)))
+
+            run.driver("api", "load-logs", str(config))
+            wait_for(lambda: cluster["api"].run([str(TEMPORAL_CLI), "operator", "cluster", "health", "--address",
+                                                 f"{stores}:{TEMPORAL}"], timeout=30).returncode == 0,
+                     120, "the Temporal dev server", 1.0)
+            for host in ("cpu1", "cpu2"):
+                for queue in ("orchestrator", "cpu"):
+                    run.start(host, queue, [sys.executable, "-m", "workers", "--queue", queue, "--config",
+                                            str(config), "--graceful-shutdown-s", "0", "--log-level", "WARNING"])
+            run.start("gpu", "gpu", [sys.executable, "-m", "workers", "--queue", "gpu", "--config", str(config),
+                                     "--graceful-shutdown-s", "0", "--log-level", "WARNING"])
+            ids = run.driver("api", "start", str(config))
+            wf_id = ids["workflow_id"]
+
+            def customizing() -> dict | None:
+                state = run.driver("api", "pending", str(config), wf_id, BASE)
+                return next((a for a in state["pending"] if a["type"] == "customize" and a["identity"]), None)
+
+            act = wait_for(customizing, 600, "the customize activity to start on a worker", 1.0)
+            victim = run.host_of_pid(int(act["identity"].split("@")[0]))
+            assert victim in ("cpu1", "cpu2"), act
+            survivor = "cpu2" if victim == "cpu1" else "cpu1"
+            cut_at = time.monotonic()
+            cluster[victim].cut_off()
+
+            def taken_over() -> dict | None:
+                state = run.driver("api", "pending", str(config), wf_id, BASE)
+                if state["status"] != "RUNNING":
+                    return {"finished": True}
+                act = next((a for a in state["pending"] if a["type"] == "customize"), None)
+                if act is None:  # the customize activity already completed elsewhere
+                    return {"completed": True}
+                host = run.host_of_pid(int(act["identity"].split("@")[0])) if act["identity"] else None
+                return act if host == survivor else None
+
+            takeover = wait_for(taken_over, 300, f"{survivor} to take the customize activity over", 1.0)
+            takeover_s = time.monotonic() - cut_at
+
+            result = run.driver("api", "finish", str(config), wf_id, "600", timeout=660)
+            calls = json.loads(cluster["api"].run(
+                [sys.executable, "-c", "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1]).read()"
+                 ".decode())", f"http://{stores}:{EMULATOR}/_emulator/calls"], timeout=30).stdout)
+        finally:
+            run.stop_all()
+    wall_s = time.monotonic() - started
+
+    doc = result["doc"]
+    assert doc["status"] == "completed", doc.get("error")
+    assert doc["num_records"] == NUM_SAMPLE_RECORDS
+    (cand,) = doc["nims"]
+    evals = {e["eval_type"]: e for e in cand["evaluations"]}
+    assert set(evals) == EVAL_TYPES and all(e["error"] is None for e in evals.values())
+    assert all(e["num_records"] == EVAL_SIZE for e in evals.values())
+    # The MongoDB document is the final one (same revision and content as the workflow's result).
+    assert result["stored"] is not None and result["stored"]["status"] == "completed"
+    assert result["stored"]["revision"] == doc["revision"] and result["stored"]["nims"] == doc["nims"]
+
+    def created(method: str, prefix: str, exact: bool = False) -> int:
+        return sum(1 for m, p in calls if m == method and (p == prefix if exact else p.startswith(prefix)))
+
+    remote = {
+        "customization jobs": created("POST", "/v1/customization/jobs", exact=True),
+        "evaluation jobs": created("POST", "/v1/evaluation/jobs", exact=True),
+        "deployments": created("POST", "/v1/deployment/model-deployments", exact=True),
+        "deployment deletions": created("DELETE", "/v1/deployment/model-deployments/"),
+        "dataset entities": created("POST", "/v1/datasets", exact=True),
+        "datastore repos": created("POST", "/v1/hf/api/repos/create", exact=True),
+        "artifacts (s3)": len(result["artifacts"]),
+    }
+    print(f"\ncluster run: wall {wall_s:.1f}s, takeover {takeover_s:.1f}s after cutting {victim} off "
+          f"({takeover}); remote objects {remote}; artifacts {result['artifacts']}")
+    assert remote["customization jobs"] == 1 and remote["evaluation jobs"] == 3
+    assert remote["deployments"] == 1 and remote["deployment deletions"] == 1
+    assert remote["dataset entities"] == remote["datastore repos"] == 2  # the run's splits + the ICL set
+    assert sorted(result["artifacts"]) == [f"reports/{doc['id']}/job.json", f"reports/{doc['id']}/report.html"]
