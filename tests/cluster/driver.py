@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 import uuid
 
@@ -112,7 +113,11 @@ def main() -> None:
         result = asyncio.run(finish(settings, sys.argv[3], float(sys.argv[4])))
     else:
         raise SystemExit(f"unknown command {command!r}")
-    print(json.dumps(result))
+    print(json.dumps(result), flush=True)
+    # Skip interpreter finalization: the Temporal client's native runtime can abort while its threads are torn
+    # down (seen as "PyGILState_Release ... finalizing"), turning a finished command into a failure.
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":
