@@ -4,6 +4,7 @@ lives in the root namespace and cannot reach the test subnet).
     python -m tests.cluster.driver load-logs CONFIG [compact]    sample logs → the Elasticsearch log store
     python -m tests.cluster.driver start CONFIG                  start a FlywheelRun; prints {"job_id", "workflow_id"}
     python -m tests.cluster.driver pending CONFIG WF_ID MODEL    run status + pending activities (with worker ids)
+    python -m tests.cluster.driver deployments CONFIG            local deployment records: name → serving host
     python -m tests.cluster.driver finish CONFIG WORKFLOW_ID     wait for the result; prints the document, the
                                                                  MongoDB copy and the artifact keys (JSON)
 """
@@ -90,6 +91,19 @@ async def finish(settings: Settings, wf_id: str, timeout_s: float) -> dict:
             "artifacts": keys}
 
 
+def deployments(settings: Settings) -> dict:
+    """The local platform's deployment records in the artifact store: name → the host serving it."""
+    from flywheel.artifacts import open_artifact_store
+
+    store = open_artifact_store(settings)
+    out = {}
+    for info in store.list("deployments"):
+        if info.key.endswith(".json"):
+            record = json.loads(store.read_bytes(info.key))
+            out[record["name"]] = record["host"]
+    return out
+
+
 def main() -> None:
     command, config = sys.argv[1], sys.argv[2]
     settings = load_settings(path=config)
@@ -109,6 +123,8 @@ def main() -> None:
         result = asyncio.run(start(settings))
     elif command == "pending":
         result = asyncio.run(pending(settings, sys.argv[3], sys.argv[4]))
+    elif command == "deployments":
+        result = deployments(settings)
     elif command == "finish":
         result = asyncio.run(finish(settings, sys.argv[3], float(sys.argv[4])))
     else:

@@ -16,9 +16,9 @@ Two platforms:
 * ``nemo_v1`` against the contract emulator (customization runs on the cpu queue there, so the gpu worker
   idles): the host running ``customize`` is cut off; remote objects are counted on the emulator.
 * ``local`` with the real Gemma-3-270M (llama.cpp model servers on the CPU hosts, LoRA training of two steps on
-  the gpu host; ``FLYWHEEL_TEST_MODEL_CACHE`` reuses the assembled GGUF): the host running an ``evaluate``
-  is cut off; the survivor finds the deployment record in S3, cannot reach its server, starts it on its own
-  host and evaluates. Also marked ``slow``.
+  the gpu host; ``FLYWHEEL_TEST_MODEL_CACHE`` reuses the assembled GGUF): once evaluation runs, the host
+  serving the model is cut off; the evaluation finds the deployment record in S3, cannot reach its server,
+  starts it on the surviving host and evaluates there. Also marked ``slow``.
 """
 
 from __future__ import annotations
@@ -191,7 +191,15 @@ def cluster_run(tmp_path: Path, platform: str, model_cache: Path | None = None) 
                 return acts or None
 
             acts = wait_for(watched_running, 1200, f"a {watched} activity to start on a CPU worker", 1.0)
-            victim = run.host_of(acts[0])
+            address_of = {name: cluster[name].address for name in ("cpu1", "cpu2")}
+            if platform == "local":
+                # Cut off the host serving the model: evaluation must find its record, fail to reach it, and
+                # start the deployment on the surviving host.
+                records = run.driver("api", "deployments", str(config))
+                serving = {h for h in records.values()}
+                victim = next(name for name, addr in address_of.items() if addr in serving)
+            else:
+                victim = run.host_of(acts[0])
             survivor = "cpu2" if victim == "cpu1" else "cpu1"
             cut_at = time.monotonic()
             cluster[victim].cut_off()
@@ -202,11 +210,16 @@ def cluster_run(tmp_path: Path, platform: str, model_cache: Path | None = None) 
                 if state["status"] != "RUNNING":
                     return {"run": state["status"]}
                 left = [a for a in state["pending"] if a["id"] in moved]
-                if all(run.host_of(a) == survivor for a in left):
-                    return {"on_survivor": left}
-                return None
+                if not all(run.host_of(a) == survivor for a in left):
+                    return None
+                if platform == "local":
+                    records = run.driver("api", "deployments", str(config))
+                    if address_of[victim] in records.values():
+                        return None
+                    return {"on_survivor": left, "deployments": records}
+                return {"on_survivor": left}
 
-            takeover = wait_for(taken_over, 600, f"{survivor} to take the {watched} activities over", 1.0)
+            takeover = wait_for(taken_over, 900, f"{survivor} to take over from {victim}", 1.0)
             takeover_s = time.monotonic() - cut_at
             result = run.driver("api", "finish", str(config), wf_id, "1500", timeout=1560)
             calls = json.loads(cluster["api"].run(
@@ -214,7 +227,7 @@ def cluster_run(tmp_path: Path, platform: str, model_cache: Path | None = None) 
                  ".decode())", f"http://{stores}:{EMULATOR}/_emulator/calls"], timeout=30).stdout)
         finally:
             run.stop_all()
-    return {"wall_s": time.monotonic() - started, "takeover_s": takeover_s, "victim": victim,
+    return {"wall_s": time.monotonic() - started, "takeover_s": takeover_s, "victim": victim, "survivor": survivor,
             "takeover": takeover, "result": result, "calls": calls, "loaded": loaded["loaded"]}
 
 
@@ -287,6 +300,9 @@ def test_real_model_flywheel_run_on_a_cluster_survives_a_cpu_host_cut_off(tmp_pa
     print(f"\ncluster run (local, real Gemma-3-270M): wall {out['wall_s']:.1f}s, takeover {out['takeover_s']:.1f}s "
           f"after cutting {out['victim']} off ({out['takeover']}); artifacts per kind {kinds}; "
           f"keys {result['artifacts']}")
+    # The surviving host started the deployment the cut-off host had served (its own server log proves it).
+    survivor_logs = [p.name for p in (tmp_path / out["survivor"] / "data" / "deployments").glob("*-base.log")]
+    assert survivor_logs, f"no base deployment was started on {out['survivor']}"
     # Everything a run writes is in the shared store; deployments were all torn down (records removed).
     assert kinds.get("deployments", 0) == 0
     assert {"datasets", "predictions", "customizations", "reports"} <= set(kinds)
