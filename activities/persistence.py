@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from flywheel.aggregation import aggregate
+from flywheel.artifacts import open_artifact_store
+from flywheel.cluster import host_local
 from flywheel.config import ConfigError
 from flywheel.jobdoc import JobDocument
 from flywheel.jobstore import open_jobstore
-from flywheel.report import write_report as render_report
+from flywheel.report import publish_report
 from flywheel.tracking import log_job
 from workflows.models import (
     ACT_AGGREGATE,
@@ -49,9 +50,8 @@ async def aggregate_results(inp: AggregateInput) -> JobDocument:
 
 @activity.defn(name=ACT_WRITE_REPORT)
 async def write_report(inp: ReportInput) -> str:
-    out_dir = Path(inp.settings.platform.data_dir) / "reports" / inp.doc.id
-    path = await asyncio.to_thread(render_report, inp.doc, out_dir)
-    return str(path)
+    settings = host_local(inp.settings)
+    return await asyncio.to_thread(publish_report, inp.doc, open_artifact_store(settings), settings.data_dir)
 
 
 @activity.defn(name=ACT_LOG_MLFLOW)

@@ -191,6 +191,17 @@ class StoreConfig(_Section):
     index_or_db: str | None = None
 
 
+def is_loopback_host(host: str) -> bool:
+    import ipaddress
+
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -386,7 +397,37 @@ class TemporalConfig(_Section):
 
 class PlatformConfig(_Section):
     kind: Literal["local", "nemo_v1", "nemo_v2"] = "local"
-    data_dir: str = ".flywheel"
+    data_dir: str = Field(".flywheel", description="This host's private working directory (caches, local state).")
+    root: str | None = Field(
+        None, description="Absolute directory every relative path (data_dir, store paths, key files) resolves "
+                          "against; None: the process's working directory.")
+
+    @field_validator("root")
+    @classmethod
+    def _absolute_root(cls, value: str | None) -> str | None:
+        if value is not None and not Path(value).is_absolute():
+            raise ValueError(f"must be an absolute directory, got {value!r}")
+        return value
+
+
+class ClusterConfig(_Section):
+    """Several hosts, no shared disk: shared stores only, and model servers reachable from other hosts.
+
+    ``enabled`` (or more than one entry in ``hosts``) turns cluster mode on: the SQLite stores and the
+    default ``file://<data_dir>/artifacts`` root are refused at start, and local model servers listen on
+    ``bind_host`` and advertise ``advertise_host`` (default: this host's address on the route to the
+    Temporal frontend, never a loopback address).
+    """
+
+    enabled: bool = False
+    hosts: list[str] = Field(default_factory=list, description="The cluster's hosts (informational; >1 = cluster).")
+    advertise_host: str | None = Field(
+        None, description="Address other hosts reach this host's model servers at; None: detected.")
+    bind_host: str = Field("0.0.0.0", description="Interface model servers listen on in cluster mode.")
+
+    @property
+    def active(self) -> bool:
+        return self.enabled or len(self.hosts) > 1
 
 
 class APIConfig(_Section):
@@ -405,6 +446,7 @@ class GateConfig(_Section):
 class Settings(_Section):
     config_name: str = "default"
     platform: PlatformConfig = PlatformConfig()
+    cluster: ClusterConfig = ClusterConfig()
     temporal: TemporalConfig = TemporalConfig()
     api: APIConfig = APIConfig()
     logstore: LogStoreConfig = LogStoreConfig()
@@ -432,9 +474,36 @@ class Settings(_Section):
             raise ValueError(f"duplicate model_name: {', '.join(dupes)}")
         return nims
 
+    @model_validator(mode="after")
+    def _cluster_needs_shared_stores(self) -> Settings:
+        """More than one host: every store must be reachable from all of them (see README, cluster)."""
+        if not self.cluster.active:
+            return self
+        problems = []
+        if self.logstore.kind == "sqlite":
+            problems.append("logstore.kind: sqlite is a file on one host; use elasticsearch in a cluster")
+        if self.jobstore.kind == "sqlite":
+            problems.append("jobstore.kind: sqlite is a file on one host; use mongo in a cluster")
+        if not self.artifacts.root:
+            problems.append("artifacts.root: the default <data_dir>/artifacts is private to one host; set an "
+                            "s3:// bucket or a file:// shared volume in a cluster")
+        if self.cluster.advertise_host and is_loopback_host(self.cluster.advertise_host):
+            problems.append(f"cluster.advertise_host: {self.cluster.advertise_host} is a loopback address other "
+                            f"hosts cannot reach")
+        if problems:
+            raise ValueError("cluster mode (cluster.enabled or several cluster.hosts): " + "; ".join(problems))
+        return self
+
+    def resolve_path(self, path: str | Path) -> Path:
+        """``path`` made absolute against ``platform.root`` (or the working directory)."""
+        path = Path(path).expanduser()
+        if path.is_absolute():
+            return path
+        return Path(self.platform.root or os.getcwd()) / path
+
     @property
     def data_dir(self) -> Path:
-        return Path(self.platform.data_dir)
+        return self.resolve_path(self.platform.data_dir)
 
     def nim(self, model_name: str) -> NIMConfig:
         for nim in self.nims:

@@ -11,7 +11,7 @@ import io
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from rich.table import Table
@@ -20,6 +20,9 @@ from rich.text import Text
 from flywheel.jobdoc import EvaluationDoc, JobDocument, NimDoc, RunStatus
 from flywheel.metrics import ACCURACY_METRIC, METRICS
 from flywheel.vocabulary import ALL_EVAL_TYPES, EvalType
+
+if TYPE_CHECKING:
+    from flywheel.artifacts import ArtifactStore
 
 EVAL_TYPES = ALL_EVAL_TYPES
 ACCURACY = ACCURACY_METRIC
@@ -261,3 +264,11 @@ def write_report(doc: JobDocument, out_dir: Path) -> Path:
     tmp.write_text(render_html(doc), encoding="utf-8")
     tmp.replace(page)  # atomic: a reader never sees half a page (activity retries rewrite it)
     return page
+
+
+def publish_report(doc: JobDocument, store: ArtifactStore, scratch_dir: Path) -> str:
+    """Render the report on this host, store ``reports/<job id>/{report.html,job.json}`` in the artifact
+    store (readable from every host) and return the page's URI."""
+    page = write_report(doc, Path(scratch_dir) / "reports" / doc.id)
+    store.put(f"reports/{doc.id}/job.json", page.with_name("job.json"))
+    return store.put(f"reports/{doc.id}/report.html", page).uri

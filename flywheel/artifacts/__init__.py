@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -36,7 +35,7 @@ def artifact_root(settings: Settings) -> str:
     """The configured root URI, or ``file://<data_dir>/artifacts`` (absolute) by default."""
     if settings.artifacts.root:
         return settings.artifacts.root
-    return (Path(settings.platform.data_dir).resolve() / "artifacts").as_uri()
+    return (settings.data_dir.resolve() / "artifacts").as_uri()
 
 
 def _env_secret(environ: Any, field: str, name: str | None) -> str | None:

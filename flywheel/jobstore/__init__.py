@@ -30,7 +30,9 @@ __all__ = [
 
 
 def default_jobstore_path(settings: Settings) -> Path:
-    return Path(settings.jobstore.path) if settings.jobstore.path else settings.data_dir / "jobs.sqlite"
+    if settings.jobstore.path:
+        return settings.resolve_path(settings.jobstore.path)
+    return settings.data_dir / "jobs.sqlite"
 
 
 def open_jobstore(settings: Settings) -> JobStore:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from flywheel.config import ConfigError
@@ -19,7 +18,8 @@ def open_logstore(settings: Settings) -> LogStore:
     """The configured log store: ``sqlite`` (embedded) or ``elasticsearch`` (also OpenSearch, see ``flavor``)."""
     kind = settings.logstore.kind
     if kind == "sqlite":
-        path = settings.logstore.path or str(Path(settings.platform.data_dir) / "logs.sqlite")
+        configured = settings.logstore.path
+        path = str(settings.resolve_path(configured) if configured else settings.data_dir / "logs.sqlite")
         return SQLiteLogStore(path)
     if kind == "elasticsearch":
         try:  # lazy: elasticsearch is the optional prod extra

@@ -58,4 +58,8 @@ def customization_queue(settings: Settings) -> TaskQueueRole:
 def make_platform(settings: Settings, *, is_worker_shutdown: WorkerShutdownProbe = never_shutting_down) -> Platform:
     """The configured Platform implementation. ``is_worker_shutdown`` lets a platform tell a worker
     shutdown (leave remote jobs running for the retry) from a real cancellation."""
+    from flywheel.cluster import host_local
+
+    # The snapshot comes from whichever host started the run; this host's own data_dir/addresses win.
+    settings = host_local(settings)
     return platform_class(settings.platform.kind)(settings, is_worker_shutdown=is_worker_shutdown)

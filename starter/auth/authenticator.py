@@ -38,7 +38,9 @@ def is_loopback(host: str | None) -> bool:
 
 
 def default_keys_file(settings: Settings) -> Path:
-    return Path(settings.security.api_keys_file or Path(settings.platform.data_dir) / "api_keys.json")
+    if settings.security.api_keys_file:
+        return settings.resolve_path(settings.security.api_keys_file)
+    return settings.data_dir / "api_keys.json"
 
 
 class AuthError(Exception):

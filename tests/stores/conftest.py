@@ -3,6 +3,7 @@ the helpers directly or copy these three fixtures."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -53,3 +54,17 @@ def es_contract(opensearch_url: str):
 @pytest.fixture
 def es_contract_url(es_contract) -> str:
     return es_contract.url
+
+
+@pytest.fixture
+def s3_root(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> dict:
+    """Artifact settings for a fresh bucket on the moto server (credentials in env, by name)."""
+    import boto3
+
+    monkeypatch.setenv("TEST_S3_KEY", "testing")
+    monkeypatch.setenv("TEST_S3_SECRET", "testing")
+    bucket = f"c{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", endpoint_url=s3_endpoint, aws_access_key_id="testing", aws_secret_access_key="testing",
+                 region_name="us-east-1").create_bucket(Bucket=bucket)
+    return {"root": f"s3://{bucket}/run", "chunk_size_mib": 5, "max_retries": 0, "s3": {
+        "endpoint_url": s3_endpoint, "access_key_id_env": "TEST_S3_KEY", "secret_access_key_env": "TEST_S3_SECRET"}}

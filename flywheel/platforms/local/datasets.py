@@ -1,4 +1,5 @@
-"""Datasets of the local platform: JSONL files under ``<data_dir>/datasets/<run_key>/<split>.jsonl``.
+"""Datasets of the local platform: JSONL files under ``<data_dir>/datasets/<run_key>/<split>.jsonl``,
+published to the artifact store by :func:`put_split` (what the platform uses).
 
 Writes are atomic (temp file + rename) and idempotent: storing the same rows again leaves the file
 untouched and returns the same :class:`DatasetRef` (same sha256). Reads verify the hash recorded in
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
+from flywheel.artifacts import ArtifactIntegrityError, ArtifactNotFoundError, ArtifactStore
 from flywheel.types import DatasetRef, PlatformError
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -97,6 +99,64 @@ def read_rows(ref: DatasetRef) -> list[dict[str, Any]]:
             raise PlatformError(f"dataset {ref.name!r} at {path} changed since it was stored: sha256 expected "
                                 f"{ref.sha256}, got {actual}", retryable=False, error_type="DatasetIntegrityError")
     rows = [json.loads(line) for line in data.decode("utf-8").splitlines() if line.strip()]
+    if len(rows) != ref.num_records:
+        raise PlatformError(f"dataset {ref.name!r} has {len(rows)} rows, its reference says {ref.num_records}",
+                            retryable=False, error_type="DatasetIntegrityError")
+    return rows
+
+
+# ---------------------------------------------------------------------- through the artifact store
+# The same JSONL bytes and DatasetRef, kept under ``datasets/<run_key>/<split>.jsonl`` of the configured
+# artifact store (file:// volume or s3:// bucket), so a worker on any host reads what another wrote.
+
+def split_key(run_key: str, split: str) -> str:
+    return f"datasets/{_check_name('run key', run_key)}/{_check_name('split', split)}.jsonl"
+
+
+def put_split(store: ArtifactStore, scratch_dir: Path, run_key: str, split: str,
+              rows: Iterable[dict[str, Any]]) -> DatasetRef:
+    """Store ``rows``; a no-op (same ref) when the store already holds exactly these bytes."""
+    key = split_key(run_key, split)
+    local = write_split(scratch_dir, run_key, split, rows)  # staged on this host's disk, hashed once
+    try:
+        if store.stat(key).sha256 != local.sha256:
+            store.put(key, uri_to_path(local.uri))
+    except ArtifactNotFoundError:
+        store.put(key, uri_to_path(local.uri))
+    return local.model_copy(update={"uri": store.uri(key)})
+
+
+def put_splits(store: ArtifactStore, scratch_dir: Path, run_key: str,
+               splits: Mapping[str, Iterable[dict[str, Any]]]) -> dict[str, DatasetRef]:
+    return {split: put_split(store, scratch_dir, run_key, split, rows) for split, rows in splits.items()}
+
+
+def _lines(chunks: Iterable[bytes]) -> Iterable[bytes]:
+    pending = b""
+    for chunk in chunks:
+        *complete, pending = (pending + chunk).split(b"\n")
+        yield from complete
+    if pending:
+        yield pending
+
+
+def read_split(store: ArtifactStore, ref: DatasetRef) -> list[dict[str, Any]]:
+    """Rows of a split in the store (streamed and sha256-checked); refs outside the store: :func:`read_rows`."""
+    if not ref.uri.startswith(store.root_uri + "/"):
+        return read_rows(ref)
+    try:
+        info = store.stat(ref.uri)
+    except ArtifactNotFoundError:
+        raise PlatformError(f"dataset {ref.name!r} not found at {ref.uri}", retryable=False,
+                            error_type="DatasetNotFound") from None
+    if ref.sha256 and info.sha256 != ref.sha256:
+        raise PlatformError(f"dataset {ref.name!r} at {ref.uri} changed since it was stored: sha256 expected "
+                            f"{ref.sha256}, got {info.sha256}", retryable=False, error_type="DatasetIntegrityError")
+    try:
+        rows = [json.loads(line) for line in _lines(store.iter_chunks(ref.uri)) if line.strip()]
+    except ArtifactIntegrityError as exc:
+        raise PlatformError(f"dataset {ref.name!r}: {exc}", retryable=False,
+                            error_type="DatasetIntegrityError") from exc
     if len(rows) != ref.num_records:
         raise PlatformError(f"dataset {ref.name!r} has {len(rows)} rows, its reference says {ref.num_records}",
                             retryable=False, error_type="DatasetIntegrityError")

@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hmac
 import logging
 import os
+import signal
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any, Protocol
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Header, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -165,8 +168,27 @@ def _llama_timings(llm: Any) -> dict[str, Any]:
         return {}
 
 
-def create_app(service: ChatService) -> FastAPI:
+SHUTDOWN_TOKEN_ENV = "FLYWHEEL_MODEL_SERVER_TOKEN"
+
+
+def _terminate_self() -> None:
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def create_app(service: ChatService, *, shutdown_token: str | None = None,
+               on_shutdown: Callable[[], None] = _terminate_self) -> FastAPI:
+    """``shutdown_token``: enables ``POST /admin/shutdown`` (header ``X-Shutdown-Token``), so a worker on
+    another host can tear the deployment down; the token lives only in the deployment's shared record."""
     app = FastAPI(title=f"flywheel model server ({service.alias})")
+
+    @app.post("/admin/shutdown", status_code=202)
+    async def shutdown(x_shutdown_token: str | None = Header(None)) -> dict[str, Any]:
+        if not shutdown_token:
+            raise HTTPException(404, "remote shutdown is not enabled on this server")
+        if not x_shutdown_token or not hmac.compare_digest(x_shutdown_token, shutdown_token):
+            raise HTTPException(403, "wrong or missing X-Shutdown-Token")
+        asyncio.get_running_loop().call_later(0.1, on_shutdown)  # answer first, then stop
+        return {"status": "stopping", "pid": os.getpid()}
 
     @app.exception_handler(RequestValidationError)
     async def _invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -233,7 +255,8 @@ def main(argv: list[str] | None = None) -> None:
 
     import uvicorn
 
-    uvicorn.run(create_app(service), host=args.host, port=args.port, log_level="warning", access_log=False)
+    app = create_app(service, shutdown_token=os.environ.pop(SHUTDOWN_TOKEN_ENV, None) or None)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
 
 
 if __name__ == "__main__":

@@ -19,9 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from flywheel import evaluator
+from flywheel.artifacts import open_artifact_store
+from flywheel.cluster import serving_hosts
 from flywheel.config import NIMConfig, Settings
 from flywheel.platforms.base import Platform
-from flywheel.platforms.local import cleanup, datasets
+from flywheel.platforms.local import cleanup, datasets, work_sync
 from flywheel.platforms.local.server_processes import ModelServerManager
 from flywheel.platforms.local.weights import provision
 from flywheel.progress import DeploymentProgress, EvaluationProgress
@@ -64,9 +66,14 @@ class LocalPlatform(Platform):
 
     def __init__(self, settings: Settings, *, is_worker_shutdown: WorkerShutdownProbe = never_shutting_down) -> None:
         self.settings = settings
-        self.data_dir = Path(settings.platform.data_dir)
+        self.data_dir = settings.data_dir
         self.models_dir = self.data_dir / "models"
-        self.servers = ModelServerManager(self.data_dir)
+        bind_host, advertise_host = serving_hosts(settings)
+        # In a cluster, deployment records live in the shared artifact store (any worker can find,
+        # reuse, tear down or revive a deployment); on one host, in <data_dir>/deployments.
+        self.artifacts = open_artifact_store(settings)
+        self.servers = ModelServerManager(self.data_dir, bind_host=bind_host, advertise_host=advertise_host,
+                                          shared=self.artifacts if settings.cluster.active else None)
         # A llama.cpp server answers one request at a time: evaluations of one deployment take turns,
         # one request in flight, so measured latency is service time, not time queued behind others.
         self._eval_turns: dict[str, asyncio.Lock] = {}
@@ -75,10 +82,11 @@ class LocalPlatform(Platform):
     # ------------------------------------------------------------------ datasets
 
     async def put_datasets(self, run_key: str, splits: Mapping[str, Iterable[dict[str, Any]]]) -> dict[str, DatasetRef]:
-        return await asyncio.to_thread(datasets.write_splits, self.data_dir, run_key, splits)
+        return await asyncio.to_thread(datasets.put_splits, self.artifacts, self.data_dir / "staging", run_key,
+                                       splits)
 
     async def read_dataset(self, ref: DatasetRef) -> list[dict[str, Any]]:
-        return await asyncio.to_thread(datasets.read_rows, ref)
+        return await asyncio.to_thread(datasets.read_split, self.artifacts, ref)
 
     async def remove_run(self, run_key: str, candidate_keys: Sequence[str]) -> list[str]:
         return await asyncio.to_thread(cleanup.remove_run, self.data_dir, run_key, candidate_keys)
@@ -96,7 +104,7 @@ class LocalPlatform(Platform):
     async def deploy(self, nim: NIMConfig, name: str, adapter_uri: str | None = None,
                      progress: ProgressFn | None = None) -> Endpoint:
         model_path = await self._weights(nim, progress)
-        lora_path = adapter_file(adapter_uri) if adapter_uri else None
+        lora_path = await asyncio.to_thread(self._adapter_path, adapter_uri) if adapter_uri else None
         # The server process is spawned from this (event-loop) thread: see serving._die_with_parent.
         endpoint = await self.servers.deploy(
             name, model_path, alias=nim.model_name, lora_path=lora_path, n_ctx=nim.context_length,
@@ -104,6 +112,12 @@ class LocalPlatform(Platform):
         # What evaluate() needs to bring the server back if it died with an earlier worker.
         endpoint.details["redeploy"] = {"nim": nim.model_dump(mode="json"), "adapter_uri": adapter_uri}
         return endpoint
+
+    def _adapter_path(self, adapter_uri: str) -> Path:
+        """A local GGUF for ``adapter_uri``: downloaded (once per host) when it lives in the artifact store."""
+        if adapter_uri.startswith(self.artifacts.root_uri + "/"):
+            return work_sync.local_adapter(self.artifacts, adapter_uri, self.data_dir / "adapters")
+        return adapter_file(adapter_uri)
 
     async def teardown(self, endpoint: Endpoint) -> None:
         await self.servers.teardown(endpoint.deployment_name)
@@ -138,7 +152,30 @@ class LocalPlatform(Platform):
             progress(EvaluationProgress(status="queued",
                                         detail="waiting for another evaluation of this deployment").details())
         async with turn:
-            return await evaluator.evaluate(spec, rows, predictions_path=predictions_path, progress=progress)
+            # The predictions cache is shared through the artifact store: a retry on another host
+            # resumes from what this one published, and never pays twice for a record.
+            await asyncio.to_thread(self._pull_predictions, predictions_path)
+            try:
+                result = await evaluator.evaluate(spec, rows, predictions_path=predictions_path, progress=progress)
+            finally:
+                uri = await asyncio.to_thread(self._push_predictions, predictions_path)
+            return result.model_copy(update={"predictions_uri": uri}) if uri else result
+
+    def _prediction_files(self, predictions_path: Path) -> list[tuple[str, Path]]:
+        judge = predictions_path.with_name(predictions_path.stem + ".judge.jsonl")
+        return [(f"predictions/{p.name}", p) for p in (predictions_path, judge)]
+
+    def _pull_predictions(self, predictions_path: Path) -> None:
+        for key, path in self._prediction_files(predictions_path):
+            if not path.exists() and self.artifacts.exists(key):
+                self.artifacts.get(key, path)
+
+    def _push_predictions(self, predictions_path: Path) -> str | None:
+        for key, path in self._prediction_files(predictions_path):
+            if path.exists():
+                self.artifacts.put(key, path)
+        main_key = self._prediction_files(predictions_path)[0][0]
+        return self.artifacts.uri(main_key) if predictions_path.exists() else None
 
     async def customize(self, spec: CustomizationSpec, progress: ProgressFn | None = None) -> CustomizationResult:
         """LoRA-train in a thread; ``work_dir`` is keyed by the spec's deterministic name, so a retried
@@ -146,16 +183,24 @@ class LocalPlatform(Platform):
         # lazy: the trainer pulls in torch/transformers/peft, which only training needs.
         from flywheel.platforms.local.trainer import TrainingStopped, train
 
+        # Checkpoints and the finished adapter are published to the artifact store (work_sync), so a
+        # retry on any host resumes from the newest checkpoint or returns the stored result.
+        if (done := await asyncio.to_thread(work_sync.read_result, self.artifacts, spec.name)) is not None:
+            return done
         model_path = await self._weights(spec.nim, progress)
         rows_train = await self.read_dataset(spec.train)
         rows_val = await self.read_dataset(spec.val) if spec.val else None
+        work_dir = self.data_dir / "customizations" / spec.name
+        await asyncio.to_thread(work_sync.pull_newest_checkpoint, self.artifacts, spec.name, work_dir)
         stop = self._training_stops[spec.name] = threading.Event()
         job = asyncio.ensure_future(asyncio.to_thread(
-            train, spec, model_path=model_path, work_dir=self.data_dir / "customizations" / spec.name,
-            rows_train=rows_train, rows_val=rows_val, progress=progress, should_stop=stop.is_set))
+            train, spec, model_path=model_path, work_dir=work_dir, rows_train=rows_train, rows_val=rows_val,
+            progress=progress, should_stop=stop.is_set,
+            on_checkpoint=lambda ckpt: work_sync.push_checkpoint(self.artifacts, spec.name, ckpt)))
         try:
             # shield: a cancelled activity must wait for the trainer's checkpoint, not abandon the thread.
-            return await asyncio.shield(job)
+            result = await asyncio.shield(job)
+            return await asyncio.to_thread(work_sync.push_result, self.artifacts, spec.name, result)
         except asyncio.CancelledError:
             stop.set()
             with contextlib.suppress(BaseException):

@@ -6,6 +6,13 @@ name whose server is alive, healthy and serving the same model/adapter returns t
 else (dead process, different model) starts a fresh one. Servers run in their own process group and
 receive SIGTERM when the worker that started them dies (``PR_SET_PDEATHSIG``), so a killed worker
 never leaks model servers; the next attempt sees the dead pid and redeploys.
+
+Cluster mode (a ``shared`` artifact store): the state record lives in the artifact store under
+``deployments/<name>.json`` instead, naming the host the server runs on (its advertised address) and a
+shutdown token, so any worker on any host can find the deployment, check its health over HTTP, reuse
+it, tear it down (``POST /admin/shutdown`` with the token) or, when it is unreachable (its host is
+gone), start it again on its own host. Servers then listen on ``bind_host`` and advertise
+``advertise_host`` (see :func:`flywheel.cluster.serving_hosts`).
 """
 
 from __future__ import annotations
@@ -14,13 +21,14 @@ import asyncio
 import ctypes
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import psutil
@@ -28,14 +36,18 @@ import psutil
 from flywheel.progress import DeploymentProgress
 from flywheel.types import Endpoint, PlatformError, ProgressFn
 
+if TYPE_CHECKING:
+    from flywheel.artifacts import ArtifactStore
+
 SERVER_MODULE = "flywheel.platforms.local.model_server"
+SHUTDOWN_TOKEN_ENV = "FLYWHEEL_MODEL_SERVER_TOKEN"  # read (and removed from its env) by model_server.main
 HOST = "127.0.0.1"
 _PR_SET_PDEATHSIG = 1
 
 
-def _free_port() -> int:
+def _free_port(host: str = HOST) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
+        sock.bind((host, 0))
         return sock.getsockname()[1]
 
 
@@ -80,9 +92,11 @@ def _tail(path: Path, max_chars: int = 3000) -> str:
 class ModelServerManager:
     """Model-server processes keyed by deployment name, with their state under ``state_dir``."""
 
-    def __init__(self, state_dir: Path | str) -> None:
+    def __init__(self, state_dir: Path | str, *, bind_host: str = HOST, advertise_host: str = HOST,
+                 shared: ArtifactStore | None = None) -> None:
         self.dir = Path(state_dir) / "deployments"
         self.dir.mkdir(parents=True, exist_ok=True)
+        self.bind_host, self.advertise_host, self.shared = bind_host, advertise_host, shared
         self._started: dict[str, subprocess.Popen] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
@@ -96,17 +110,44 @@ class ModelServerManager:
     def log_path(self, name: str) -> Path:
         return self.dir / f"{name}.log"
 
+    def shared_key(self, name: str) -> str:
+        return f"deployments/{self.state_path(name).name}"
+
     def read_state(self, name: str) -> dict[str, Any] | None:
         try:
+            if self.shared is not None:
+                from flywheel.artifacts import ArtifactNotFoundError
+
+                try:
+                    return json.loads(self.shared.read_bytes(self.shared_key(name)))
+                except ArtifactNotFoundError:
+                    return None
             return json.loads(self.state_path(name).read_text())
         except (FileNotFoundError, ValueError):
             return None
 
     def _write_state(self, name: str, state: dict[str, Any]) -> None:
+        if self.shared is not None:
+            self.shared.put(self.shared_key(name), json.dumps(state, indent=2).encode())
+            return
         path = self.state_path(name)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(state, indent=2))
         os.replace(tmp, path)
+
+    def _forget_state(self, name: str) -> None:
+        if self.shared is not None:
+            self.shared.delete(self.shared_key(name))
+        else:
+            self.state_path(name).unlink(missing_ok=True)
+
+    def is_here(self, state: dict[str, Any]) -> bool:
+        """The recorded server runs on this host (its pid means something here)."""
+        return state.get("node", HOST) == self.advertise_host
+
+    def _process_alive(self, state: dict[str, Any]) -> bool:
+        """Here: the pid is a model server. Elsewhere: it answers /health with its recorded pid."""
+        return _is_model_server(state["pid"]) if self.is_here(state) else self._healthy(state)
 
     # ------------------------------------------------------------------ queries
 
@@ -120,7 +161,7 @@ class ModelServerManager:
     def is_alive(self, name: str) -> bool:
         """The named server's process runs and answers /health."""
         state = self.read_state(name)
-        return bool(state) and _is_model_server(state["pid"]) and self._healthy(state)
+        return bool(state) and self._process_alive(state) and self._healthy(state)
 
     def endpoint(self, name: str, model_name: str | None = None) -> Endpoint | None:
         state = self.read_state(name)
@@ -151,8 +192,8 @@ class ModelServerManager:
         lock = self._locks.setdefault(name, asyncio.Lock())
         async with lock:
             state = self.read_state(name)
-            if state and _is_model_server(state["pid"]):
-                if all(state.get(k) == v for k, v in wanted.items()):
+            if state and await asyncio.to_thread(self._process_alive, state):
+                if _same_deployment(state, wanted):
                     # Same deployment: healthy → reuse; still loading (an earlier attempt) → wait for it.
                     try:
                         await self._wait_ready(name, state, ready_timeout_s, progress)
@@ -162,7 +203,7 @@ class ModelServerManager:
                     return self.endpoint(name, model_name)  # type: ignore[return-value]
                 await self.teardown(name)
             elif state:
-                self.state_path(name).unlink(missing_ok=True)
+                self._forget_state(name)  # dead here, or its host is unreachable: start it here
             state = self._spawn(name, wanted, threads)
             if progress:
                 progress(DeploymentProgress(stage="model_server_starting", deployment=name, pid=state["pid"],
@@ -175,9 +216,9 @@ class ModelServerManager:
             return self.endpoint(name, model_name)  # type: ignore[return-value]
 
     def _spawn(self, name: str, wanted: dict[str, Any], threads: int | None) -> dict[str, Any]:
-        port = _free_port()
+        port = _free_port(self.bind_host)
         cmd = [sys.executable, "-m", SERVER_MODULE, "--model", wanted["model"], "--alias", wanted["alias"],
-               "--host", HOST, "--port", str(port), "--n-ctx", str(wanted["n_ctx"])]
+               "--host", self.bind_host, "--port", str(port), "--n-ctx", str(wanted["n_ctx"])]
         if wanted["lora"]:
             cmd += ["--lora", wanted["lora"]]
         if threads:
@@ -185,6 +226,9 @@ class ModelServerManager:
         # OpenMP's default spin-wait makes llama.cpp collapse when cores are shared (parallel
         # candidates, a trainer): measured decode 0.4 tok/s spinning vs 6.5 tok/s passive under load.
         env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
+        token = secrets.token_urlsafe(24) if self.shared is not None else None
+        if token:
+            env[SHUTDOWN_TOKEN_ENV] = token
         log_path = self.log_path(name)
         with log_path.open("ab") as log:
             log.write(f"\n=== {time.strftime('%Y-%m-%dT%H:%M:%S')} starting: {' '.join(cmd)}\n".encode())
@@ -193,8 +237,9 @@ class ModelServerManager:
                 cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
                 process_group=0, preexec_fn=_die_with_parent(os.getpid()), close_fds=True)
         self._started[name] = proc
-        state = {"name": name, "pid": proc.pid, "host": HOST, "port": port, **wanted, "threads": threads,
-                 "started_at": time.time(), "log": str(log_path), "parent_pid": os.getpid()}
+        state = {"name": name, "pid": proc.pid, "host": self.advertise_host, "node": self.advertise_host,
+                 "port": port, **wanted, "threads": threads, "started_at": time.time(), "log": str(log_path),
+                 "parent_pid": os.getpid(), "shutdown_token": token}
         self._write_state(name, state)
         return state
 
@@ -215,8 +260,10 @@ class ModelServerManager:
                 except (httpx.HTTPError, ValueError):
                     pass
                 proc = self._started.get(name)
-                exited = proc.poll() is not None if proc and proc.pid == state["pid"] else not _is_model_server(
-                    state["pid"])
+                if proc and proc.pid == state["pid"]:
+                    exited = proc.poll() is not None
+                else:  # a server another worker started (on another host: only the timeout tells)
+                    exited = self.is_here(state) and not _is_model_server(state["pid"])
                 if exited:
                     self._raise_start_failure(name, state)
                 elapsed = time.monotonic() - started
@@ -233,7 +280,7 @@ class ModelServerManager:
 
     def _raise_start_failure(self, name: str, state: dict[str, Any]) -> None:
         tail = _tail(self.log_path(name))
-        self.state_path(name).unlink(missing_ok=True)
+        self._forget_state(name)
         proc = self._started.pop(name, None)
         code = proc.poll() if proc else None
         # A lost port race is worth retrying; a model that fails to load is not.
@@ -247,6 +294,10 @@ class ModelServerManager:
         """Stop the named server (SIGTERM, then SIGKILL after ``grace_s``); tolerates already-gone."""
         state = self.read_state(name)
         proc = self._started.pop(name, None)
+        if state and not self.is_here(state):
+            await asyncio.to_thread(_remote_shutdown, state)
+            self._forget_state(name)
+            return
         pid = state["pid"] if state else (proc.pid if proc else None)
         if pid is not None and _is_model_server(pid):
             _signal_group(pid, signal.SIGTERM)
@@ -260,7 +311,7 @@ class ModelServerManager:
                 proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 pass
-        self.state_path(name).unlink(missing_ok=True)
+        self._forget_state(name)
 
     def teardown_all_started_here(self, grace_s: float = 5.0) -> list[str]:
         """Synchronously stop every server this process started (worker shutdown). Returns their names."""
@@ -277,9 +328,35 @@ class ModelServerManager:
                 _signal_group(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=5)
             state = self.read_state(name)
-            if state and state.get("pid") == proc.pid:
-                self.state_path(name).unlink(missing_ok=True)
+            if state and state.get("pid") == proc.pid and self.is_here(state):
+                self._forget_state(name)
         return names
+
+
+def _file_tail(path: str | None) -> str | None:
+    """The last two path parts: the same model/adapter has different absolute paths on different hosts."""
+    return "/".join(Path(path).parts[-2:]) if path else None
+
+
+def _same_deployment(state: dict[str, Any], wanted: dict[str, Any]) -> bool:
+    if state.get("alias") != wanted["alias"] or state.get("n_ctx") != wanted["n_ctx"]:
+        return False
+    if state.get("node", HOST) == HOST or state.get("host") == HOST:  # one host: exact files
+        return state.get("model") == wanted["model"] and state.get("lora") == wanted["lora"]
+    return _file_tail(state.get("model")) == _file_tail(wanted["model"]) and \
+        _file_tail(state.get("lora")) == _file_tail(wanted["lora"])
+
+
+def _remote_shutdown(state: dict[str, Any], timeout_s: float = 5.0) -> bool:
+    """Ask a server on another host to stop; False when it cannot be reached (its host is gone)."""
+    if not state.get("shutdown_token"):
+        return False
+    try:
+        resp = httpx.post(f"http://{state['host']}:{state['port']}/admin/shutdown", timeout=timeout_s,
+                          headers={"X-Shutdown-Token": state["shutdown_token"]})
+        return resp.status_code == 202
+    except httpx.HTTPError:
+        return False
 
 
 def _signal_group(pid: int, sig: int) -> None:

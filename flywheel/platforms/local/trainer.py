@@ -127,12 +127,14 @@ def _write_json_atomic(path: Path, data: Any) -> None:
 def train(spec: CustomizationSpec, *, model_path: Path, work_dir: Path, rows_train: list[dict],
           rows_val: list[dict] | None = None, progress: ProgressFn | None = None,
           should_stop: Callable[[], bool] | None = None, resume: bool = True, seed: int = DEFAULT_SEED,
-          cache_root: Path | None = None) -> CustomizationResult:
+          cache_root: Path | None = None,
+          on_checkpoint: Callable[[ckpts.Checkpoint], None] | None = None) -> CustomizationResult:
     """Fine-tune a LoRA adapter for ``spec`` on ``rows_train``; see the module docstring.
 
     Raises :class:`TrainingStopped` when stopped (checkpoint saved), :class:`PlatformError` with
     ``retryable=False`` and ``error_type`` ``TrainingConfigError`` / ``OutOfMemory`` /
     ``LoRAExportError`` for permanent failures. ``resume=False`` discards existing checkpoints.
+    ``on_checkpoint`` is called with every checkpoint once it is complete on disk (to publish it).
     """
     validate_spec(spec)
     model_path, work_dir = Path(model_path), Path(work_dir)
@@ -145,7 +147,7 @@ def train(spec: CustomizationSpec, *, model_path: Path, work_dir: Path, rows_tra
     with _exclusive(work_dir), _sigterm_requests_stop():
         try:
             return _train(spec, model_path, work_dir, rows_train, rows_val, progress, should_stop, resume,
-                          seed, cache_root)
+                          seed, cache_root, on_checkpoint)
         except MemoryError as exc:
             raise PlatformError(f"out of host memory training {spec.nim.model_name} at max_seq_length="
                                 f"{spec.training.max_seq_length}, batch_size={spec.training.batch_size}: lower them",
@@ -172,7 +174,8 @@ def _training_reports(progress: ProgressFn | None) -> ProgressFn:
 
 def _train(spec: CustomizationSpec, model_path: Path, work_dir: Path, rows_train: list[dict],  # noqa: C901
            rows_val: list[dict] | None, progress: ProgressFn | None, should_stop: Callable[[], bool] | None,
-           resume: bool, seed: int, cache_root: Path | None) -> CustomizationResult:
+           resume: bool, seed: int, cache_root: Path | None,
+           on_checkpoint: Callable[[ckpts.Checkpoint], None] | None = None) -> CustomizationResult:
     import torch
     from transformers import get_linear_schedule_with_warmup
 
@@ -246,9 +249,12 @@ def _train(spec: CustomizationSpec, model_path: Path, work_dir: Path, rows_train
         return None
 
     def checkpoint(at: int, rng: dict[str, Any]) -> ckpts.Checkpoint:
-        return ts.save_checkpoint(ckpt_root, at, model=model, optimizer=optimizer, scheduler=scheduler, rng=rng,
-                                  plan=plan, fingerprint=fingerprint, loss_history=loss_history,
-                                  keep=KEEP_CHECKPOINTS)
+        saved = ts.save_checkpoint(ckpt_root, at, model=model, optimizer=optimizer, scheduler=scheduler, rng=rng,
+                                   plan=plan, fingerprint=fingerprint, loss_history=loss_history,
+                                   keep=KEEP_CHECKPOINTS)
+        if on_checkpoint is not None:
+            on_checkpoint(saved)
+        return saved
 
     def stopped(reason: str, rng: dict[str, Any]) -> TrainingStopped:
         nonlocal latest
