@@ -29,9 +29,11 @@ from typing import Any, Protocol
 import httpx
 
 from flywheel.config import LLMJudgeConfig
-from flywheel.metrics import binary_judge_score, judge_prompt
+from flywheel.metrics import METRIC_NAMES, binary_judge_score, judge_prompt
 from flywheel.platforms.base import EvalResult, EvalSpec, PlatformError, ProgressFn
-from flywheel.scoring import is_tool_workload, message_tool_calls, response_message, summarize
+from flywheel.scoring import (
+    is_tool_workload, message_tool_calls, record_scores_path, response_message, summarize, write_record_scores,
+)
 from flywheel.stats import latency_percentiles
 
 log = logging.getLogger(__name__)
@@ -345,8 +347,9 @@ async def evaluate(spec: EvalSpec, rows: list[dict[str, Any]], *, predictions_pa
 
     predictions = [None if outcomes[k].get("error") else outcomes[k].get("prediction") for k in keys]
     summary = summarize(rows, predictions)
-    scores: dict[str, float | None] = {name: summary[name] for name in
-                                       ("function_name", "function_name_and_args_accuracy", "normalized_args_accuracy")}
+    scores: dict[str, float | None] = {name: summary[name] for name in METRIC_NAMES}
+    # Per-record scores beside the predictions: the gate's paired tests need them (same records).
+    write_record_scores(record_scores_path(predictions_path), keys, rows, predictions)
     notes: dict[str, str] = dict(summary["notes"])
     if "similarity" in summary:
         scores["similarity"] = summary["similarity"]

@@ -4,7 +4,8 @@ Both paths go through :func:`summarize`, so identical inputs give identical scor
 platform produced the predictions.
 
 Tool workloads (any record has ``request.tools`` or expected tool calls) score ``function_name``,
-``function_name_and_args_accuracy`` and ``normalized_args_accuracy`` (see flywheel.metrics).
+``function_name_and_args_accuracy`` (NeMo Evaluator's meaning), ``function_name_strict``,
+``function_name_and_args_strict`` and ``normalized_args_accuracy`` (see flywheel.metrics).
 Generic workloads (no tools anywhere) score ``similarity``: the mean token-F1 between the predicted
 text and the reference response text (:func:`flywheel.metrics.token_f1`); the tool metrics are
 ``None`` with a note.
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 from flywheel.metrics import METRIC_NAMES, RecordScore, aggregate, call_name, score_tool_calls, token_f1
@@ -92,15 +94,67 @@ def summarize(rows: Sequence[dict[str, Any]], predictions: Sequence[dict[str, An
         expected = message_tool_calls(response_message(row["response"]))
         tools_per_record.append([call_name(c) for c in expected])
         if pred is None:
-            scores.append(RecordScore(0.0, 0.0, 0.0))
+            scores.append(RecordScore.uniform(0.0))
         else:
             scores.append(score_tool_calls(expected, message_tool_calls(pred)))
     result = aggregate(scores, tools_per_record)
     if not rows:
         for name in METRIC_NAMES:
             notes[name] = "no records"
+    for name, count in result["undefined"].items():
+        notes[name] = (f"{count} record(s) left out: predicted arguments are not JSON (NeMo Evaluator reports "
+                       "NaN for them); function_name_and_args_strict counts them as wrong")
     result["notes"] = notes
     return result
+
+
+def record_scores(rows: Sequence[dict[str, Any]], predictions: Sequence[dict[str, Any] | None],
+                  *, tool_workload: bool | None = None) -> list[dict[str, float | None]]:
+    """Each record's scores (the per-record view of :func:`summarize`, for paired tests)."""
+    if len(rows) != len(predictions):
+        raise ValueError("rows and predictions must have the same length")
+    if tool_workload is None:
+        tool_workload = is_tool_workload(rows)
+    out: list[dict[str, float | None]] = []
+    for row, pred in zip(rows, predictions):
+        if not tool_workload:
+            out.append({"similarity": token_f1(message_text(pred), message_text(response_message(row["response"])))
+                        if pred is not None else 0.0})
+        elif pred is None:
+            out.append(RecordScore.uniform(0.0).as_dict())
+        else:
+            expected = message_tool_calls(response_message(row["response"]))
+            out.append(score_tool_calls(expected, message_tool_calls(pred)).as_dict())
+    return out
+
+
+def record_scores_path(predictions_path: Path) -> Path:
+    """Where the per-record scores of a predictions file live: ``<stem>.scores.jsonl`` beside it."""
+    predictions_path = Path(predictions_path)
+    return predictions_path.with_name(predictions_path.stem + ".scores.jsonl")
+
+
+def write_record_scores(path: Path, keys: Sequence[str], rows: Sequence[dict[str, Any]],
+                        predictions: Sequence[dict[str, Any] | None]) -> None:
+    """``{"record_id", <metric>: score}`` per line, written atomically (a retry rewrites it whole)."""
+    lines = [json.dumps({"record_id": key, **scores}) for key, scores in zip(keys, record_scores(rows, predictions))]
+    tmp = Path(path).with_suffix(".tmp")
+    tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    tmp.replace(path)
+
+
+def read_record_scores(path: Path) -> dict[str, dict[str, float | None]]:
+    """Per-record scores keyed by record id; {} when the file does not exist."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    out: dict[str, dict[str, float | None]] = {}
+    for line in text.splitlines():
+        if line.strip():
+            row = json.loads(line)
+            out[str(row.pop("record_id"))] = row
+    return out
 
 
 def _jsonable(summary: dict[str, Any]) -> dict[str, Any]:
