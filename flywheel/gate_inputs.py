@@ -1,0 +1,99 @@
+"""From a job document to the gate's inputs: one :class:`~flywheel.gate.Arm` per candidate × eval type.
+
+Per-record scores come from the file the evaluator writes beside its predictions
+(``<predictions>.scores.jsonl``; the judge's verdicts from ``<predictions>.judge.jsonl``) when it is
+readable here; then the gate also runs paired tests. Otherwise (a remote platform's evaluation) the
+arm is built from the mean score and the record count, and has no paired tests.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from flywheel.config import Settings
+from flywheel.gate import Arm, GateReport, Reference, evaluate_gate, reference_from_config
+from flywheel.jobdoc import EvaluationDoc, JobDocument
+from flywheel.scoring import read_record_scores, record_scores_path
+
+JUDGE_METRIC = "tool_calling_correctness"
+
+
+def _local_path(uri: str | None) -> Path | None:
+    if not uri or "://" in uri:
+        return None
+    path = Path(uri)
+    return path if path.exists() else None
+
+
+def _judge_outcomes(predictions: Path) -> dict[str, float | None]:
+    path = predictions.with_name(predictions.stem + ".judge.jsonl")
+    out: dict[str, float | None] = {}
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return out
+    for line in lines:
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a torn last line
+        if isinstance(row, dict) and "record_id" in row:
+            out[str(row["record_id"])] = row.get("score")
+    return out
+
+
+def record_outcomes(ev: EvaluationDoc, metric: str) -> dict[str, float] | None:
+    """Per-record scores of ``metric`` keyed by record id (undefined ones left out); None if unavailable."""
+    predictions = _local_path(ev.predictions_uri)
+    if predictions is None:
+        return None
+    if metric == JUDGE_METRIC:
+        values = _judge_outcomes(predictions)
+    else:
+        values = {rid: scores.get(metric) for rid, scores in read_record_scores(record_scores_path(predictions)).items()}
+    defined = {rid: float(v) for rid, v in values.items() if v is not None}
+    return defined or None
+
+
+def tokens_per_request(ev: EvaluationDoc) -> float | None:
+    """Mean prompt + completion tokens the evaluation actually sent; None when usage was not reported."""
+    extra: dict[str, Any] = ev.model_extra or {}
+    tokens = int(extra.get("prompt_tokens") or 0) + int(extra.get("completion_tokens") or 0)
+    return tokens / ev.num_records if tokens and ev.num_records else None
+
+
+def arms_for(doc: JobDocument, settings: Settings) -> list[Arm]:
+    metric = settings.gate.metric
+    prices = {n.model_name: n.cost_per_1k_tokens for n in settings.nims}
+    arms: list[Arm] = []
+    for nim in doc.nims:
+        for ev in nim.evaluations:
+            if ev.error or not ev.num_records:
+                continue
+            outcomes = record_outcomes(ev, metric)
+            if outcomes is not None:
+                successes, n = sum(outcomes.values()), len(outcomes)
+            else:
+                score = ev.scores.get(metric)
+                if score is None:
+                    successes, n = 0.0, 0
+                else:
+                    successes, n = float(score) * ev.num_records, ev.num_records
+            arms.append(Arm(model_name=nim.model_name, eval_type=ev.eval_type, successes=successes, n=n,
+                            latency_p95_ms=ev.latency_p95_ms, tokens_per_request=tokens_per_request(ev),
+                            cost_per_1k_tokens=prices.get(nim.model_name), outcomes=outcomes))
+    return arms
+
+
+def reference_for(doc: JobDocument, settings: Settings) -> Reference:
+    """The configured production model, priced on the base evaluation's prompts (the production prompts)."""
+    base_tokens = [t for nim in doc.nims if (ev := nim.evaluation("base-eval")) is not None and not ev.error
+                   and (t := tokens_per_request(ev)) is not None]
+    tokens = sum(base_tokens) / len(base_tokens) if base_tokens else None
+    return reference_from_config(settings.gate, tokens)
+
+
+def gate_report(doc: JobDocument, settings: Settings) -> GateReport:
+    return evaluate_gate(arms_for(doc, settings), reference_for(doc, settings), settings.gate)
