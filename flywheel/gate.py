@@ -369,8 +369,9 @@ def recommend(verdicts: Sequence[ArmVerdict]) -> tuple[str | None, str]:
     if not passing:
         inconclusive = [v for v in verdicts if v.verdict == "inconclusive"]
         if inconclusive:
-            return None, (f"No configuration passes yet; {len(inconclusive)} are inconclusive and need more eval "
-                          "records or the missing measurements.")
+            count = len(inconclusive)
+            return None, (f"No configuration passes yet; {count} {'is' if count == 1 else 'are'} inconclusive and "
+                          f"need{'s' if count == 1 else ''} more eval records or the missing measurements.")
         return None, "No configuration passes: keep the production model."
     def order(v: ArmVerdict) -> tuple[float, float, float]:
         return (v.cost_per_1k_requests if v.cost_per_1k_requests is not None else math.inf,
@@ -389,3 +390,19 @@ def evaluate_gate(arms: Sequence[Arm], reference: Reference, gate: GateConfig) -
                       threshold=1 - gate.max_drop_vs_reference, reference=reference, verdicts=verdicts,
                       paired=paired_comparisons(arms, gate.paired_alpha), recommendation=recommendation,
                       recommendation_reason=why, frontier=pareto_frontier(verdicts))
+
+
+_RANK = {"pass": 0, "inconclusive": 1, "fail": 2}
+
+
+def candidate_summary(report: GateReport, model_name: str) -> dict:
+    """A candidate's best configuration (pass before inconclusive before fail, then cheapest) for ``NimDoc.gate``."""
+    mine = [v for v in report.verdicts if v.model_name == model_name]
+    if not mine:
+        return {"verdict": "inconclusive", "passed": False, "eval_type": None, "metric": report.metric,
+                "reasons": [f"{model_name} has no successful evaluation"]}
+    best = min(mine, key=lambda v: (_RANK[v.verdict], v.cost_per_1k_requests if v.cost_per_1k_requests is not None
+                                    else math.inf, -(v.agreement or 0.0)))
+    return {"verdict": best.verdict, "passed": best.verdict == "pass", "eval_type": best.eval_type,
+            "metric": report.metric, "score": best.agreement, "interval": best.interval,
+            "records_needed": best.records_needed, "reasons": [best.reason]}

@@ -150,6 +150,8 @@ class JobDocument(_Doc):
     manifest_hash: str | None = None
     review: dict[str, Any] | None = None
     report_uri: str | None = None
+    # The promotion gate's report (flywheel.gate.GateReport): verdicts, paired tests, recommendation, frontier.
+    gate: dict[str, Any] | None = None
 
     def nim(self, model_name: str) -> NimDoc | None:
         return next((n for n in self.nims if n.model_name == model_name), None)

@@ -35,8 +35,23 @@ def _eval_types(doc: JobDocument) -> list[str]:
     return seen
 
 
-def _gate_verdict(nim: NimDoc, eval_type: str) -> str | None:
-    """"pass"/"fail" on the row the gate was judged on; None elsewhere or when no gate ran."""
+def _gate_entry(doc: JobDocument, nim: NimDoc, eval_type: str) -> dict[str, Any] | None:
+    """The gate's verdict for (candidate, eval type) from the job's gate report, if there is one."""
+    for verdict in (doc.gate or {}).get("verdicts", []):
+        if verdict.get("model_name") == nim.model_name and verdict.get("eval_type") == eval_type:
+            return verdict
+    return None
+
+
+def _gate_verdict(doc: JobDocument, nim: NimDoc, eval_type: str) -> str | None:
+    """pass / fail / inconclusive for (candidate, eval type); None when no gate judged it.
+
+    Documents from before the gate report carry one verdict per candidate (``nim.gate.passed``) on
+    the row it was judged on.
+    """
+    if doc.gate is not None:
+        entry = _gate_entry(doc, nim, eval_type)
+        return entry.get("verdict") if entry else None
     gate = nim.gate or {}
     if "passed" not in gate:
         return None
@@ -46,6 +61,15 @@ def _gate_verdict(nim: NimDoc, eval_type: str) -> str | None:
     if judged_on is None and eval_type != EVAL_TYPES[0]:
         return None
     return "pass" if gate["passed"] else "fail"
+
+
+def candidate_verdict(nim: NimDoc) -> str | None:
+    gate = nim.gate or {}
+    if "verdict" in gate:
+        return gate["verdict"]
+    if "passed" in gate:
+        return "pass" if gate["passed"] else "fail"
+    return None
 
 
 def missing_reason(doc: JobDocument, nim: NimDoc, eval_type: str) -> str:
@@ -102,7 +126,8 @@ def results_rows(doc: JobDocument) -> list[dict[str, Any]]:
                 "latency_p50_ms": ev.latency_p50_ms if ev is not None else None,
                 "latency_p95_ms": ev.latency_p95_ms if ev is not None else None,
                 "cost_per_1k_requests": nim.cost_per_1k_requests,
-                "gate": _gate_verdict(nim, eval_type),
+                "gate": _gate_verdict(doc, nim, eval_type),
+                "gate_reason": (_gate_entry(doc, nim, eval_type) or {}).get("reason"),
                 "note": None if scored else missing_reason(doc, nim, eval_type),
             })
     return rows
@@ -162,11 +187,16 @@ def render_table(doc: JobDocument) -> Table:
             Text(_cell_text(cells[t]), style="yellow" if cells[t]["note"] else "") if t in cells else Text("—")
             for t in eval_types
         ]
-        verdict = next((r["gate"] for r in cells.values() if r["gate"]), None)
-        gate = Text(verdict or "—", style={"pass": "green", "fail": "red"}.get(verdict or "", ""))
+        verdict = candidate_verdict(nim) or next((r["gate"] for r in cells.values() if r["gate"]), None)
+        gate = Text(verdict or "—", style={"pass": "green", "fail": "red", "inconclusive": "yellow"}.get(verdict or "", ""))
         table.add_row(nim.model_name, *rendered, fmt_cost(nim.cost_per_1k_requests), gate)
+    captions = []
+    if doc.gate and doc.gate.get("recommendation_reason"):
+        captions.append(f"gate: {doc.gate['recommendation_reason']}")
     if doc.error:
-        table.caption = f"run error: {doc.error}"
+        captions.append(f"run error: {doc.error}")
+    if captions:
+        table.caption = "\n".join(captions)
     return table
 
 
@@ -247,6 +277,7 @@ def render_html(doc: JobDocument) -> str:
         datasets=doc.datasets,
         curation=_flatten(doc.curation),
         review=_flatten(doc.review or {}),
+        gate=doc.gate,
         plot_base64=base64.b64encode(plot_png(doc)).decode("ascii"),
         generated_at=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
     )
