@@ -35,6 +35,7 @@ from starter.api_models import (
     RejectBody,
     ReviewResponse,
 )
+from starter.api_promotions import promotions_router
 from starter.api_schedules import schedules_router
 
 log = structlog.get_logger("starter.api")
@@ -358,6 +359,7 @@ def create_app(
 
     app.include_router(jobs_router)
     app.include_router(schedules_router)
+    app.include_router(promotions_router)
     app.include_router(misc_router)
     return app
 
