@@ -214,7 +214,7 @@ class APIConfig(_Section):
 # Per-record metrics the gate can judge on (agreement with the production model's responses).
 GATE_METRICS = (
     "function_name", "function_name_and_args_accuracy", "normalized_args_accuracy",
-    "function_name_strict", "function_name_and_args_strict", "tool_calling_correctness", "similarity",
+    "function_name_strict", "function_name_and_args_strict", "tool_calling_correctness", "similarity", "token_f1",
 )
 
 

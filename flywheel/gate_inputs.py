@@ -1,23 +1,23 @@
 """From a job document to the gate's inputs: one :class:`~flywheel.gate.Arm` per candidate × eval type.
 
-Per-record scores come from the file the evaluator writes beside its predictions
-(``<predictions>.scores.jsonl``; the judge's verdicts from ``<predictions>.judge.jsonl``) when it is
-readable here; then the gate also runs paired tests. Otherwise (a remote platform's evaluation) the
+Per-record scores (the judge's verdicts included) come from the file the evaluator writes beside its
+predictions (``<predictions>.scores.jsonl``) when it is readable here; then the gate also runs paired
+tests. Otherwise (a remote platform's evaluation) the
 arm is built from the mean score and the record count, and has no paired tests.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from flywheel.config import Settings
 from flywheel.gate import Arm, GateReport, Reference, evaluate_gate, reference_from_config
 from flywheel.jobdoc import EvaluationDoc, JobDocument
+from flywheel.judge import similarity_unit
 from flywheel.scoring import read_record_scores, record_scores_path
 
-JUDGE_METRIC = "tool_calling_correctness"
+SIMILARITY = "similarity"
 
 
 def _local_path(uri: str | None) -> Path | None:
@@ -27,34 +27,19 @@ def _local_path(uri: str | None) -> Path | None:
     return path if path.exists() else None
 
 
-def _judge_outcomes(predictions: Path) -> dict[str, float | None]:
-    path = predictions.with_name(predictions.stem + ".judge.jsonl")
-    out: dict[str, float | None] = {}
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        return out
-    for line in lines:
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a torn last line
-        if isinstance(row, dict) and "record_id" in row:
-            out[str(row["record_id"])] = row.get("score")
-    return out
-
-
 def record_outcomes(ev: EvaluationDoc, metric: str) -> dict[str, float] | None:
-    """Per-record scores of ``metric`` keyed by record id (undefined ones left out); None if unavailable."""
+    """Per-record scores of ``metric`` on [0, 1] keyed by record id (undefined ones left out); None if unavailable."""
     predictions = _local_path(ev.predictions_uri)
     if predictions is None:
         return None
-    if metric == JUDGE_METRIC:
-        values = _judge_outcomes(predictions)
-    else:
-        values = {rid: scores.get(metric) for rid, scores in read_record_scores(record_scores_path(predictions)).items()}
-    defined = {rid: float(v) for rid, v in values.items() if v is not None}
+    values = {rid: scores.get(metric) for rid, scores in read_record_scores(record_scores_path(predictions)).items()}
+    defined = {rid: _unit(metric, float(v)) for rid, v in values.items() if v is not None}
     return defined or None
+
+
+def _unit(metric: str, value: float) -> float:
+    """Scores on the gate's [0, 1] agreement scale (the judge's similarity is 1-10)."""
+    return similarity_unit(value) if metric == SIMILARITY else value
 
 
 def tokens_per_request(ev: EvaluationDoc) -> float | None:
@@ -80,7 +65,7 @@ def arms_for(doc: JobDocument, settings: Settings) -> list[Arm]:
                 if score is None:
                     successes, n = 0.0, 0
                 else:
-                    successes, n = float(score) * ev.num_records, ev.num_records
+                    successes, n = _unit(metric, float(score)) * ev.num_records, ev.num_records
             arms.append(Arm(model_name=nim.model_name, eval_type=ev.eval_type, successes=successes, n=n,
                             latency_p95_ms=ev.latency_p95_ms, tokens_per_request=tokens_per_request(ev),
                             cost_per_1k_tokens=prices.get(nim.model_name), outcomes=outcomes))

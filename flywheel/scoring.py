@@ -6,9 +6,9 @@ platform produced the predictions.
 Tool workloads (any record has ``request.tools`` or expected tool calls) score ``function_name``,
 ``function_name_and_args_accuracy`` (NeMo Evaluator's meaning), ``function_name_strict``,
 ``function_name_and_args_strict`` and ``normalized_args_accuracy`` (see flywheel.metrics).
-Generic workloads (no tools anywhere) score ``similarity``: the mean token-F1 between the predicted
+Generic workloads (no tools anywhere) score ``token_f1``: the mean token-F1 between the predicted
 text and the reference response text (:func:`flywheel.metrics.token_f1`); the tool metrics are
-``None`` with a note.
+``None`` with a note. (``similarity`` is the LLM judge's 1-10 rating, scored by the evaluator.)
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def summarize(rows: Sequence[dict[str, Any]], predictions: Sequence[dict[str, An
     """Scores for ``rows`` given the predicted message of each (``None`` = failed request, scored 0).
 
     Returns ``{function_name, function_name_and_args_accuracy, normalized_args_accuracy,
-    similarity?, num_records, per_tool: {name: ToolScores}, notes: {metric: why None}}``.
+    token_f1?, num_records, per_tool: {name: ToolScores}, notes: {metric: why None}}``.
     """
     if len(rows) != len(predictions):
         raise ValueError("rows and predictions must have the same length")
@@ -82,9 +82,9 @@ def summarize(rows: Sequence[dict[str, Any]], predictions: Sequence[dict[str, An
         ]
         result: dict[str, Any] = {name: None for name in METRIC_NAMES}
         result.update(num_records=len(rows), per_tool={},
-                      similarity=(sum(similarities) / len(similarities)) if similarities else None)
+                      token_f1=(sum(similarities) / len(similarities)) if similarities else None)
         for name in METRIC_NAMES:
-            notes[name] = "generic workload (no tools in the dataset): scored by similarity"
+            notes[name] = "generic workload (no tools in the dataset): scored by token_f1 and the judge's similarity"
         result["notes"] = notes
         return result
 
@@ -118,7 +118,7 @@ def record_scores(rows: Sequence[dict[str, Any]], predictions: Sequence[dict[str
     out: list[dict[str, float | None]] = []
     for row, pred in zip(rows, predictions):
         if not tool_workload:
-            out.append({"similarity": token_f1(message_text(pred), message_text(response_message(row["response"])))
+            out.append({"token_f1": token_f1(message_text(pred), message_text(response_message(row["response"])))
                         if pred is not None else 0.0})
         elif pred is None:
             out.append(RecordScore.uniform(0.0).as_dict())
@@ -135,9 +135,15 @@ def record_scores_path(predictions_path: Path) -> Path:
 
 
 def write_record_scores(path: Path, keys: Sequence[str], rows: Sequence[dict[str, Any]],
-                        predictions: Sequence[dict[str, Any] | None]) -> None:
-    """``{"record_id", <metric>: score}`` per line, written atomically (a retry rewrites it whole)."""
-    lines = [json.dumps({"record_id": key, **scores}) for key, scores in zip(keys, record_scores(rows, predictions))]
+                        predictions: Sequence[dict[str, Any] | None],
+                        extra: dict[str, Sequence[Any]] | None = None) -> None:
+    """``{"record_id", <metric>: score}`` per line, written atomically (a retry rewrites it whole).
+
+    ``extra`` adds per-record columns computed elsewhere (the judge's verdicts), in ``keys`` order.
+    """
+    extra = extra or {}
+    lines = [json.dumps({"record_id": key, **scores, **{name: column[i] for name, column in extra.items()}})
+             for i, (key, scores) in enumerate(zip(keys, record_scores(rows, predictions)))]
     tmp = Path(path).with_suffix(".tmp")
     tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
     tmp.replace(path)

@@ -17,6 +17,7 @@ from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from flywheel.jobdoc import DatasetDoc, JobDocument, NimDoc, NimStatus, RunStatus, Stage
+    from flywheel.judge import llm_judge_doc
     from workflows.candidate_run import CandidateRun
     from workflows.common import (
         KEY_CLIENT_ID,
@@ -152,6 +153,7 @@ class FlywheelRun:
             started_at=workflow.now(), workflow_id=info.workflow_id, job_type=inp.job_type,
             config_name=inp.config_name or settings.config_name,
             nims=[NimDoc(model_name=n.model_name) for n in settings.nims],
+            llm_judge=llm_judge_doc(settings.llm_judge_config, settings.platform.kind),
         )
         try:
             await self._set_stage(Stage.preparing_data)

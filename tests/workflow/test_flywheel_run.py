@@ -10,7 +10,7 @@ import pytest
 from temporalio.client import Client, WorkflowFailureError, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError, CancelledError
 
-from flywheel.config import DataSplitConfig
+from flywheel.config import DataSplitConfig, LLMJudgeConfig
 from flywheel.jobdoc import JobDocument, NimDoc, NimStatus, RunStatus, Stage
 from flywheel.jobstore import open_jobstore
 from tests.workflow.conftest import FAST, make_settings, running_workers, wait_for
@@ -128,6 +128,7 @@ async def replay(client: Client, *workflow_ids: str) -> None:
 
 async def test_reject(client: Client, tmp_path: Path) -> None:
     settings = make_settings(tmp_path, ["alpha"])
+    settings.llm_judge_config = LLMJudgeConfig(url="http://judge.invalid/v1", model_name="judge-x")
     async with running_workers(client, settings):
         handle = await start(client, settings, eval_types=["base-eval"])
         await wait_stage(handle, Stage.awaiting_review)
@@ -135,6 +136,9 @@ async def test_reject(client: Client, tmp_path: Path) -> None:
         final = await handle.result()
     assert final.stage == Stage.rejected and final.status == RunStatus.completed
     assert final.review["decision"] == "rejected" and final.review["note"] == "too slow"
+    # The job document says which judge scored the run (blueprint field, filled since the gate work).
+    assert final.llm_judge is not None and (final.llm_judge.model_name, final.llm_judge.type) == ("judge-x", "remote")
+    assert final.llm_judge.deployment_status.value == "ready"
 
 
 async def test_review_timeout(client: Client, tmp_path: Path) -> None:
