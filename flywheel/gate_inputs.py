@@ -82,3 +82,15 @@ def reference_for(doc: JobDocument, settings: Settings) -> Reference:
 
 def gate_report(doc: JobDocument, settings: Settings) -> GateReport:
     return evaluate_gate(arms_for(doc, settings), reference_for(doc, settings), settings.gate)
+
+
+def apply_gate(doc: JobDocument, settings: Settings) -> JobDocument:
+    """A copy of ``doc`` with the gate's report (``doc.gate``) and each candidate's best verdict (``nim.gate``)."""
+    from flywheel.gate import candidate_summary
+
+    doc = doc.model_copy(deep=True)
+    report = gate_report(doc, settings)
+    doc.gate = report.model_dump(mode="json")
+    for nim in doc.nims:
+        nim.gate = candidate_summary(report, nim.model_name)
+    return doc

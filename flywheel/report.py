@@ -125,7 +125,10 @@ def results_rows(doc: JobDocument) -> list[dict[str, Any]]:
                 "num_records": ev.num_records if ev is not None else None,
                 "latency_p50_ms": ev.latency_p50_ms if ev is not None else None,
                 "latency_p95_ms": ev.latency_p95_ms if ev is not None else None,
-                "cost_per_1k_requests": nim.cost_per_1k_requests,
+                # Priced per eval type when the gate priced it (ICL prompts are longer), else the candidate's.
+                "cost_per_1k_requests": (entry.get("cost_per_1k_requests") if (entry := _gate_entry(doc, nim, eval_type))
+                                         and entry.get("cost_per_1k_requests") is not None
+                                         else nim.cost_per_1k_requests),
                 "gate": _gate_verdict(doc, nim, eval_type),
                 "gate_reason": (_gate_entry(doc, nim, eval_type) or {}).get("reason"),
                 "note": None if scored else missing_reason(doc, nim, eval_type),

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from flywheel.config import Settings
-from flywheel.gate_inputs import arms_for, gate_report, reference_for
+from flywheel.gate_inputs import apply_gate, arms_for, gate_report, reference_for
 from flywheel.jobdoc import EvaluationDoc, JobDocument, NimDoc
 from flywheel.scoring import record_scores_path
 
@@ -64,3 +64,19 @@ def test_report_from_document_prices_the_reference_on_base_prompts(tmp_path):
     assert "cost" in verdicts["small/icl-eval"].reason
     assert [(p.a, p.b) for p in report.paired] == [("small/base-eval", "small/icl-eval")]
     assert report.paired[0].n_paired == 98
+
+
+def test_apply_gate_fills_the_document_and_each_candidate(tmp_path):
+    from flywheel.report import results_rows
+
+    settings = Settings(nims=[{"model_name": "small", "cost_per_1k_tokens": 0.01}, {"model_name": "remote"}])
+    doc = _doc(tmp_path)
+    gated = apply_gate(doc, settings)
+    assert doc.gate is None and gated.gate["metric"] == METRIC  # the input is not modified
+    assert {v["model_name"] for v in gated.gate["verdicts"]} == {"small", "remote"}
+    small = gated.nim("small").gate
+    assert small["verdict"] in ("pass", "inconclusive", "fail") and small["reasons"][0].startswith("small/")
+    assert gated.nim("remote").gate["verdict"] == "fail"  # 0.90 on 100 records: entirely below 0.95
+    rows = {(r["model_name"], r["eval_type"]): r for r in results_rows(gated)}
+    assert rows[("small", "icl-eval")]["cost_per_1k_requests"] == pytest.approx(20.0)  # priced per eval type
+    assert rows[("small", "base-eval")]["cost_per_1k_requests"] == pytest.approx(5.0)
