@@ -14,9 +14,10 @@ def all_activities() -> list[Callable]:
     from activities.deployment import deploy, teardown
     from activities.evaluation import evaluate
     from activities.persistence import aggregate_results, log_mlflow, persist_job, write_report
+    from activities.promotion import deliver_promotion_webhook, register_champion
 
     return [prepare_data, build_icl_dataset, deploy, teardown, evaluate, customize, persist_job,
-            aggregate_results, write_report, log_mlflow]
+            aggregate_results, write_report, log_mlflow, register_champion, deliver_promotion_webhook]
 
 
 def gpu_activities() -> list[Callable]:

@@ -254,6 +254,16 @@ class GateConfig(_Section):
         return metric
 
 
+class PromotionConfig(_Section):
+    """What a promotion does besides recording the decision."""
+
+    webhook_url: str | None = Field(None, description="POSTed an HMAC-signed event on every promotion.")
+    webhook_secret_env: str | None = Field(None, description="Env var holding the HMAC secret (never the secret).")
+    webhook_timeout_s: float = Field(10.0, gt=0, description="One delivery attempt's timeout.")
+    webhook_deadline_s: int = Field(24 * 3600, ge=1, description="How long Temporal keeps retrying delivery.")
+    mlflow_alias: str = Field("champion", min_length=1, description="Alias of the promoted model version in MLflow.")
+
+
 class Settings(_Section):
     config_name: str = "default"
     platform: PlatformConfig = PlatformConfig()
@@ -272,6 +282,7 @@ class Settings(_Section):
     evaluation: EvaluationConfig = EvaluationConfig()
     curation: CurationConfig = CurationConfig()
     gate: GateConfig = GateConfig()
+    promotion: PromotionConfig = PromotionConfig()
 
     @field_validator("nims")
     @classmethod

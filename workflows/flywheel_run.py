@@ -18,6 +18,7 @@ from temporalio.workflow import ParentClosePolicy
 with workflow.unsafe.imports_passed_through():
     from flywheel.jobdoc import DatasetDoc, JobDocument, NimDoc, NimStatus, RunStatus, Stage
     from flywheel.judge import llm_judge_doc
+    from flywheel.promotions import promotion_record
     from workflows.candidate_run import CandidateRun
     from workflows.common import (
         KEY_CLIENT_ID,
@@ -32,7 +33,9 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.models import (
         ACT_AGGREGATE,
+        ACT_DELIVER_WEBHOOK,
         ACT_LOG_MLFLOW,
+        ACT_REGISTER_CHAMPION,
         ACT_PERSIST_JOB,
         ACT_PREPARE_DATA,
         ACT_WRITE_REPORT,
@@ -54,12 +57,16 @@ with workflow.unsafe.imports_passed_through():
         PreparedData,
         PrepareDataInput,
         PromoteRequest,
+        PromotionInput,
         RejectRequest,
         ReportInput,
         ReviewDecision,
         candidate_workflow_id,
         job_id_from_workflow_id,
     )
+
+# workflow.patched id: runs started before the post-review actions existed replay without them.
+PATCH_ACT_ON_REVIEW = "act-on-review"
 
 _TERMINAL_NIM = (NimStatus.completed, NimStatus.failed, NimStatus.cancelled)
 _TERMINAL_CUSTOMIZATION = ("completed", "failed", "cancelled", "unavailable")
@@ -183,6 +190,8 @@ class FlywheelRun:
                     raise outcome
             await self._finish_results()
             await self._review(inp)
+            if workflow.patched(PATCH_ACT_ON_REVIEW):
+                await self._act_on_review()
             doc.status = RunStatus.completed
             doc.finished_at = workflow.now()
             await self._persist(final=True)
@@ -296,6 +305,45 @@ class FlywheelRun:
             if is_cancelled_exception(exc):
                 raise
             self._warn(f"report failed: {error_text(exc)}")
+
+    async def _act_on_review(self) -> None:
+        """After the decision: a promotion moves the MLflow alias and sends the signed webhook (retried by
+        Temporal until delivered or ``promotion.webhook_deadline_s``); then the report is re-rendered with
+        the decision in it. A failure here is a warning on the run: the decision itself stands."""
+        doc, settings = self._doc, self._settings
+        record = promotion_record(doc)
+        if record is not None:
+            inp = PromotionInput(settings=settings, doc=doc, record=record.model_dump(mode="json"))
+            actions: dict[str, Any] = {}
+            if settings.mlflow_config.enabled:
+                try:
+                    actions["mlflow"] = await workflow.execute_activity(
+                        ACT_REGISTER_CHAMPION, inp, result_type=dict, **short_options(self._t, self._cpu))
+                except Exception as exc:
+                    if is_cancelled_exception(exc):
+                        raise
+                    self._warn(f"MLflow champion registration failed: {error_text(exc)}")
+            if settings.promotion.webhook_url:
+                try:
+                    actions["webhook"] = await workflow.execute_activity(
+                        ACT_DELIVER_WEBHOOK, inp, result_type=dict, task_queue=self._cpu,
+                        start_to_close_timeout=timedelta(seconds=settings.promotion.webhook_timeout_s + 30),
+                        schedule_to_close_timeout=timedelta(seconds=settings.promotion.webhook_deadline_s),
+                        retry_policy=retry_policy(self._t, max_attempts=0))
+                except Exception as exc:
+                    if is_cancelled_exception(exc):
+                        raise
+                    self._warn(f"promotion webhook not delivered: {error_text(exc)}")
+            if actions:
+                doc.review = {**(doc.review or {}), "actions": actions}
+        try:
+            doc.report_uri = await workflow.execute_activity(
+                ACT_WRITE_REPORT, ReportInput(settings=settings, doc=doc), result_type=str,
+                **short_options(self._t, self._cpu))
+        except Exception as exc:
+            if is_cancelled_exception(exc):
+                raise
+            self._warn(f"report after review failed: {error_text(exc)}")
 
     def _warn(self, message: str) -> None:
         warnings = list(getattr(self._doc, "warnings", None) or [])

@@ -133,6 +133,8 @@ ACT_PERSIST_JOB = "persist_job"
 ACT_WRITE_REPORT = "write_report"
 ACT_AGGREGATE = "aggregate_results"
 ACT_LOG_MLFLOW = "log_mlflow"
+ACT_REGISTER_CHAMPION = "register_champion"
+ACT_DELIVER_WEBHOOK = "deliver_promotion_webhook"
 CANDIDATE_UPDATE_SIGNAL = "candidate_update"  # child → parent: live NimDoc
 
 SEARCH_ATTRIBUTE_NAMES = (SA_WORKLOAD_ID, SA_CLIENT_ID, SA_STAGE, SA_JOB_TYPE)
@@ -215,6 +217,12 @@ class AggregateInput(BaseModel):
 class ReportInput(BaseModel):
     settings: Settings
     doc: JobDocument
+
+
+class PromotionInput(BaseModel):
+    settings: Settings
+    doc: JobDocument
+    record: dict[str, Any]  # flywheel.promotions.PromotionRecord, as JSON
 
 
 FlywheelJobInput.model_rebuild()
