@@ -203,6 +203,26 @@ def render_table(doc: JobDocument) -> Table:
     return table
 
 
+def gate_table(doc: JobDocument) -> Table:
+    """The gate's verdict per configuration with the numbers behind it and the one-sentence reason."""
+    gate = doc.gate or {}
+    floor = gate.get("threshold")
+    title = (f"Promotion gate on {gate.get('metric', '?')}: floor {floor:.3f} at {gate.get('confidence', 0):.0%}"
+             if floor is not None else "Promotion gate")
+    table = Table(title=title, show_lines=True)
+    for column in ("configuration", "verdict", "agreement [CI]", "n", "records needed", "cost / 1k req", "p95", "why"):
+        table.add_column(column, justify="right" if column in ("n", "records needed", "cost / 1k req", "p95") else "left")
+    for v in gate.get("verdicts", []):
+        needed = v.get("records_needed")
+        table.add_row(f"{v['model_name']} / {v['eval_type']}",
+                      Text(v["verdict"], style={"pass": "green", "fail": "red"}.get(v["verdict"], "yellow")),
+                      fmt_score_ci(v.get("agreement"), v.get("interval")), str(v.get("n", "—")),
+                      f"{needed:,}" if needed is not None else "—", fmt_cost(v.get("cost_per_1k_requests")),
+                      fmt_ms(v.get("latency_p95_ms")), v.get("reason", ""))
+    table.caption = gate.get("recommendation_reason")
+    return table
+
+
 # ---------------------------------------------------------------------------------------------- plot
 
 

@@ -13,6 +13,7 @@ text and the reference response text (:func:`flywheel.metrics.token_f1`); the to
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -169,6 +170,22 @@ def _jsonable(summary: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _with_parsed_ground_truth(triple: dict[str, Any]) -> dict[str, Any]:
+    """The expected calls' JSON-string arguments parsed, as data preparation stores them in a dataset
+    (``parse_function_arguments``), so offline scores equal the scores of a flywheel run."""
+    from flywheel.records import RecordError, parse_arguments
+
+    triple = copy.deepcopy(triple)
+    for call in message_tool_calls(response_message(triple["response"])):
+        function = call.get("function")
+        if isinstance(function, dict) and isinstance(function.get("arguments"), str):
+            try:
+                function["arguments"] = parse_arguments(function["arguments"])
+            except RecordError:
+                pass  # kept as text: a flywheel run would have dropped this record during curation
+    return triple
+
+
 def score_triples(lines: Iterable[str]) -> dict[str, Any]:
     """Score JSONL lines ``{request, response, prediction}`` (prediction: ChatCompletion or message).
 
@@ -195,7 +212,7 @@ def score_triples(lines: Iterable[str]) -> dict[str, Any]:
         except (json.JSONDecodeError, ValueError) as exc:
             bad_lines.append({"line": number, "error": str(exc)})
             continue
-        rows.append(triple)
+        rows.append(_with_parsed_ground_truth(triple))
         predictions.append(prediction)
     summary = _jsonable(summarize(rows, predictions))
     summary["skipped"] = len(bad_lines)

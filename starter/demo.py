@@ -22,6 +22,7 @@ from rich.table import Table
 
 from flywheel.config import Settings, load_settings
 from flywheel.jobdoc import JobDocument, RunStatus
+from flywheel.report import gate_table
 from starter.cli_progress import EVAL_TYPES, follow_job, results_table
 from starter.stack import REPO_ROOT, EmbeddedStack, StackError
 
@@ -112,9 +113,11 @@ def write_outputs(doc: JobDocument, out_dir: Path, console: Console) -> None:
 
 
 def run_one(stack: EmbeddedStack, api: DemoAPI, settings: Settings, client_id: str, records: int,
-            out_dir: Path, console: Console) -> JobDocument:
+            out_dir: Path, console: Console, eval_size: int | None = None) -> JobDocument:
     # Let the run see every record of this client (the demo profile caps extraction at 300).
-    split = {"limit": max(settings.data_split_config.limit, records)}
+    split: dict[str, Any] = {"limit": max(settings.data_split_config.limit, records)}
+    if eval_size is not None:  # a larger eval split: the gate can then decide instead of saying inconclusive
+        split["eval_size"] = eval_size
     job_id = api.start_job(client_id, split)
     console.print(f"\n[bold]job {job_id}[/] — {WORKLOAD_ID}/{client_id}, {records:,} records in the log store")
     try:
@@ -125,6 +128,8 @@ def run_one(stack: EmbeddedStack, api: DemoAPI, settings: Settings, client_id: s
         api.cancel_job(job_id)
         raise
     console.print(results_table(doc))
+    if doc.gate:
+        console.print(gate_table(doc))
     write_outputs(doc, out_dir, console)
     link = stack.workflow_url(doc.workflow_id) if doc.workflow_id else None
     if link:
@@ -167,6 +172,7 @@ def run_demo(
     config_name: str | None = "demo",
     config_path: Path | None = None,
     console: Console | None = None,
+    eval_size: int | None = None,
 ) -> int:
     """Run the demo; returns the process exit code (0 ok, 1 a run failed, 130 interrupted)."""
     console = console or Console(width=None if sys.stdout.isatty() else 160)
@@ -202,7 +208,8 @@ def run_demo(
             console.print("[bold]3. flywheel run(s)[/]")
             for client_id in clients:
                 out_dir = output if not continuous else output / client_id
-                doc = run_one(stack, api, settings, client_id, records.get(client_id, 0), out_dir, console)
+                doc = run_one(stack, api, settings, client_id, records.get(client_id, 0), out_dir, console,
+                              eval_size=eval_size)
                 runs.append((client_id, doc))
                 if doc.status == RunStatus.failed:
                     code = 1

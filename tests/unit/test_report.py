@@ -143,3 +143,19 @@ def test_report_shows_the_gate_verdicts_reasons_recommendation_and_paired_tests(
     console.print(render_table(doc))
     text = console.export_text()
     assert "inconclusive" in text and "No configuration passes yet" in text
+
+
+def test_gate_table_lists_every_configuration_with_its_reason():
+    from flywheel.config import GateConfig
+    from flywheel.gate import Arm, Reference, evaluate_gate
+    from flywheel.report import gate_table
+
+    doc = sample_doc()
+    doc.gate = evaluate_gate([Arm(model_name="qwen-0.5b", eval_type="base-eval", successes=19, n=20),
+                              Arm(model_name="qwen-0.5b", eval_type="icl-eval", successes=12, n=20)],
+                             Reference(model_name="prod"), GateConfig()).model_dump(mode="json")
+    console = Console(record=True, width=250)
+    console.print(gate_table(doc))
+    text = console.export_text()
+    assert "qwen-0.5b / base-eval" in text and "inconclusive" in text and "fail" in text
+    assert "floor 0.950 at 95%" in text and "No configuration passes yet" in text
