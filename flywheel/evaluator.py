@@ -24,8 +24,8 @@ import os
 import random
 import ssl
 import time
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
@@ -34,10 +34,8 @@ from flywheel.config import LLMJudgeConfig
 from flywheel.judge import SIMILARITY_MIN, similarity_judge_score, similarity_prompt
 from flywheel.metrics import METRIC_NAMES, binary_judge_score, judge_prompt
 from flywheel.platforms.base import EvalResult, EvalSpec, PlatformError, ProgressFn
-from flywheel.scoring import (
-    is_tool_workload, message_text, message_tool_calls, record_scores_path, response_message, summarize,
-    write_record_scores,
-)
+from flywheel.records import message_text, message_tool_calls, response_message
+from flywheel.scoring import is_tool_workload, record_scores_path, summarize, write_record_scores
 from flywheel.stats import latency_percentiles
 
 log = logging.getLogger(__name__)
@@ -151,7 +149,8 @@ class JsonlCache:
     def append(self, row: dict[str, Any]) -> None:
         if self._file is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            needs_newline = self.path.exists() and self.path.stat().st_size > 0 and not self.path.read_bytes().endswith(b"\n")
+            needs_newline = (self.path.exists() and self.path.stat().st_size > 0
+                             and not self.path.read_bytes().endswith(b"\n"))
             self._file = self.path.open("a", encoding="utf-8")
             if needs_newline:
                 self._file.write("\n")
@@ -433,4 +432,4 @@ async def evaluate(spec: EvalSpec, rows: list[dict[str, Any]], *, predictions_pa
     )
 
 
-__all__ = ["evaluate", "OpenAIJudge", "JudgeClient", "chat_request_body", "post_json_with_retries"]
+__all__ = ["JudgeClient", "OpenAIJudge", "chat_request_body", "evaluate", "post_json_with_retries"]

@@ -68,7 +68,8 @@ def llm_judge_doc(config: LLMJudgeConfig | None, platform_kind: str) -> LLMJudge
     if not config.model_name:
         doc.deployment_status, doc.error = DeploymentStatus.failed, "llm_judge_config.model_name is not set"
     elif config.deployment_type == "remote" and not config.url:
-        doc.deployment_status, doc.error = DeploymentStatus.failed, "llm_judge_config.url is required for a remote judge"
+        doc.deployment_status = DeploymentStatus.failed
+        doc.error = "llm_judge_config.url is required for a remote judge"
     elif config.deployment_type == "remote" or config.url:
         doc.deployment_status = DeploymentStatus.ready  # served elsewhere: nothing to deploy
     elif platform_kind == "nemo_v1":

@@ -47,7 +47,7 @@ class RecordScore:
     function_name_and_args_strict: float
 
     @classmethod
-    def uniform(cls, value: float) -> "RecordScore":
+    def uniform(cls, value: float) -> RecordScore:
         """The same score on every metric (no call expected and none made: 1; a failed request: 0)."""
         return cls(value, value, value, value, value)
 

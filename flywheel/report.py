@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import io
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,8 @@ EVAL_TYPES = ("base-eval", "icl-eval", "customized-eval")
 ACCURACY = "function_name_and_args_accuracy"
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 REPORT_TEMPLATE = "report.html.jinja"
+VERDICT_STYLES = {"pass": "green", "fail": "red", "inconclusive": "yellow"}
+NUMERIC_GATE_COLUMNS = ("n", "records needed", "cost / 1k req", "p95")
 
 
 # ---------------------------------------------------------------------------------------------- rows
@@ -61,6 +63,12 @@ def _gate_verdict(doc: JobDocument, nim: NimDoc, eval_type: str) -> str | None:
     if judged_on is None and eval_type != EVAL_TYPES[0]:
         return None
     return "pass" if gate["passed"] else "fail"
+
+
+def _row_cost(doc: JobDocument, nim: NimDoc, eval_type: str) -> float | None:
+    entry = _gate_entry(doc, nim, eval_type) or {}
+    cost = entry.get("cost_per_1k_requests")
+    return cost if cost is not None else nim.cost_per_1k_requests
 
 
 def candidate_verdict(nim: NimDoc) -> str | None:
@@ -126,9 +134,7 @@ def results_rows(doc: JobDocument) -> list[dict[str, Any]]:
                 "latency_p50_ms": ev.latency_p50_ms if ev is not None else None,
                 "latency_p95_ms": ev.latency_p95_ms if ev is not None else None,
                 # Priced per eval type when the gate priced it (ICL prompts are longer), else the candidate's.
-                "cost_per_1k_requests": (entry.get("cost_per_1k_requests") if (entry := _gate_entry(doc, nim, eval_type))
-                                         and entry.get("cost_per_1k_requests") is not None
-                                         else nim.cost_per_1k_requests),
+                "cost_per_1k_requests": _row_cost(doc, nim, eval_type),
                 "gate": _gate_verdict(doc, nim, eval_type),
                 "gate_reason": (_gate_entry(doc, nim, eval_type) or {}).get("reason"),
                 "note": None if scored else missing_reason(doc, nim, eval_type),
@@ -191,7 +197,7 @@ def render_table(doc: JobDocument) -> Table:
             for t in eval_types
         ]
         verdict = candidate_verdict(nim) or next((r["gate"] for r in cells.values() if r["gate"]), None)
-        gate = Text(verdict or "—", style={"pass": "green", "fail": "red", "inconclusive": "yellow"}.get(verdict or "", ""))
+        gate = Text(verdict or "—", style=VERDICT_STYLES.get(verdict or "", ""))
         table.add_row(nim.model_name, *rendered, fmt_cost(nim.cost_per_1k_requests), gate)
     captions = []
     if doc.gate and doc.gate.get("recommendation_reason"):
@@ -211,11 +217,11 @@ def gate_table(doc: JobDocument) -> Table:
              if floor is not None else "Promotion gate")
     table = Table(title=title, show_lines=True)
     for column in ("configuration", "verdict", "agreement [CI]", "n", "records needed", "cost / 1k req", "p95", "why"):
-        table.add_column(column, justify="right" if column in ("n", "records needed", "cost / 1k req", "p95") else "left")
+        table.add_column(column, justify="right" if column in NUMERIC_GATE_COLUMNS else "left")
     for v in gate.get("verdicts", []):
         needed = v.get("records_needed")
         table.add_row(f"{v['model_name']} / {v['eval_type']}",
-                      Text(v["verdict"], style={"pass": "green", "fail": "red"}.get(v["verdict"], "yellow")),
+                      Text(v["verdict"], style=VERDICT_STYLES.get(v["verdict"], "")),
                       fmt_score_ci(v.get("agreement"), v.get("interval")), str(v.get("n", "—")),
                       f"{needed:,}" if needed is not None else "—", fmt_cost(v.get("cost_per_1k_requests")),
                       fmt_ms(v.get("latency_p95_ms")), v.get("reason", ""))
@@ -281,7 +287,8 @@ def _flatten(data: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
         if isinstance(value, dict):
             out += _flatten(value, f"{name}.")
         else:
-            out.append((name, value if isinstance(value, (int, float, str, bool)) or value is None else json.dumps(value)))
+            plain = isinstance(value, (int, float, str, bool)) or value is None
+            out.append((name, value if plain else json.dumps(value)))
     return out
 
 
@@ -302,7 +309,7 @@ def render_html(doc: JobDocument) -> str:
         review=_flatten(doc.review or {}),
         gate=doc.gate,
         plot_base64=base64.b64encode(plot_png(doc)).decode("ascii"),
-        generated_at=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
+        generated_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
     )
 
 

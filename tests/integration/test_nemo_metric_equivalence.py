@@ -53,10 +53,14 @@ def _arguments(rng: random.Random) -> dict[str, Any]:
 
 
 def _equivalent_or_changed(rng: random.Random, value: Any) -> Any:
-    """A value Python calls equal (True/1, 1/1.0) or a different one."""
-    twins = {1: [True, 1.0], True: [1, 1.0], 0: [False, 0.0], False: [0, 0.0], 5: [5.0], 5.0: [5]}
-    if rng.random() < 0.6 and not isinstance(value, (str, list, dict)) and value in twins:
-        return rng.choice(twins[value])
+    """A value Python calls equal (true/1/1.0, 5/5.0) or a different one."""
+    if rng.random() < 0.6 and isinstance(value, (bool, int, float)):
+        if isinstance(value, bool):
+            return rng.choice([int(value), float(value)])
+        if value in (0, 1):
+            return rng.choice([bool(value), float(value) if isinstance(value, int) else int(value)])
+        if float(value).is_integer():
+            return float(value) if isinstance(value, int) else int(value)
     return _value(rng)
 
 

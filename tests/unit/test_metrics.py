@@ -10,7 +10,14 @@ the multiset reading moved to the strict names.
 import pytest
 
 from flywheel.metrics import (
-    NO_CALL, RecordScore, aggregate, binary_judge_score, judge_prompt, parse_judge_score, score_tool_calls, token_f1,
+    NO_CALL,
+    RecordScore,
+    aggregate,
+    binary_judge_score,
+    judge_prompt,
+    parse_judge_score,
+    score_tool_calls,
+    token_f1,
 )
 
 
@@ -154,7 +161,8 @@ def test_binary_judge_score_rejects_out_of_range():
 
 
 def test_judge_prompt_contains_calls_and_asks_for_json():
-    messages = judge_prompt({"messages": [{"role": "system", "content": "sys"}, {"role": "user", "content": "weather in Paris?"}]},
+    conversation = [{"role": "system", "content": "sys"}, {"role": "user", "content": "weather in Paris?"}]
+    messages = judge_prompt({"messages": conversation},
                             [call("get_weather", {"city": "Paris"})], [call("get_weather", '{"city": "paris"}')])
     assert messages[0]["role"] == "system" and "score" in messages[0]["content"]
     user = messages[1]["content"]

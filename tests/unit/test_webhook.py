@@ -4,7 +4,13 @@ import httpx
 import pytest
 
 from flywheel.webhook import (
-    SIGNATURE_HEADER, WebhookConfigError, WebhookFailed, body_bytes, deliver, sign, verify,
+    SIGNATURE_HEADER,
+    WebhookConfigError,
+    WebhookFailed,
+    body_bytes,
+    deliver,
+    sign,
+    verify,
 )
 
 

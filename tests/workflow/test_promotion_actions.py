@@ -6,6 +6,7 @@ import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 from temporalio.client import Client
@@ -23,9 +24,9 @@ SECRET = "test-webhook-secret"
 
 class Receiver(BaseHTTPRequestHandler):
     failures_left = 0
-    received: list[dict] = []
+    received: ClassVar[list[dict]] = []
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
         type(self).received.append({"body": body, "signature": self.headers.get(SIGNATURE_HEADER),
                                     "delivery": self.headers.get(DELIVERY_HEADER)})
