@@ -14,7 +14,7 @@ from temporalio.client import Client
 from flywheel.config import PromotionConfig
 from flywheel.jobdoc import RunStatus, Stage
 from flywheel.webhook import DELIVERY_HEADER, SIGNATURE_HEADER, verify
-from tests.workflow.conftest import make_settings, running_workers
+from tests.helpers.temporal_workers import make_settings, running_workers
 from tests.workflow.fakes import FAKE_ACTIVITIES, calls
 from tests.workflow.test_flywheel_run import replay, start, wait_stage
 from workflows.models import PROMOTE_UPDATE, PromoteRequest
