@@ -38,6 +38,7 @@ from starter.api_models import (
 )
 from starter.api_promotions import promotions_router
 from starter.api_schedules import schedules_router
+from starter.ui import ui_router
 
 log = structlog.get_logger("starter.api")
 
@@ -363,6 +364,7 @@ def create_app(
     app.include_router(schedules_router)
     app.include_router(promotions_router)
     app.include_router(misc_router)
+    app.include_router(ui_router)
     return app
 
 
