@@ -19,11 +19,6 @@ from workflows.models import (
     ReportInput,
 )
 
-# The production model's responses are the ground truth, so its own agreement score is 1.0:
-# the gate asks that a candidate stays within max_drop_vs_reference of it.
-REFERENCE_SCORE = 1.0
-
-
 def _put(inp: PersistJobInput) -> None:
     from flywheel.jobstore import open_jobstore
 
@@ -47,9 +42,10 @@ async def persist_job(inp: PersistJobInput) -> None:
         raise
 
 
-def aggregate(doc: JobDocument, settings) -> JobDocument:
-    """Confidence intervals per score and the promotion gate per candidate (pure)."""
-    from flywheel.stats import confidence_interval, cost_per_1k_requests, gate_verdict
+def aggregate(doc: JobDocument, settings) -> JobDocument:  # noqa: ANN001 - Settings
+    """Confidence intervals per score, cost, and the promotion gate (flywheel.gate) over every candidate (pure)."""
+    from flywheel.gate_inputs import apply_gate
+    from flywheel.stats import confidence_interval, cost_per_1k_requests
 
     doc = doc.model_copy(deep=True)
     prices = {n.model_name: n.cost_per_1k_tokens for n in settings.nims}
@@ -59,7 +55,6 @@ def aggregate(doc: JobDocument, settings) -> JobDocument:
             nim.cost_per_1k_requests = cost_per_1k_requests(
                 int(getattr(costed, "prompt_tokens", 0) or 0), int(getattr(costed, "completion_tokens", 0) or 0),
                 costed.num_records, prices[nim.model_name])
-        best = None
         for ev in nim.evaluations:
             n = ev.num_records or 0
             if ev.error or n <= 0:
@@ -73,16 +68,9 @@ def aggregate(doc: JobDocument, settings) -> JobDocument:
                 lo, hi = confidence_interval([1.0] * hits + [0.0] * (n - hits))
                 cis[metric] = [round(lo, 4), round(hi, 4)]
             ev.confidence_intervals = cis
-            score = ev.scores.get(settings.gate.metric)
-            if score is not None and (best is None or score > best[1]):
-                best = (ev, score)
-        if best is None:
-            nim.gate = {"passed": False, "reasons": ["no successful evaluation"], "eval_type": None}
-            continue
-        verdict = gate_verdict(best[0].scores, REFERENCE_SCORE, settings.gate)
-        nim.gate = {**verdict, "eval_type": best[0].eval_type, "metric": settings.gate.metric,
-                    "score": best[1], "reference_score": REFERENCE_SCORE}
-    return doc
+    # The reference is the production model, whose answers are the ground truth (agreement 1.0):
+    # the gate asks whether a candidate is non-inferior to it within gate.max_drop_vs_reference.
+    return apply_gate(doc, settings)
 
 
 @activity.defn(name=ACT_AGGREGATE)

@@ -281,6 +281,7 @@ class FlywheelRun:
                 ACT_AGGREGATE, AggregateInput(settings=self._settings, doc=doc), result_type=JobDocument,
                 **short_options(self._t, self._cpu))
             doc.nims = aggregated.nims  # CIs, gate, cost; the rest of the doc stays this workflow's
+            doc.gate = aggregated.gate  # the gate's verdicts, paired tests, recommendation and frontier
         except Exception as exc:
             if is_cancelled_exception(exc):
                 raise

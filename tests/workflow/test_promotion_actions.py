@@ -77,7 +77,7 @@ async def test_promotion_webhook_is_signed_retried_until_delivered_and_report_re
     event = json.loads(Receiver.received[-1]["body"])
     assert (event["event"], event["job_id"], event["model_name"], event["decided_by"]) == (
         "promotion", doc.id, "alpha", "ana")
-    assert event["workload_id"] == "wl" and event["evidence"]["reasons"]
+    assert event["workload_id"] == "wl" and event["evidence"]["verdict"] in ("pass", "fail", "inconclusive")
     # The report is written again after the decision, so it shows the review.
     assert sum(1 for c in calls(tmp_path) if c["act"] == "write_report") == reports_before + 1
     await replay(client, handle.id)
