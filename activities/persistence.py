@@ -19,6 +19,7 @@ from workflows.models import (
     ReportInput,
 )
 
+
 def _put(inp: PersistJobInput) -> None:
     from flywheel.jobstore import open_jobstore
 
@@ -42,7 +43,7 @@ async def persist_job(inp: PersistJobInput) -> None:
         raise
 
 
-def aggregate(doc: JobDocument, settings) -> JobDocument:  # noqa: ANN001 - Settings
+def aggregate(doc: JobDocument, settings) -> JobDocument:
     """Confidence intervals per score, cost, and the promotion gate (flywheel.gate) over every candidate (pure)."""
     from flywheel.gate_inputs import apply_gate
     from flywheel.stats import confidence_interval, cost_per_1k_requests
