@@ -159,6 +159,14 @@ class LLMJudgeConfig(_Section):
     url: str | None = None
     model_name: str | None = None
     api_key_env: str | None = None
+    # deployment_type local without a url: the platform deploys the judge for the run (local platform:
+    # a llama.cpp model from this source; nemo_v1 serves it from the NIM endpoint).
+    source: ModelSource | None = None
+    context_length: int = Field(8192, gt=0)
+
+    def as_nim(self) -> NIMConfig:
+        """The judge as a model the platform can deploy."""
+        return NIMConfig(model_name=self.model_name or "judge", context_length=self.context_length, source=self.source)
 
 
 class MLflowConfig(_Section):

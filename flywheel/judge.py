@@ -60,6 +60,16 @@ def similarity_unit(score: float) -> float:
     return (score - SIMILARITY_MIN) / (SIMILARITY_MAX - SIMILARITY_MIN)
 
 
+# Platforms whose workflow deploys a local judge for the run (nemo_v1 serves it from its NIM endpoint).
+DEPLOYS_LOCAL_JUDGE = ("local", "nemo_v2")
+
+
+def needs_deployment(config: LLMJudgeConfig | None, platform_kind: str) -> bool:
+    """True when the run must deploy the judge itself (local judge, no url, a platform that can deploy)."""
+    return (config is not None and config.deployment_type == "local" and not config.url
+            and bool(config.model_name) and platform_kind in DEPLOYS_LOCAL_JUDGE)
+
+
 def llm_judge_doc(config: LLMJudgeConfig | None, platform_kind: str) -> LLMJudgeDoc | None:
     """The job document's ``llm_judge`` at the start of a run: which judge, where, and whether it can run."""
     if config is None:
@@ -75,7 +85,5 @@ def llm_judge_doc(config: LLMJudgeConfig | None, platform_kind: str) -> LLMJudge
     elif platform_kind == "nemo_v1":
         doc.deployment_status = DeploymentStatus.ready  # served by the NIM endpoint the platform already runs
     else:
-        doc.deployment_status = DeploymentStatus.failed
-        doc.error = (f"a local judge (deployment_type: local) without a url is not deployed by the {platform_kind} "
-                     "platform yet; set llm_judge_config.url")
+        doc.deployment_status = DeploymentStatus.pending  # the run deploys it before the candidates
     return doc

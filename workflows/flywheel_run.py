@@ -16,8 +16,9 @@ from temporalio.exceptions import ApplicationError, is_cancelled_exception
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
-    from flywheel.jobdoc import DatasetDoc, JobDocument, NimDoc, NimStatus, RunStatus, Stage
-    from flywheel.judge import llm_judge_doc
+    from flywheel.jobdoc import DatasetDoc, DeploymentStatus, JobDocument, NimDoc, NimStatus, RunStatus, Stage
+    from flywheel.judge import llm_judge_doc, needs_deployment
+    from flywheel.platforms.base import Endpoint
     from flywheel.promotions import promotion_record
     from workflows.candidate_run import CandidateRun
     from workflows.common import (
@@ -34,10 +35,12 @@ with workflow.unsafe.imports_passed_through():
     from workflows.models import (
         ACT_AGGREGATE,
         ACT_DELIVER_WEBHOOK,
+        ACT_DEPLOY,
         ACT_LOG_MLFLOW,
         ACT_PERSIST_JOB,
         ACT_PREPARE_DATA,
         ACT_REGISTER_CHAMPION,
+        ACT_TEARDOWN,
         ACT_WRITE_REPORT,
         CANDIDATE_UPDATE_SIGNAL,
         DECISION_PROMOTED,
@@ -52,6 +55,7 @@ with workflow.unsafe.imports_passed_through():
         AggregateInput,
         CandidateInput,
         CandidateResult,
+        DeployInput,
         FlywheelJobInput,
         PersistJobInput,
         PrepareDataInput,
@@ -61,12 +65,14 @@ with workflow.unsafe.imports_passed_through():
         RejectRequest,
         ReportInput,
         ReviewDecision,
+        TeardownInput,
         candidate_workflow_id,
         job_id_from_workflow_id,
     )
 
 # workflow.patched id: runs started before the post-review actions existed replay without them.
 PATCH_ACT_ON_REVIEW = "act-on-review"
+PATCH_DEPLOY_JUDGE = "deploy-local-judge"
 
 _TERMINAL_NIM = (NimStatus.completed, NimStatus.failed, NimStatus.cancelled)
 _TERMINAL_CUSTOMIZATION = ("completed", "failed", "cancelled", "unavailable")
@@ -182,9 +188,22 @@ class FlywheelRun:
                                        split=split_name) for split_name, r in prepared.datasets.items()]
             await self._set_stage(Stage.evaluating)
             semaphore = asyncio.Semaphore(settings.temporal.max_parallel_candidates)
-            # return_exceptions: on cancellation wait for EVERY child to finish its teardown.
-            outcomes = await asyncio.gather(*(self._candidate(n, prepared, semaphore) for n in settings.nims),
-                                            return_exceptions=True)
+            judge = None
+            if needs_deployment(settings.llm_judge_config, settings.platform.kind) and workflow.patched(
+                    PATCH_DEPLOY_JUDGE):
+                judge = await self._deploy_judge()
+            try:
+                # return_exceptions: on cancellation wait for EVERY child to finish its teardown.
+                outcomes = await asyncio.gather(*(self._candidate(n, prepared, semaphore) for n in settings.nims),
+                                                return_exceptions=True)
+            except GeneratorExit:
+                raise  # eviction: not an outcome; the judge stays up for the replayed run
+            except BaseException:
+                if judge is not None:
+                    await asyncio.shield(asyncio.ensure_future(self._teardown_judge(judge)))
+                raise
+            if judge is not None:
+                await self._teardown_judge(judge)
             for outcome in outcomes:
                 if isinstance(outcome, BaseException):
                     raise outcome
@@ -273,6 +292,42 @@ class FlywheelRun:
                 doc.nims[index] = nim
                 return
             doc.nims[index] = result.nim or doc.nims[index]
+
+    async def _deploy_judge(self) -> Endpoint | None:
+        """Deploy the local judge (``llm_judge_config.deployment_type: local`` without a url) for this run and
+        point the candidates' evaluations at it. A failed deployment is recorded; the run goes on unjudged."""
+        settings, doc = self._settings, self._doc
+        judge_cfg = settings.llm_judge_config
+        assert judge_cfg is not None
+        try:
+            endpoint: Endpoint = await workflow.execute_activity(
+                ACT_DEPLOY, DeployInput(settings=settings, nim=judge_cfg.as_nim(),
+                                        name=f"{workflow.info().workflow_id}-judge"),
+                result_type=Endpoint, task_queue=self._cpu,
+                start_to_close_timeout=timedelta(seconds=self._t.deploy_start_to_close_s),
+                heartbeat_timeout=timedelta(seconds=self._t.deploy_heartbeat_s), retry_policy=retry_policy(self._t))
+        except Exception as exc:
+            if is_cancelled_exception(exc):
+                raise
+            if doc.llm_judge is not None:
+                doc.llm_judge.deployment_status, doc.llm_judge.error = DeploymentStatus.failed, error_text(exc)
+            self._warn(f"judge deployment failed: {error_text(exc)}")
+            return None
+        served = judge_cfg.model_copy(update={"url": endpoint.base_url, "model_name": endpoint.served_model})
+        self._settings = settings.model_copy(update={"llm_judge_config": served})
+        if doc.llm_judge is not None:
+            doc.llm_judge.deployment_status = DeploymentStatus.ready
+        return endpoint
+
+    async def _teardown_judge(self, endpoint: Endpoint) -> None:
+        try:
+            await workflow.execute_activity(
+                ACT_TEARDOWN, TeardownInput(settings=self._settings, endpoint=endpoint),
+                **short_options(self._t, self._cpu, heartbeat_timeout=timedelta(seconds=self._t.deploy_heartbeat_s)))
+        except Exception as exc:  # noqa: BLE001 - recorded, never masks the run's outcome
+            self._warn(f"judge teardown failed: {error_text(exc)}")
+        if self._doc.llm_judge is not None and self._doc.llm_judge.deployment_status == DeploymentStatus.ready:
+            self._doc.llm_judge.deployment_status = DeploymentStatus.completed
 
     async def _finish_results(self) -> None:
         doc = self._doc

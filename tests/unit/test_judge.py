@@ -4,7 +4,13 @@ import pytest
 
 from flywheel.config import LLMJudgeConfig
 from flywheel.jobdoc import DeploymentStatus
-from flywheel.judge import llm_judge_doc, similarity_judge_score, similarity_prompt, similarity_unit
+from flywheel.judge import (
+    llm_judge_doc,
+    needs_deployment,
+    similarity_judge_score,
+    similarity_prompt,
+    similarity_unit,
+)
 
 
 @pytest.mark.parametrize("reply, score", [
@@ -39,4 +45,13 @@ def test_llm_judge_doc_states_what_will_judge():
     on_nim = llm_judge_doc(LLMJudgeConfig(deployment_type="local", model_name="j"), "nemo_v1")
     assert on_nim.deployment_status == DeploymentStatus.ready and on_nim.type == "local"
     local = llm_judge_doc(LLMJudgeConfig(deployment_type="local", model_name="j"), "local")
-    assert local.deployment_status == DeploymentStatus.failed and "not deployed by the local platform" in local.error
+    assert local.deployment_status == DeploymentStatus.pending and local.error is None
+
+
+def test_only_a_local_judge_without_url_on_a_deploying_platform_is_deployed_by_the_run():
+    local = LLMJudgeConfig(deployment_type="local", model_name="j")
+    assert needs_deployment(local, "local") and needs_deployment(local, "nemo_v2")
+    assert not needs_deployment(local, "nemo_v1")  # served by the NIM endpoint
+    assert not needs_deployment(local.model_copy(update={"url": "http://j/v1"}), "local")
+    assert not needs_deployment(LLMJudgeConfig(url="http://j/v1", model_name="j"), "local")
+    assert not needs_deployment(None, "local")

@@ -95,3 +95,23 @@ async def test_without_a_webhook_a_rejection_only_rerenders_the_report(client: C
         final = await handle.result()
     assert "actions" not in final.review
     assert sum(1 for c in calls(tmp_path) if c["act"] == "write_report") == reports_before + 1
+
+
+async def test_a_local_judge_is_deployed_for_the_run_used_by_every_evaluation_and_torn_down(
+        client: Client, tmp_path: Path) -> None:
+    from flywheel.config import LLMJudgeConfig
+
+    settings = make_settings(tmp_path, ["alpha", "beta"], customize=())
+    settings.llm_judge_config = LLMJudgeConfig(deployment_type="local", model_name="judge-m")
+    async with running_workers(client, settings):
+        handle = await start(client, settings, eval_types=["base-eval"], review_timeout_s=0)
+        final = await handle.result()
+    judge_name = f"{handle.id}-judge"
+    deploys = [c for c in calls(tmp_path) if c["act"] == "deploy" and c["phase"] == "done"]
+    assert judge_name in {c["name"] for c in deploys}
+    evaluations = [c for c in calls(tmp_path) if c["act"] == "evaluate" and c["phase"] == "start"]
+    assert len(evaluations) == 2 and all(c["judge"] == ["http://fake/v1", "judge-m"] for c in evaluations)
+    assert judge_name in {c["name"] for c in calls(tmp_path) if c["act"] == "teardown"}
+    assert final.llm_judge.model_name == "judge-m" and final.llm_judge.type == "local"
+    assert final.llm_judge.deployment_status.value == "completed" and final.llm_judge.error is None
+    await replay(client, handle.id)
