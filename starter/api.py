@@ -38,7 +38,7 @@ from starter.api_models import (
 )
 from starter.api_promotions import promotions_router
 from starter.api_schedules import schedules_router
-from starter.ui import ui_router
+from starter.ui import include_ui
 
 log = structlog.get_logger("starter.api")
 
@@ -364,7 +364,7 @@ def create_app(
     app.include_router(schedules_router)
     app.include_router(promotions_router)
     app.include_router(misc_router)
-    app.include_router(ui_router)
+    include_ui(app)  # the reviewer's page at /ui (reads and acts through the routes above)
     return app
 
 
