@@ -32,11 +32,12 @@ import httpx
 
 from flywheel.config import LLMJudgeConfig
 from flywheel.judge import SIMILARITY_MIN, similarity_judge_score, similarity_prompt
-from flywheel.metrics import METRIC_NAMES, binary_judge_score, judge_prompt
-from flywheel.platforms.base import EvalResult, EvalSpec, PlatformError, ProgressFn
+from flywheel.metrics import JUDGE_METRIC, METRICS, SIMILARITY_METRIC, binary_judge_score, judge_prompt
+from flywheel.progress import EvaluationProgress
 from flywheel.records import message_text, message_tool_calls, response_message
 from flywheel.scoring import is_tool_workload, record_scores_path, summarize, write_record_scores
 from flywheel.stats import latency_percentiles
+from flywheel.types import EvalResult, EvalSpec, PlatformError, ProgressFn
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +176,7 @@ class ProgressReporter:
     def emit(self) -> None:
         self._last_emit = time.monotonic()
         if self.fn is not None:
-            self.fn({"done": self.done, "total": self.total, "errors": self.errors})
+            self.fn(EvaluationProgress(done=self.done, total=self.total, errors=self.errors).details())
 
     def record(self, error: bool) -> None:
         self.done += 1
@@ -376,17 +377,15 @@ async def evaluate(spec: EvalSpec, rows: list[dict[str, Any]], *, predictions_pa
 
     predictions = [None if outcomes[k].get("error") else outcomes[k].get("prediction") for k in keys]
     summary = summarize(rows, predictions)
-    scores: dict[str, float | None] = {name: summary[name] for name in METRIC_NAMES}
+    # Every registered metric the summary computed (per-record tool-call scores, token F1); the judge's below.
+    scores: dict[str, float | None] = {m.name: summary[m.name] for m in METRICS if m.name in summary}
     notes: dict[str, str] = dict(summary["notes"])
-    if "token_f1" in summary:
-        scores["token_f1"] = summary["token_f1"]
     # The judge: tool_calling_correctness for tool workloads, similarity (1-10) for the others.
     tool_workload = is_tool_workload(rows)
-    judged, unjudged = (("tool_calling_correctness", "similarity") if tool_workload
-                        else ("similarity", "tool_calling_correctness"))
-    scores["tool_calling_correctness"] = scores["similarity"] = None
+    judged, unjudged = ((JUDGE_METRIC, SIMILARITY_METRIC) if tool_workload else (SIMILARITY_METRIC, JUDGE_METRIC))
+    scores[JUDGE_METRIC] = scores[SIMILARITY_METRIC] = None
     judge_columns: dict[str, list[int | None]] = {}
-    notes[unjudged] = ("tool workload: judged by tool_calling_correctness" if tool_workload
+    notes[unjudged] = (f"tool workload: judged by {JUDGE_METRIC}" if tool_workload
                        else "generic workload (no tools in the dataset)")
     if judge_client is None and not _judge_configured(spec):
         notes[judged] = "no llm_judge_config configured"

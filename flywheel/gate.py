@@ -36,6 +36,8 @@ from pydantic import BaseModel, Field
 from flywheel.config import GateConfig
 
 Verdict = Literal["pass", "fail", "inconclusive"]
+# Beyond this many eval records "how many would decide" is not a useful answer (and floats lose meaning).
+MAX_RECORDS = 10**12
 ConstraintStatus = Literal["ok", "violated", "unknown", "not_checked"]
 
 
@@ -178,20 +180,31 @@ def agreement_verdict(successes: float, n: int, threshold: float, level: float) 
 
 
 def records_needed(agreement: float, threshold: float, level: float, have: int = 0) -> int | None:
-    """Fewest eval records at which ``agreement`` would decide against ``threshold``; None if none would.
+    """Fewest eval records (more than ``have``) at which ``agreement`` would decide against ``threshold``.
 
-    ``threshold`` lies outside the Wilson interval exactly when ``n (p - t)^2 > z^2 t (1 - t)``.
+    ``threshold`` lies outside the Wilson interval exactly when ``n (p - t)^2 > z^2 t (1 - t)``, which
+    gives the answer in closed form; the interval itself then settles it (floating point near the
+    boundary) by a bounded search. None when no number of records decides (``p == t``).
     """
     if agreement == threshold:
         return None
     z = _z(level)
-    n = max(have + 1, math.floor(z * z * threshold * (1 - threshold) / (agreement - threshold) ** 2) + 1)
-    # Floating point at the boundary: settle on the first n the interval itself calls decisive.
-    while agreement_verdict(agreement * n, n, threshold, level)[0] == "inconclusive":
-        n += 1
-    while n - 1 > have and agreement_verdict(agreement * (n - 1), n - 1, threshold, level)[0] != "inconclusive":
-        n -= 1
-    return n
+    estimate = z * z * threshold * (1 - threshold) / (agreement - threshold) ** 2
+    if not math.isfinite(estimate) or estimate > MAX_RECORDS:
+        return None
+
+    def decisive(n: int) -> bool:
+        return agreement_verdict(agreement * n, n, threshold, level)[0] != "inconclusive"
+
+    low, high = have, max(have + 1, math.floor(estimate) + 1)
+    while not decisive(high):  # the closed form was a hair short: widen (a few steps at most)
+        low, high = high, high * 2
+        if high > MAX_RECORDS:
+            return None
+    while high - low > 1:  # the first decisive size in (low, high]
+        middle = (low + high) // 2
+        low, high = (low, middle) if decisive(middle) else (middle, high)
+    return high
 
 
 # ---------------------------------------------------------------------------------------------- one arm
@@ -275,7 +288,7 @@ def judge_arm(arm: Arm, reference: Reference, gate: GateConfig) -> ArmVerdict:
     elif agreement == "inconclusive":
         verdict = "inconclusive"
         more = (f"about {needed:,} eval records at this agreement would decide" if needed is not None
-                else "no number of records decides at exactly the floor")
+                else "the agreement is too close to the floor for any practical number of records to decide")
         reason = f"{arm.key} is inconclusive: {evidence} straddles the floor {threshold:.3f}; {more}."
     elif unknown:
         verdict = "inconclusive"

@@ -8,45 +8,35 @@ query and persisted to the JobStore at every stage change, so it outlives Tempor
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError, is_cancelled_exception
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
+    from activities.data import prepare_data
+    from activities.deployment import deploy, teardown
+    from activities.persistence import aggregate_results, log_mlflow, persist_job, write_report
+    from activities.promotion import deliver_promotion_webhook, register_champion
     from flywheel.jobdoc import DatasetDoc, DeploymentStatus, JobDocument, NimDoc, NimStatus, RunStatus, Stage
     from flywheel.judge import llm_judge_doc, needs_deployment
-    from flywheel.platforms.base import Endpoint
     from flywheel.promotions import promotion_record
+    from flywheel.types import Endpoint
+    from flywheel.vocabulary import TERMINAL_CUSTOMIZATION_STATUSES, CustomizationStatus, ReviewOutcome
     from workflows.candidate_run import CandidateRun
     from workflows.common import (
-        KEY_CLIENT_ID,
-        KEY_JOB_TYPE,
-        KEY_STAGE,
-        KEY_WORKLOAD_ID,
         error_text,
         error_type,
         failure_details,
+        long_options,
         retry_policy,
         short_options,
     )
     from workflows.models import (
-        ACT_AGGREGATE,
-        ACT_DELIVER_WEBHOOK,
-        ACT_DEPLOY,
-        ACT_LOG_MLFLOW,
-        ACT_PERSIST_JOB,
-        ACT_PREPARE_DATA,
-        ACT_REGISTER_CHAMPION,
-        ACT_TEARDOWN,
-        ACT_WRITE_REPORT,
         CANDIDATE_UPDATE_SIGNAL,
-        DECISION_PROMOTED,
-        DECISION_REJECTED,
-        DECISION_SKIPPED,
-        DECISION_TIMED_OUT,
         FLYWHEEL_WORKFLOW,
         PROMOTE_UPDATE,
         REJECT_UPDATE,
@@ -69,21 +59,21 @@ with workflow.unsafe.imports_passed_through():
         candidate_workflow_id,
         job_id_from_workflow_id,
     )
+    from workflows.search_attributes import KEY_CLIENT_ID, KEY_JOB_TYPE, KEY_STAGE, KEY_WORKLOAD_ID
 
-# workflow.patched id: runs started before the post-review actions existed replay without them.
+T = TypeVar("T")
+# workflow.patched ids: runs recorded before these steps existed replay without them.
 PATCH_ACT_ON_REVIEW = "act-on-review"
 PATCH_DEPLOY_JUDGE = "deploy-local-judge"
-
 _TERMINAL_NIM = (NimStatus.completed, NimStatus.failed, NimStatus.cancelled)
-_TERMINAL_CUSTOMIZATION = ("completed", "failed", "cancelled", "unavailable")
 
 
 def _mark_unfinished_cancelled(nim: NimDoc, now: datetime) -> None:
     """On cancel, whatever a child last reported as running is cancelled (a cancelled child does not report
     again), so the stored document never shows a dead run's steps as running."""
     for cust in nim.customizations:
-        if cust.status not in _TERMINAL_CUSTOMIZATION:
-            cust.status, cust.finished_at = "cancelled", cust.finished_at or now
+        if cust.status not in TERMINAL_CUSTOMIZATION_STATUSES:
+            cust.status, cust.finished_at = CustomizationStatus.cancelled, cust.finished_at or now
     for evaluation in nim.evaluations:
         if evaluation.finished_at is None and evaluation.error is None:
             evaluation.error = "cancelled"
@@ -91,8 +81,12 @@ def _mark_unfinished_cancelled(nim: NimDoc, now: datetime) -> None:
 
 @workflow.defn(name=FLYWHEEL_WORKFLOW)
 class FlywheelRun:
-    def __init__(self) -> None:
-        self._doc: JobDocument | None = None
+    @workflow.init
+    def __init__(self, inp: FlywheelJobInput) -> None:
+        self._inp, self._settings = inp, inp.settings
+        self._timeouts = inp.timeouts or ActivityTimeouts()
+        self._cpu = inp.settings.temporal.task_queues.cpu
+        self._doc: JobDocument | None = None  # built by run(): its times come from workflow.now()
         self._decision: ReviewDecision | None = None
 
     # ------------------------------------------------------------------ messages
@@ -110,7 +104,7 @@ class FlywheelRun:
 
     @workflow.update(name=PROMOTE_UPDATE)
     async def promote(self, req: PromoteRequest) -> ReviewDecision:
-        return self._decide(ReviewDecision(decision=DECISION_PROMOTED, model_name=req.model_name,
+        return self._decide(ReviewDecision(decision=ReviewOutcome.promoted, model_name=req.model_name,
                                            note=req.note, by=req.by), Stage.promoted)
 
     @promote.validator
@@ -126,7 +120,7 @@ class FlywheelRun:
 
     @workflow.update(name=REJECT_UPDATE)
     async def reject(self, req: RejectRequest) -> ReviewDecision:
-        return self._decide(ReviewDecision(decision=DECISION_REJECTED, note=req.reason, by=req.by), Stage.rejected)
+        return self._decide(ReviewDecision(decision=ReviewOutcome.rejected, note=req.reason, by=req.by), Stage.rejected)
 
     @reject.validator
     def _validate_reject(self, req: RejectRequest) -> None:
@@ -156,10 +150,7 @@ class FlywheelRun:
     @workflow.run
     async def run(self, inp: FlywheelJobInput) -> JobDocument:
         info = workflow.info()
-        settings = inp.settings
-        self._inp, self._settings = inp, settings
-        self._t = inp.timeouts or ActivityTimeouts()
-        self._cpu = settings.temporal.task_queues.cpu
+        settings = self._settings
         job_id = inp.job_id or job_id_from_workflow_id(info.workflow_id, inp.workload_id, inp.client_id)
         self._doc = doc = JobDocument(
             id=job_id, workload_id=inp.workload_id, client_id=inp.client_id, status=RunStatus.running,
@@ -171,15 +162,13 @@ class FlywheelRun:
         try:
             await self._set_stage(Stage.preparing_data)
             split = inp.data_split_config or settings.data_split_config
-            prepared: PreparedData = await workflow.execute_activity(
-                ACT_PREPARE_DATA,
+            t = self._timeouts
+            prepared = await workflow.execute_activity(
+                prepare_data,
                 PrepareDataInput(settings=settings, workflow_id=info.workflow_id, job_id=job_id,
                                  workload_id=inp.workload_id, client_id=inp.client_id, data_split_config=split),
-                result_type=PreparedData,
-                task_queue=self._cpu,
-                start_to_close_timeout=timedelta(seconds=self._t.prepare_start_to_close_s),
-                heartbeat_timeout=timedelta(seconds=self._t.evaluate_heartbeat_s),
-                retry_policy=retry_policy(self._t),
+                **long_options(t, self._cpu, start_to_close_s=t.prepare_start_to_close_s,
+                               heartbeat_s=t.evaluate_heartbeat_s, wait_for_cancellation=False),
             )
             doc.num_records = prepared.num_records
             doc.curation = prepared.curation
@@ -207,7 +196,7 @@ class FlywheelRun:
             for outcome in outcomes:
                 if isinstance(outcome, BaseException):
                     raise outcome
-            await self._finish_results()
+            await self._aggregate_and_report()
             await self._review(inp)
             if workflow.patched(PATCH_ACT_ON_REVIEW):
                 await self._act_on_review()
@@ -227,12 +216,13 @@ class FlywheelRun:
                     if nim.status not in _TERMINAL_NIM:
                         nim.status = NimStatus.cancelled
                     _mark_unfinished_cancelled(nim, doc.finished_at)
+                # shield(ensure_future(...)): the final write must finish although this run is being cancelled.
                 await asyncio.shield(asyncio.ensure_future(self._persist(final=True, stage=Stage.cancelled)))
                 raise
             doc.status, doc.stage = RunStatus.failed, Stage.failed
             doc.error = error_text(exc)
             doc.finished_at = workflow.now()
-            await asyncio.shield(asyncio.ensure_future(self._persist(final=True, stage=Stage.failed)))
+            await asyncio.shield(asyncio.ensure_future(self._persist(final=True, stage=Stage.failed)))  # as above
             raise ApplicationError(doc.error, type=error_type(exc), non_retryable=True) from exc
 
     # ------------------------------------------------------------------ stages
@@ -240,7 +230,7 @@ class FlywheelRun:
         self._doc.stage = stage
         await self._persist(stage=stage)
 
-    def _upsert(self, stage: Stage) -> None:
+    def _upsert_search_attributes(self, stage: Stage) -> None:
         doc = self._doc
         workflow.upsert_search_attributes([
             KEY_WORKLOAD_ID.value_set(doc.workload_id),
@@ -253,13 +243,13 @@ class FlywheelRun:
         """Upsert the stage search attribute and write the doc to the JobStore (failures are logged:
         a job-store outage must not lose the run; the final write retries for longer)."""
         if stage is not None:
-            self._upsert(stage)
+            self._upsert_search_attributes(stage)
         self._doc.revision += 1  # the store keeps the highest revision: a late retry of an older write loses
         try:
             await workflow.execute_activity(
-                ACT_PERSIST_JOB,
+                persist_job,
                 PersistJobInput(settings=self._settings, doc=self._doc),
-                **short_options(self._t, self._cpu, retry_policy=retry_policy(self._t, max_attempts=0),
+                **short_options(self._timeouts, self._cpu, retry_policy=retry_policy(self._timeouts, max_attempts=0),
                                 schedule_to_close_timeout=timedelta(seconds=3600 if final else 600)),
             )
         except Exception as exc:
@@ -297,22 +287,15 @@ class FlywheelRun:
     async def _deploy_judge(self) -> Endpoint | None:
         """Deploy the local judge (``llm_judge_config.deployment_type: local`` without a url) for this run and
         point the candidates' evaluations at it. A failed deployment is recorded; the run goes on unjudged."""
-        settings, doc = self._settings, self._doc
+        settings, doc, t = self._settings, self._doc, self._timeouts
         judge_cfg = settings.llm_judge_config
         assert judge_cfg is not None
-        try:
-            endpoint: Endpoint = await workflow.execute_activity(
-                ACT_DEPLOY, DeployInput(settings=settings, nim=judge_cfg.as_nim(),
-                                        name=f"{workflow.info().workflow_id}-judge"),
-                result_type=Endpoint, task_queue=self._cpu,
-                start_to_close_timeout=timedelta(seconds=self._t.deploy_start_to_close_s),
-                heartbeat_timeout=timedelta(seconds=self._t.deploy_heartbeat_s), retry_policy=retry_policy(self._t))
-        except Exception as exc:
-            if is_cancelled_exception(exc):
-                raise
+        endpoint = await self._best_effort("judge deployment", workflow.execute_activity(
+            deploy, DeployInput(settings=settings, nim=judge_cfg.as_nim(), name=f"{workflow.info().workflow_id}-judge"),
+            **long_options(t, self._cpu, start_to_close_s=t.deploy_start_to_close_s, heartbeat_s=t.deploy_heartbeat_s)))
+        if endpoint is None:
             if doc.llm_judge is not None:
-                doc.llm_judge.deployment_status, doc.llm_judge.error = DeploymentStatus.failed, error_text(exc)
-            self._warn(f"judge deployment failed: {error_text(exc)}")
+                doc.llm_judge.deployment_status, doc.llm_judge.error = DeploymentStatus.failed, doc.warnings[-1]
             return None
         served = judge_cfg.model_copy(update={"url": endpoint.base_url, "model_name": endpoint.served_model})
         self._settings = settings.model_copy(update={"llm_judge_config": served})
@@ -321,91 +304,70 @@ class FlywheelRun:
         return endpoint
 
     async def _teardown_judge(self, endpoint: Endpoint) -> None:
-        try:
-            await workflow.execute_activity(
-                ACT_TEARDOWN, TeardownInput(settings=self._settings, endpoint=endpoint),
-                **short_options(self._t, self._cpu, heartbeat_timeout=timedelta(seconds=self._t.deploy_heartbeat_s)))
-        except Exception as exc:  # noqa: BLE001 - recorded, never masks the run's outcome
-            self._warn(f"judge teardown failed: {error_text(exc)}")
+        t = self._timeouts
+        await self._best_effort("judge teardown", workflow.execute_activity(
+            teardown, TeardownInput(settings=self._settings, endpoint=endpoint),
+            **short_options(t, self._cpu, heartbeat_timeout=timedelta(seconds=t.deploy_heartbeat_s))))
         if self._doc.llm_judge is not None and self._doc.llm_judge.deployment_status == DeploymentStatus.ready:
             self._doc.llm_judge.deployment_status = DeploymentStatus.completed
-
-    async def _finish_results(self) -> None:
-        doc = self._doc
-        try:
-            aggregated: JobDocument = await workflow.execute_activity(
-                ACT_AGGREGATE, AggregateInput(settings=self._settings, doc=doc), result_type=JobDocument,
-                **short_options(self._t, self._cpu))
-            doc.nims = aggregated.nims  # CIs, gate, cost; the rest of the doc stays this workflow's
-            doc.gate = aggregated.gate  # the gate's verdicts, paired tests, recommendation and frontier
-        except Exception as exc:
-            if is_cancelled_exception(exc):
-                raise
-            self._warn(f"aggregation failed: {error_text(exc)}")
-        if self._settings.mlflow_config.enabled:
-            try:
-                uris: dict[str, str] = await workflow.execute_activity(
-                    ACT_LOG_MLFLOW, ReportInput(settings=self._settings, doc=doc), result_type=dict,
-                    **short_options(self._t, self._cpu))
-                for nim in doc.nims:
-                    for ev in nim.evaluations:
-                        ev.mlflow_uri = uris.get(f"{nim.model_name}/{ev.eval_type}", ev.mlflow_uri)
-            except Exception as exc:
-                if is_cancelled_exception(exc):
-                    raise
-                self._warn(f"MLflow logging failed: {error_text(exc)}")
-        try:
-            doc.report_uri = await workflow.execute_activity(
-                ACT_WRITE_REPORT, ReportInput(settings=self._settings, doc=doc), result_type=str,
-                **short_options(self._t, self._cpu))
-        except Exception as exc:
-            if is_cancelled_exception(exc):
-                raise
-            self._warn(f"report failed: {error_text(exc)}")
 
     async def _act_on_review(self) -> None:
         """After the decision: a promotion moves the MLflow alias and sends the signed webhook (retried by
         Temporal until delivered or ``promotion.webhook_deadline_s``); then the report is re-rendered with
         the decision in it. A failure here is a warning on the run: the decision itself stands."""
-        doc, settings = self._doc, self._settings
+        doc, settings, t = self._doc, self._settings, self._timeouts
         record = promotion_record(doc)
         if record is not None:
             inp = PromotionInput(settings=settings, doc=doc, record=record.model_dump(mode="json"))
             actions: dict[str, Any] = {}
             if settings.mlflow_config.enabled:
-                try:
-                    actions["mlflow"] = await workflow.execute_activity(
-                        ACT_REGISTER_CHAMPION, inp, result_type=dict, **short_options(self._t, self._cpu))
-                except Exception as exc:
-                    if is_cancelled_exception(exc):
-                        raise
-                    self._warn(f"MLflow champion registration failed: {error_text(exc)}")
+                actions["mlflow"] = await self._best_effort("MLflow champion registration", workflow.execute_activity(
+                    register_champion, inp, **short_options(t, self._cpu)))
             if settings.promotion.webhook_url:
-                try:
-                    actions["webhook"] = await workflow.execute_activity(
-                        ACT_DELIVER_WEBHOOK, inp, result_type=dict, task_queue=self._cpu,
-                        start_to_close_timeout=timedelta(seconds=settings.promotion.webhook_timeout_s + 30),
-                        schedule_to_close_timeout=timedelta(seconds=settings.promotion.webhook_deadline_s),
-                        retry_policy=retry_policy(self._t, max_attempts=0))
-                except Exception as exc:
-                    if is_cancelled_exception(exc):
-                        raise
-                    self._warn(f"promotion webhook not delivered: {error_text(exc)}")
+                actions["webhook"] = await self._best_effort("promotion webhook", workflow.execute_activity(
+                    deliver_promotion_webhook, inp, task_queue=self._cpu,
+                    start_to_close_timeout=timedelta(seconds=settings.promotion.webhook_timeout_s + 30),
+                    schedule_to_close_timeout=timedelta(seconds=settings.promotion.webhook_deadline_s),
+                    retry_policy=retry_policy(t, max_attempts=0)))
             if actions:
                 doc.review = {**(doc.review or {}), "actions": actions}
+        report_uri = await self._best_effort("report after review", workflow.execute_activity(
+            write_report, ReportInput(settings=settings, doc=doc), **short_options(t, self._cpu)))
+        if report_uri is not None:
+            doc.report_uri = report_uri
+
+    async def _aggregate_and_report(self) -> None:
+        """CIs, gate and cost (aggregation), then MLflow and the report page: each best-effort (a failure
+        becomes a warning in the document; the run still reaches review)."""
+        doc, options = self._doc, short_options(self._timeouts, self._cpu)
+        aggregated = await self._best_effort("aggregation", workflow.execute_activity(
+            aggregate_results, AggregateInput(settings=self._settings, doc=doc), **options))
+        if aggregated is not None:
+            doc.nims = aggregated.nims  # CIs, gate, cost; the rest of the doc stays this workflow's
+            doc.gate = aggregated.gate  # the gate's verdicts, paired tests, recommendation and frontier
+        if self._settings.mlflow_config.enabled:
+            uris = await self._best_effort("MLflow logging", workflow.execute_activity(
+                log_mlflow, ReportInput(settings=self._settings, doc=doc), **options))
+            for nim in doc.nims if uris is not None else []:
+                for ev in nim.evaluations:
+                    ev.mlflow_uri = uris.get(f"{nim.model_name}/{ev.eval_type}", ev.mlflow_uri)
+        report_uri = await self._best_effort("report", workflow.execute_activity(
+            write_report, ReportInput(settings=self._settings, doc=doc), **options))
+        if report_uri is not None:
+            doc.report_uri = report_uri
+
+    async def _best_effort(self, stage: str, call: Awaitable[T]) -> T | None:
+        """The stage's result, or None with a warning in the document when it failed (cancellation propagates)."""
         try:
-            doc.report_uri = await workflow.execute_activity(
-                ACT_WRITE_REPORT, ReportInput(settings=settings, doc=doc), result_type=str,
-                **short_options(self._t, self._cpu))
+            return await call
         except Exception as exc:
             if is_cancelled_exception(exc):
                 raise
-            self._warn(f"report after review failed: {error_text(exc)}")
+            self._warn(f"{stage} failed: {error_text(exc)}")
+            return None
 
     def _warn(self, message: str) -> None:
-        warnings = list(getattr(self._doc, "warnings", None) or [])
-        warnings.append(message)
-        self._doc.warnings = warnings
+        self._doc.warnings.append(message)
         workflow.logger.warning(message)
 
     async def _review(self, inp: FlywheelJobInput) -> None:
@@ -417,6 +379,6 @@ class FlywheelRun:
             except TimeoutError:
                 pass
         if self._decision is None:
-            self._decide(ReviewDecision(decision=DECISION_TIMED_OUT if timeout > 0 else DECISION_SKIPPED),
+            self._decide(ReviewDecision(decision=ReviewOutcome.timed_out if timeout > 0 else ReviewOutcome.skipped),
                          Stage.completed)
-        self._upsert(self._doc.stage)
+        self._upsert_search_attributes(self._doc.stage)
