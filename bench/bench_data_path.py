@@ -154,6 +154,15 @@ def cpu_calibration_s() -> float:
     return time.perf_counter() - t0
 
 
+def machine_context(load_before: tuple[float, float, float]) -> str:
+    """The lines every data-path benchmark ends with, so runs on different machines can be compared."""
+    calibration = (f"cpu calibration: 10M-iteration Python loop = {cpu_calibration_s():.2f} s "
+                   "(~0.5 s on an idle modern x86 core); records/s exclude synthetic-record generation")
+    load = "load average (1/5/15 min) before: {:.2f} {:.2f} {:.2f}, after: {:.2f} {:.2f} {:.2f}; {} CPUs".format(
+        *load_before, *os.getloadavg(), os.cpu_count())
+    return f"{calibration}\n{load}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
@@ -180,10 +189,8 @@ def main(argv: list[str] | None = None) -> int:
                       f"{r['per_s']:>9,.0f}/s, peak RSS {r['peak_rss_mb']:,.0f} MB", flush=True)
     print()
     print(_table(results, args.sizes, cases))
-    print(f"\ncpu calibration: 10M-iteration Python loop = {cpu_calibration_s():.2f} s "
-          "(~0.5 s on an idle modern x86 core); records/s exclude synthetic-record generation")
-    print("load average (1/5/15 min) before: {:.2f} {:.2f} {:.2f}, after: {:.2f} {:.2f} {:.2f}; {} CPUs".format(
-        *load_before, *os.getloadavg(), os.cpu_count()))
+    print()
+    print(machine_context(load_before))
     return 0
 
 

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.bench_data_path import TimedSource, _generator, _peak_rss_mb, cpu_calibration_s
+from bench.bench_data_path import TimedSource, _generator, _peak_rss_mb, machine_context
 
 ROOT = Path(__file__).resolve().parent.parent
 STORES = ("sqlite", "elasticsearch")
@@ -112,10 +112,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['peak_rss_mb'] - r['rss_before_mb']:>15,.0f}{r['seconds']:>8.1f}")
     print(f"\nelasticsearch = the ES/OpenSearch store, flavor opensearch, on osmem-server (in-memory; its own RSS "
           f"after the run: {osmem_rss:,.0f} MB); extract page size {args.page_size}")
-    print(f"cpu calibration: 10M-iteration Python loop = {cpu_calibration_s():.2f} s "
-          "(~0.5 s on an idle modern x86 core); records/s exclude synthetic-record generation")
-    print("load average (1/5/15 min) before: {:.2f} {:.2f} {:.2f}, after: {:.2f} {:.2f} {:.2f}; {} CPUs".format(
-        *load_before, *os.getloadavg(), os.cpu_count()))
+    print(machine_context(load_before))
     return 0
 
 

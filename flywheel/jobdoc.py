@@ -214,6 +214,7 @@ class JobDocument(_Doc):
     curation: dict[str, Any] = Field(default_factory=dict)
     manifest_hash: str | None = None
     review: ReviewDoc | None = None
+    requested_by: str | None = None  # the authenticated principal that started the run (or its schedule)
     report_uri: str | None = None
     # The promotion gate's report (flywheel.gate.GateReport): verdicts, paired tests, recommendation, frontier.
     gate: dict[str, Any] | None = None

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Coroutine
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 T = TypeVar("T")
 
@@ -51,3 +51,30 @@ class LoopThread:
         self._thread.join(timeout=10)
         if not self._thread.is_alive():
             self._loop.close()
+
+
+class LoopFacade:
+    """The shared tail of a synchronous facade whose async store ``inner`` runs on ``_loop``.
+
+    Subclasses set ``inner``, ``_loop`` and ``_closed = False`` in ``__init__``; this closes the
+    store on its own loop once, then stops the loop, and makes the facade a context manager.
+    """
+
+    inner: Any
+    _loop: LoopThread
+    _closed: bool
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._loop.run(self.inner.close())
+        finally:
+            self._loop.stop()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -15,7 +15,7 @@ schedule_app = typer.Typer(help="Recurring flywheel runs (one Temporal Schedule 
 
 
 def _schedules() -> Any:
-    # Lazy: the Temporal client behind it is only needed by schedule commands (CLI start-up time).
+    # lazy: the Temporal client behind it is only needed by schedule commands (CLI start-up time).
     from starter import schedules
 
     return schedules

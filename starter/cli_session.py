@@ -55,7 +55,7 @@ class Session:
     `run`."""
 
     def __init__(self, settings: Settings) -> None:
-        # Lazy: the job service and the connection pull in the Temporal client, which only job commands need
+        # lazy: the job service and the connection pull in the Temporal client, which only job commands need
         # (CLI start-up time).
         from starter import job_service
         from workers.connection import connect

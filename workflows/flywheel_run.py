@@ -158,6 +158,7 @@ class FlywheelRun:
             config_name=inp.config_name or settings.config_name,
             nims=[NimDoc(model_name=n.model_name) for n in settings.nims],
             llm_judge=llm_judge_doc(settings.llm_judge_config, settings.platform.kind),
+            requested_by=inp.requested_by,
         )
         try:
             await self._set_stage(Stage.preparing_data)

@@ -14,6 +14,7 @@ from flywheel.jobstore.base import (
     next_revision,
 )
 from flywheel.jobstore.sqlite import SQLiteJobStore
+from flywheel.jobstore.sync import SyncJobStore
 
 __all__ = [
     "DEFAULT_PAGE_SIZE",
@@ -43,13 +44,12 @@ def open_jobstore(settings: Settings) -> JobStore:
 
 def open_mongo_jobstore(settings: Settings, environ: dict[str, str] | None = None) -> JobStore:
     """The MongoDB store behind the synchronous interface; indexes ensured (so an unreachable server fails here)."""
-    try:
+    try:  # lazy: pymongo is the optional prod extra
         from flywheel.jobstore.mongo import AsyncMongoJobStore
     except ImportError:
         raise ConfigError(
             "jobstore.kind: 'mongo' needs the prod extra (pip install 'temporal-data-flywheel[prod]')"
         ) from None
-    from flywheel.jobstore.sync import SyncJobStore
 
     inner = AsyncMongoJobStore.from_config(settings.jobstore.mongo, environ)
     store = SyncJobStore(inner, name="mongo-jobstore")

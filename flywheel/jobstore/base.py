@@ -99,6 +99,12 @@ def status_value(status: str | RunStatus | None) -> str | None:
     return status.value if isinstance(status, RunStatus) else str(status)
 
 
+def job_filters(workload_id: str | None, client_id: str | None, status: str | RunStatus | None) -> dict[str, str]:
+    """``list``'s filters as {field: value}, only those given (every store indexes these three fields)."""
+    given = (("workload_id", workload_id), ("client_id", client_id), ("status", status_value(status)))
+    return {field: value for field, value in given if value is not None}
+
+
 def sortable_utc(moment: datetime | None) -> str | None:
     """ISO 8601 in UTC so string order is time order (naive datetimes are taken as UTC)."""
     if moment is None:

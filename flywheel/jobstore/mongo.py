@@ -24,7 +24,7 @@ from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from flywheel.config import ConfigError, MongoConfig
 from flywheel.jobdoc import JobDocument, RunStatus
-from flywheel.jobstore.base import DEFAULT_PAGE_SIZE, JobStoreError, sortable_utc, status_value
+from flywheel.jobstore.base import DEFAULT_PAGE_SIZE, JobStoreError, job_filters, sortable_utc, status_value
 
 # Newest first, never-started last (null sorts lowest, so last in a descending sort), id breaks ties.
 _ORDER = [("started_at", DESCENDING), ("_id", DESCENDING)]
@@ -118,8 +118,7 @@ class AsyncMongoJobStore:
         offset: int = 0,
         limit: int = DEFAULT_PAGE_SIZE,
     ) -> tuple[list[JobDocument], int]:
-        query = {k: v for k, v in (("workload_id", workload_id), ("client_id", client_id),
-                                   ("status", status_value(status))) if v is not None}
+        query = job_filters(workload_id, client_id, status)
         try:
             total = await self._jobs.count_documents(query)
             if limit <= 0:  # MongoDB reads limit 0 as "no limit"

@@ -7,7 +7,7 @@ import threading
 from pathlib import Path
 
 from flywheel.jobdoc import JobDocument, RunStatus
-from flywheel.jobstore.base import DEFAULT_PAGE_SIZE, JobStoreError, sortable_utc, status_value
+from flywheel.jobstore.base import DEFAULT_PAGE_SIZE, JobStoreError, job_filters, sortable_utc, status_value
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -100,16 +100,9 @@ class SQLiteJobStore:
         offset: int = 0,
         limit: int = DEFAULT_PAGE_SIZE,
     ) -> tuple[list[JobDocument], int]:
-        clauses: list[str] = []
-        params: list[object] = []
-        for column, value in (
-            ("workload_id", workload_id),
-            ("client_id", client_id),
-            ("status", status_value(status)),
-        ):
-            if value is not None:
-                clauses.append(f"{column} = ?")
-                params.append(value)
+        filters = job_filters(workload_id, client_id, status)
+        clauses = [f"{column} = ?" for column in filters]  # column names come from job_filters, never from input
+        params: list[object] = list(filters.values())
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         # Newest first; undated (never started) rows last; id breaks ties so pages are stable.
         order = "ORDER BY started_at IS NULL, started_at DESC, id DESC"

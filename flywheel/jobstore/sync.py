@@ -11,12 +11,12 @@ from typing import Any, TypeVar
 
 from flywheel.jobdoc import JobDocument
 from flywheel.jobstore.base import DEFAULT_PAGE_SIZE, AsyncJobStore, JobStoreError
-from flywheel.loop_thread import LoopClosedError, LoopThread
+from flywheel.loop_thread import LoopClosedError, LoopFacade, LoopThread
 
 T = TypeVar("T")
 
 
-class SyncJobStore:
+class SyncJobStore(LoopFacade):
     """A :class:`JobStore` whose calls run on ``inner``'s own event loop thread. Thread-safe."""
 
     def __init__(self, inner: AsyncJobStore, *, name: str = "jobstore", call_timeout_s: float | None = None):
@@ -52,18 +52,3 @@ class SyncJobStore:
 
     def delete(self, job_id: str) -> bool:
         return self.call(self.inner.delete(job_id))
-
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        try:
-            self._loop.run(self.inner.close())
-        finally:
-            self._loop.stop()
-
-    def __enter__(self) -> SyncJobStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

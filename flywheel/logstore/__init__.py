@@ -22,7 +22,7 @@ def open_logstore(settings: Settings) -> LogStore:
         path = settings.logstore.path or str(Path(settings.platform.data_dir) / "logs.sqlite")
         return SQLiteLogStore(path)
     if kind == "elasticsearch":
-        try:
+        try:  # lazy: elasticsearch is the optional prod extra
             from flywheel.logstore.elasticsearch import ElasticsearchLogStore
         except ImportError:
             raise ConfigError("logstore.kind: 'elasticsearch' needs the prod extra "

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
@@ -29,7 +29,7 @@ from elasticsearch import ApiError, TransportError
 
 from flywheel.config import ElasticsearchConfig
 from flywheel.logstore.es_wire import SEQ_FIELD, Wire, build_client, build_wire, index_template
-from flywheel.loop_thread import LoopThread
+from flywheel.loop_thread import LoopFacade, LoopThread
 
 
 def template_name(index: str) -> str:
@@ -145,6 +145,44 @@ class AsyncElasticsearchLogStore:
             chunk = following
         return report
 
+    async def add_unique(self, items: Sequence[tuple[str, dict[str, Any]]]) -> list[bool]:
+        """Create each record under its content hash as document id; an existing id is a duplicate (409).
+
+        Elasticsearch has no multi-document transaction. The ids make a request idempotent instead: if a
+        chunk fails part-way (raised as :class:`LogIngestError`, after the rest is stored), resending the
+        same records stores exactly what is missing, never a second copy.
+        """
+        stored: list[bool] = []
+        report = IngestReport()
+        for start in range(0, len(items), self.config.bulk_chunk):
+            chunk = items[start:start + self.config.bulk_chunk]
+            seq = _SEQUENCE.take(len(chunk))
+            operations: list[dict[str, Any]] = []
+            for i, (content_hash, record) in enumerate(chunk):
+                operations.append({"create": {"_index": self.index, "_id": content_hash}})
+                operations.append({**record, SEQ_FIELD: seq + i})
+            last = start + self.config.bulk_chunk >= len(items)
+            try:
+                answer = await self.wire.bulk(operations, refresh=last)
+            except (ApiError, TransportError) as exc:
+                raise LogStoreError(f"bulk ingest into {self.index!r} failed after {sum(stored)} "
+                                    f"stored: {exc}") from exc
+            for i, item in enumerate(answer.get("items", [])):
+                result = next(iter(item.values()))
+                status = int(result.get("status", 500))
+                stored.append(200 <= status < 300)
+                if status == 409 or 200 <= status < 300:
+                    continue
+                error = result.get("error") or {}
+                report.errors.append(IngestError(
+                    position=start + i, status=status,
+                    type=str(error.get("type", "error")) if isinstance(error, dict) else "error",
+                    reason=str(error.get("reason", error)) if isinstance(error, dict) else str(error)))
+        report.stored = sum(stored)
+        if report.errors:
+            raise LogIngestError(report)
+        return stored
+
     def _filter(self, workload_id: str | None, client_id: str | None) -> list[dict[str, Any]]:
         return [{"term": {self._fields[name]: value}}
                 for name, value in (("workload_id", workload_id), ("client_id", client_id)) if value is not None]
@@ -219,7 +257,7 @@ class AsyncElasticsearchLogStore:
         await self.client.close()
 
 
-class ElasticsearchLogStore:
+class ElasticsearchLogStore(LoopFacade):
     """The synchronous :class:`~flywheel.logstore.base.LogStore` over :class:`AsyncElasticsearchLogStore`."""
 
     def __init__(self, config: ElasticsearchConfig, *, environ: Any = None) -> None:
@@ -251,6 +289,9 @@ class ElasticsearchLogStore:
             raise LogIngestError(report)
         return report.stored
 
+    def add_unique(self, items: Sequence[tuple[str, dict[str, Any]]]) -> list[bool]:
+        return self._loop.run(self.inner.add_unique(list(items)))
+
     def extract(self, workload_id: str, client_id: str, *, start: float | None = None, end: float | None = None,
                 limit: int | None = None) -> Iterator[dict[str, Any]]:
         pages = self.inner.extract_pages(workload_id, client_id, start=start, end=end, limit=limit)
@@ -267,18 +308,3 @@ class ElasticsearchLogStore:
 
     def count(self, workload_id: str | None = None, client_id: str | None = None) -> int:
         return self._loop.run(self.inner.count(workload_id, client_id))
-
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        try:
-            self._loop.run(self.inner.close())
-        finally:
-            self._loop.stop()
-
-    def __enter__(self) -> ElasticsearchLogStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

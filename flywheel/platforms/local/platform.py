@@ -140,7 +140,7 @@ class LocalPlatform(Platform):
     async def customize(self, spec: CustomizationSpec, progress: ProgressFn | None = None) -> CustomizationResult:
         """LoRA-train in a thread; ``work_dir`` is keyed by the spec's deterministic name, so a retried
         attempt resumes from the trainer's newest complete checkpoint."""
-        # Lazy: the trainer pulls in torch/transformers/peft, which only training needs.
+        # lazy: the trainer pulls in torch/transformers/peft, which only training needs.
         from flywheel.platforms.local.trainer import TrainingStopped, train
 
         model_path = await self._weights(spec.nim, progress)

@@ -176,7 +176,7 @@ def _train(spec: CustomizationSpec, model_path: Path, work_dir: Path, rows_train
     import torch
     from transformers import get_linear_schedule_with_warmup
 
-    # Lazy, like torch above: these modules import torch at load time; this module must stay importable
+    # lazy, like torch above: these modules import torch at load time; this module must stay importable
     # (request_stop, TrainingStopped) on workers without the training stack.
     from flywheel.platforms.local import hf_model
     from flywheel.platforms.local import train_state as ts
@@ -348,7 +348,7 @@ def validation_loss(model: Any, tokenizer: Any, info: Any, rows: list[dict], max
     """Mean target-token loss over up to :data:`VAL_MAX_EXAMPLES` validation records."""
     import torch
 
-    from flywheel.platforms.local import hf_model  # imports torch (see _train)
+    from flywheel.platforms.local import hf_model  # lazy: imports torch (see _train)
 
     data = sft_data.build_examples(rows[:VAL_MAX_EXAMPLES], tokenizer, info, max_seq_length, max_tools)
     if not data.examples:
