@@ -16,6 +16,7 @@ from flywheel.gate import Arm, GateReport, Reference, evaluate_gate, reference_f
 from flywheel.jobdoc import EvaluationDoc, JobDocument
 from flywheel.judge import similarity_unit
 from flywheel.scoring import read_record_scores, record_scores_path
+from flywheel.vocabulary import EvalType
 
 SIMILARITY = "similarity"
 
@@ -91,6 +92,9 @@ def apply_gate(doc: JobDocument, settings: Settings) -> JobDocument:
     doc = doc.model_copy(deep=True)
     report = gate_report(doc, settings)
     doc.gate = report.model_dump(mode="json")
+    known = {e.value: e for e in EvalType}
     for nim in doc.nims:
-        nim.gate = candidate_summary(report, nim.model_name)
+        summary = candidate_summary(report, nim.model_name)
+        summary["eval_type"] = known.get(summary["eval_type"], summary["eval_type"])  # the document's enum
+        nim.gate = summary
     return doc
