@@ -13,11 +13,13 @@ from activities.data import build_icl_dataset, prepare_data
 from activities.deployment import deploy, teardown
 from activities.evaluation import evaluate
 from activities.persistence import aggregate_results, log_mlflow, persist_job, write_report
+from activities.promotion import deliver_promotion_webhook, register_champion
 
 
 def all_activities() -> list[Callable]:
     return [prepare_data, build_icl_dataset, deploy, teardown, evaluate, customize, persist_job,
-            aggregate_results, write_report, log_mlflow, remove_run_resources]
+            aggregate_results, write_report, log_mlflow, remove_run_resources, register_champion,
+            deliver_promotion_webhook]
 
 
 def gpu_activities() -> list[Callable]:

@@ -8,7 +8,8 @@
 * Every outcome is appended to ``predictions_path`` (JSONL: record_id, prediction, latency_ms,
   usage, error) as soon as it arrives. A retried activity reuses the rows already there (successes
   and permanent errors; transient failures are tried again), so it never pays twice for a record.
-* ``tool_calling_correctness`` asks the LLM judge when ``spec.judge`` has url and model_name; its
+* The LLM judge (when ``spec.judge`` has url and model_name) scores ``tool_calling_correctness`` (0/1)
+  on tool workloads and ``similarity`` (1-10, flywheel.judge) on workloads without tools; its
   verdicts are cached beside the predictions (``*.judge.jsonl``) the same way.
 * If every request of an attempt failed transiently, the endpoint is down: a retryable
   :class:`PlatformError` is raised instead of reporting a score of 0.
@@ -23,16 +24,18 @@ import os
 import random
 import ssl
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
 
 from flywheel.config import LLMJudgeConfig
-from flywheel.metrics import JUDGE_METRIC, METRICS, binary_judge_score, judge_prompt
+from flywheel.judge import SIMILARITY_MIN, similarity_judge_score, similarity_prompt
+from flywheel.metrics import JUDGE_METRIC, METRICS, SIMILARITY_METRIC, binary_judge_score, judge_prompt
 from flywheel.progress import EvaluationProgress
-from flywheel.records import message_tool_calls, response_message
-from flywheel.scoring import is_tool_workload, summarize
+from flywheel.records import message_text, message_tool_calls, response_message
+from flywheel.scoring import is_tool_workload, record_scores_path, summarize, write_record_scores
 from flywheel.stats import latency_percentiles
 from flywheel.types import EvalResult, EvalSpec, PlatformError, ProgressFn
 
@@ -242,47 +245,73 @@ def _judge_configured(spec: EvalSpec) -> bool:
     return spec.judge is not None and bool(spec.judge.url) and bool(spec.judge.model_name)
 
 
-async def _run_judge(spec: EvalSpec, rows: list[dict[str, Any]], keys: list[str],
-                     predictions: list[dict[str, Any] | None], judge: JudgeClient,
-                     cache: JsonlCache) -> tuple[float | None, str | None]:
-    """Mean 0/1 judge verdict. No-call records and failed predictions are scored by rule, not asked."""
+async def _run_judge(spec: EvalSpec, keys: list[str], judge: JudgeClient, cache: JsonlCache, *,
+                     by_rule: Callable[[int], int | None], ask: Callable[[int], list[dict[str, Any]]],
+                     parse: Callable[[str], int | None]) -> tuple[list[int | None], float | None, str | None]:
+    """Per-record judge verdicts and their mean. ``by_rule(i)`` settles a record without asking (or None)."""
     cached = cache.load()
     semaphore = asyncio.Semaphore(spec.concurrency)
-    verdicts: list[int | None] = [None] * len(rows)
+    verdicts: list[int | None] = [None] * len(keys)
 
     async def judge_one(i: int) -> None:
-        expected = message_tool_calls(response_message(rows[i]["response"]))
-        predicted = message_tool_calls(predictions[i]) if predictions[i] is not None else None
-        if predicted is None:
-            verdicts[i] = 0
+        settled = by_rule(i)
+        if settled is not None:
+            verdicts[i] = settled
             return
-        if not expected:
-            verdicts[i] = 1 if not predicted else 0
-            return
-        if keys[i] in cached and cached[keys[i]].get("score") in (0, 1):
-            verdicts[i] = cached[keys[i]]["score"]
+        if keys[i] in cached and (score := cached[keys[i]].get("score")) is not None and parse(str(score)) == score:
+            verdicts[i] = score
             return
         async with semaphore:
             try:
-                reply = await judge.complete(judge_prompt(rows[i].get("request") or {}, expected, predicted))
+                reply = await judge.complete(ask(i))
             except (RequestFailed, ValueError, httpx.HTTPError) as exc:
                 cache.append({"record_id": keys[i], "score": None, "error": str(exc)[:300]})
                 return
-        verdicts[i] = binary_judge_score(reply)
+        verdicts[i] = parse(reply)
         cache.append({"record_id": keys[i], "score": verdicts[i], "reply": reply[:300]})
 
     try:
         async with asyncio.TaskGroup() as group:
-            for i in range(len(rows)):
+            for i in range(len(keys)):
                 group.create_task(judge_one(i))
     finally:
         cache.close()
     usable = [v for v in verdicts if v is not None]
     missing = len(verdicts) - len(usable)
     if not usable:
-        return None, "the judge gave no usable verdict" if verdicts else "no records"
+        return verdicts, None, "the judge gave no usable verdict" if verdicts else "no records"
     note = f"judge gave no usable verdict for {missing} of {len(verdicts)} records (excluded)" if missing else None
-    return sum(usable) / len(usable), note
+    return verdicts, sum(usable) / len(usable), note
+
+
+def _tool_judge(rows: list[dict[str, Any]], predictions: list[dict[str, Any] | None]) -> dict[str, Any]:
+    """tool_calling_correctness (0/1). No-call records and failed predictions are scored by rule, not asked."""
+    def expected(i: int) -> list[Any]:
+        return message_tool_calls(response_message(rows[i]["response"]))
+
+    def by_rule(i: int) -> int | None:
+        if predictions[i] is None:
+            return 0
+        if not expected(i):
+            return 1 if not message_tool_calls(predictions[i]) else 0
+        return None
+
+    def ask(i: int) -> list[dict[str, Any]]:
+        return judge_prompt(rows[i].get("request") or {}, expected(i), message_tool_calls(predictions[i]))
+
+    return {"by_rule": by_rule, "ask": ask, "parse": binary_judge_score}
+
+
+def _similarity_judge(rows: list[dict[str, Any]], predictions: list[dict[str, Any] | None]) -> dict[str, Any]:
+    """similarity (1–10) of the candidate's answer to the production answer. A failed request scores 1."""
+    def by_rule(i: int) -> int | None:
+        return SIMILARITY_MIN if predictions[i] is None else None
+
+    def ask(i: int) -> list[dict[str, Any]]:
+        return similarity_prompt(rows[i].get("request") or {}, message_text(response_message(rows[i]["response"])),
+                                 message_text(predictions[i]))
+
+    return {"by_rule": by_rule, "ask": ask, "parse": similarity_judge_score}
 
 
 async def evaluate(spec: EvalSpec, rows: list[dict[str, Any]], *, predictions_path: Path,
@@ -348,14 +377,18 @@ async def evaluate(spec: EvalSpec, rows: list[dict[str, Any]], *, predictions_pa
 
     predictions = [None if outcomes[k].get("error") else outcomes[k].get("prediction") for k in keys]
     summary = summarize(rows, predictions)
-    # Every registered metric the summary computed (per-record tool-call scores, similarity); the judge's below.
+    # Every registered metric the summary computed (per-record tool-call scores, token F1); the judge's below.
     scores: dict[str, float | None] = {m.name: summary[m.name] for m in METRICS if m.name in summary}
     notes: dict[str, str] = dict(summary["notes"])
-    scores[JUDGE_METRIC] = None
-    if not is_tool_workload(rows):
-        notes[JUDGE_METRIC] = "generic workload (no tools in the dataset)"
-    elif judge_client is None and not _judge_configured(spec):
-        notes[JUDGE_METRIC] = "no llm_judge_config configured"
+    # The judge: tool_calling_correctness for tool workloads, similarity (1-10) for the others.
+    tool_workload = is_tool_workload(rows)
+    judged, unjudged = ((JUDGE_METRIC, SIMILARITY_METRIC) if tool_workload else (SIMILARITY_METRIC, JUDGE_METRIC))
+    scores[JUDGE_METRIC] = scores[SIMILARITY_METRIC] = None
+    judge_columns: dict[str, list[int | None]] = {}
+    notes[unjudged] = (f"tool workload: judged by {JUDGE_METRIC}" if tool_workload
+                       else "generic workload (no tools in the dataset)")
+    if judge_client is None and not _judge_configured(spec):
+        notes[judged] = "no llm_judge_config configured"
     else:
         own_judge = None
         if judge_client is None:
@@ -363,14 +396,18 @@ async def evaluate(spec: EvalSpec, rows: list[dict[str, Any]], *, predictions_pa
             judge_client = own_judge = OpenAIJudge(spec.judge, timeout_s=spec.request_timeout_s,
                                                    max_retries=spec.max_retries, backoff_base_s=backoff_base_s)
         judge_cache = JsonlCache(predictions_path.with_name(predictions_path.stem + ".judge.jsonl"))
+        kind = _tool_judge(rows, predictions) if tool_workload else _similarity_judge(rows, predictions)
         try:
-            score, note = await _run_judge(spec, rows, keys, predictions, judge_client, judge_cache)
+            verdicts, score, note = await _run_judge(spec, keys, judge_client, judge_cache, **kind)
         finally:
             if own_judge is not None:
                 await own_judge.aclose()
-        scores[JUDGE_METRIC] = score
+        scores[judged] = score
+        judge_columns[judged] = verdicts
         if note:
-            notes[JUDGE_METRIC] = note
+            notes[judged] = note
+    # Per-record scores beside the predictions: the gate's paired tests need them (same records).
+    write_record_scores(record_scores_path(predictions_path), keys, rows, predictions, extra=judge_columns)
 
     latencies = [o["latency_ms"] for k in keys if (o := outcomes[k]).get("latency_ms") is not None]
     p50, p95 = latency_percentiles(latencies)

@@ -218,6 +218,8 @@ class JobDocument(_Doc):
     review: ReviewDoc | None = None
     requested_by: str | None = None  # the authenticated principal that started the run (or its schedule)
     report_uri: str | None = None
+    # The promotion gate's report (flywheel.gate.GateReport): verdicts, paired tests, recommendation, frontier.
+    gate: dict[str, Any] | None = None
     # Document version: every writer bumps it; a store never replaces a higher revision with a lower one,
     # so a late or retried write of an older state cannot undo a newer one.
     revision: int = Field(0, ge=0)

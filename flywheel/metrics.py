@@ -2,18 +2,23 @@
 
 Per record, comparing the ground-truth tool calls with the predicted ones:
 
-* ``function_name`` = 1 when the predicted tool names equal the ground-truth names, compared as a
-  multiset keyed by name: order-insensitive, case-sensitive, and calling a tool twice when it is
-  expected once is a mismatch.
-* ``function_name_and_args_accuracy`` = 1 when, in addition, the calls can be paired one-to-one
-  (same name) with exactly equal arguments. JSON-string arguments are parsed first; key order does
-  not matter; ``1 == 1.0`` but ``true != 1``.
-* ``normalized_args_accuracy`` = like the above after normalising every leaf value: strings are
+* ``function_name`` / ``function_name_and_args_accuracy`` mean exactly what NeMo Evaluator's
+  ``tool-calling`` metric reports (``function_name_accuracy`` / ``function_name_and_args_accuracy``),
+  so our numbers and the blueprint's agree on the same data (see :func:`nemo_tool_calling`):
+  names compared as *sets* (a duplicated call is not a mismatch); arguments compared per name, the
+  last call of a name standing for it; Python equality, so ``true == 1`` and ``1 == 1.0``; a
+  predicted ``arguments`` string that is not JSON makes the record's argument score undefined
+  (``None`` here, NaN there) and such records are left out of the mean, as NeMo does.
+* ``function_name_strict`` / ``function_name_and_args_strict``: our stricter reading, for gates —
+  names compared as a *multiset* (a second call is a second side effect), calls paired one-to-one
+  with exactly equal arguments, ``true != 1``, unparseable arguments are wrong (0).
+* ``normalized_args_accuracy`` = the strict pairing after normalising every leaf value: strings are
   trimmed, whitespace-collapsed and lower-cased, numeric strings become numbers (``"5" == 5``).
 
-No call expected and none predicted scores 1 on every metric ("no call expected"); no call expected
-but some predicted scores 0, and so does a missing prediction when calls were expected.
-All metrics are averaged over records by :func:`aggregate`.
+Names are case-sensitive and order does not matter in every metric. No call expected and none
+predicted scores 1 everywhere; no call expected but some predicted scores 0 (the argument score is
+undefined if those arguments do not parse), and so does a missing prediction when calls were expected.
+All metrics are averaged over the records where they are defined by :func:`aggregate`.
 """
 
 from __future__ import annotations
@@ -52,23 +57,35 @@ METRICS: tuple[Metric, ...] = (
     Metric("function_name_and_args_accuracy", "name+args", "record", nemo_v1=("function_name_and_args_accuracy",),
            nemo_v2="tool-calling.function_name_and_args_accuracy"),
     Metric("normalized_args_accuracy", "normalized args", "record", shown=False),
+    # Our stricter reading (docs/metrics.md): names as a multiset, calls paired one-to-one, true != 1.
+    Metric("function_name_strict", "names (strict)", "record", shown=False),
+    Metric("function_name_and_args_strict", "name+args (strict)", "record"),
     Metric("tool_calling_correctness", "judge", "judge"),
-    Metric("similarity", "similarity", "generic"),
+    Metric("similarity", "similarity 1-10", "judge"),  # the judge's rating for workloads without tools
+    Metric("token_f1", "token F1", "generic"),
 )
 METRICS_BY_NAME = {m.name: m for m in METRICS}
 METRIC_NAMES = tuple(m.name for m in METRICS if m.source == "record")  # the per-record tool-call scores
 JUDGE_METRIC = next(m.name for m in METRICS if m.source == "judge")
-SIMILARITY_METRIC = next(m.name for m in METRICS if m.source == "generic")
+SIMILARITY_METRIC = "similarity"
+TOKEN_F1_METRIC = next(m.name for m in METRICS if m.source == "generic")
 ACCURACY_METRIC = "function_name_and_args_accuracy"  # the headline score (gate default, demo, CI column)
 
 
 @dataclass(frozen=True)
 class RecordScore:
     function_name: float
-    function_name_and_args_accuracy: float
+    function_name_and_args_accuracy: float | None  # None: undefined (NeMo's NaN), left out of the mean
     normalized_args_accuracy: float
+    function_name_strict: float
+    function_name_and_args_strict: float
 
-    def as_dict(self) -> dict[str, float]:
+    @classmethod
+    def uniform(cls, value: float) -> RecordScore:
+        """The same score on every metric (no call expected and none made: 1; a failed request: 0)."""
+        return cls(value, value, value, value, value)
+
+    def as_dict(self) -> dict[str, float | None]:
         return {name: getattr(self, name) for name in METRIC_NAMES}
 
 
@@ -155,19 +172,67 @@ def _calls_match(expected: Sequence[Any], predicted: Sequence[Any], key_fn: Any)
     return keyed(expected) == keyed(predicted)
 
 
+_UNPARSEABLE = object()
+
+
+def _function_part(call: Any) -> dict[str, Any]:
+    data = _as_dict(call)
+    return data["function"] if isinstance(data.get("function"), dict) else data
+
+
+def _wire_arguments(arguments: Any) -> Any:
+    """A predicted call's arguments as NeMo reads them: JSON text parsed, absent as ``{}``.
+
+    An object is taken as already parsed: an OpenAI-compatible endpoint always sends text, so this
+    only happens for predictions handed to ``flywheel score`` directly.
+    """
+    if arguments is None:
+        return {}
+    if isinstance(arguments, (dict, list)):
+        return arguments
+    try:
+        return json.loads(arguments)
+    except (json.JSONDecodeError, TypeError):
+        return _UNPARSEABLE
+
+
+def nemo_tool_calling(expected: Sequence[Any], predicted: Sequence[Any]) -> tuple[float, float | None]:
+    """(function_name, function_name_and_args_accuracy) with NeMo Evaluator's tool-calling semantics.
+
+    Ground-truth arguments are compared as the dataset holds them (the data preparation parses JSON
+    strings into objects). Predicted calls without a ``function.name`` are ignored.
+    """
+    expected_args = {_function_part(c).get("name"): _function_part(c).get("arguments") for c in expected}
+    predicted_args: dict[Any, Any] = {}
+    unparseable = False
+    for c in predicted:
+        function = _as_dict(c).get("function")
+        if not isinstance(function, dict) or "name" not in function:
+            continue
+        parsed = _wire_arguments(function.get("arguments"))
+        unparseable = unparseable or parsed is _UNPARSEABLE
+        predicted_args[function["name"]] = parsed
+    names = 1.0 if set(expected_args) == set(predicted_args) else 0.0
+    if unparseable:
+        return names, None
+    if not names:
+        return names, 0.0
+    return names, float(all(predicted_args.get(name) == args for name, args in expected_args.items()))
+
+
 def score_tool_calls(expected: Sequence[Any] | None, predicted: Sequence[Any] | None) -> RecordScore:
     """Score one record. ``expected``/``predicted`` are OpenAI tool calls (dicts or pydantic models)."""
-    expected = list(expected or [])
-    predicted = list(predicted or [])
+    expected = [_as_dict(c) for c in expected or []]
+    predicted = [_as_dict(c) for c in predicted or []]
+    name_compat, args_compat = nemo_tool_calling(expected, predicted)
     if not expected:
-        value = 1.0 if not predicted else 0.0
-        return RecordScore(value, value, value)
-    names_equal = Counter(map(call_name, expected)) == Counter(map(call_name, predicted))
-    if not names_equal:
-        return RecordScore(0.0, 0.0, 0.0)
+        strict = 1.0 if not predicted else 0.0
+        return RecordScore(name_compat, args_compat, strict, strict, strict)
+    if Counter(map(call_name, expected)) != Counter(map(call_name, predicted)):
+        return RecordScore(name_compat, args_compat, 0.0, 0.0, 0.0)
     exact = _calls_match(expected, predicted, _exact_key)
     normalized = exact or _calls_match(expected, predicted, _normalized_key)
-    return RecordScore(1.0, float(exact), float(normalized))
+    return RecordScore(name_compat, args_compat, float(normalized), 1.0, float(exact))
 
 
 def tool_keys(expected: Sequence[Any] | None) -> list[str]:
@@ -176,26 +241,37 @@ def tool_keys(expected: Sequence[Any] | None) -> list[str]:
     return names or [NO_CALL]
 
 
+def _mean(values: Iterable[float | None]) -> float | None:
+    defined = [v for v in values if v is not None]
+    return sum(defined) / len(defined) if defined else None
+
+
 def aggregate(record_scores: Sequence[RecordScore], tools_per_record: Sequence[Iterable[str]]) -> dict[str, Any]:
     """Means over records plus ``per_tool`` (ToolScores keyed by expected tool name or "(no call)").
 
     ``tools_per_record[i]`` are the expected tool names of record ``i`` (empty = no call expected);
-    a record expecting two different tools counts towards both. Empty input gives ``None`` means.
+    a record expecting two different tools counts towards both. A metric's mean leaves out records
+    where it is undefined; ``undefined`` counts them per metric. Empty input gives ``None`` means.
     """
     if len(record_scores) != len(tools_per_record):
         raise ValueError("record_scores and tools_per_record must have the same length")
     count = len(record_scores)
     result: dict[str, Any] = {"num_records": count}
+    undefined: dict[str, int] = {}
     for metric in METRIC_NAMES:
-        result[metric] = (sum(getattr(s, metric) for s in record_scores) / count) if count else None
+        values = [getattr(s, metric) for s in record_scores]
+        result[metric] = _mean(values)
+        if any(v is None for v in values):
+            undefined[metric] = sum(1 for v in values if v is None)
+    result["undefined"] = undefined
     groups: dict[str, list[RecordScore]] = {}
     for score, tools in zip(record_scores, tools_per_record):
         for key in sorted(set(tools)) or [NO_CALL]:
             groups.setdefault(key, []).append(score)
     result["per_tool"] = {
         key: ToolScores(
-            function_name=sum(s.function_name for s in scores) / len(scores),
-            function_name_and_args_accuracy=sum(s.function_name_and_args_accuracy for s in scores) / len(scores),
+            function_name=_mean(s.function_name for s in scores),
+            function_name_and_args_accuracy=_mean(s.function_name_and_args_accuracy for s in scores),
             count=len(scores),
         )
         for key, scores in sorted(groups.items())

@@ -28,6 +28,8 @@ EVAL_TYPES = ALL_EVAL_TYPES
 ACCURACY = ACCURACY_METRIC
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 REPORT_TEMPLATE = "report.html.jinja"
+VERDICT_STYLES = {"pass": "green", "fail": "red", "inconclusive": "yellow"}
+NUMERIC_GATE_COLUMNS = ("n", "records needed", "cost / 1k req", "p95")
 
 
 # ---------------------------------------------------------------------------------------------- rows
@@ -40,8 +42,23 @@ def _eval_types(doc: JobDocument) -> list[str]:
     return seen
 
 
-def _gate_verdict(nim: NimDoc, eval_type: str) -> str | None:
-    """"pass"/"fail" on the row the gate was judged on; None elsewhere or when no gate ran."""
+def _gate_entry(doc: JobDocument, nim: NimDoc, eval_type: str) -> dict[str, Any] | None:
+    """The gate's verdict for (candidate, eval type) from the job's gate report, if there is one."""
+    for verdict in (doc.gate or {}).get("verdicts", []):
+        if verdict.get("model_name") == nim.model_name and verdict.get("eval_type") == eval_type:
+            return verdict
+    return None
+
+
+def _gate_verdict(doc: JobDocument, nim: NimDoc, eval_type: str) -> str | None:
+    """pass / fail / inconclusive for (candidate, eval type); None when no gate judged it.
+
+    Documents from before the gate report carry one verdict per candidate (``nim.gate.passed``) on
+    the row it was judged on.
+    """
+    if doc.gate is not None:
+        entry = _gate_entry(doc, nim, eval_type)
+        return entry.get("verdict") if entry else None
     gate = nim.gate or {}
     if "passed" not in gate:
         return None
@@ -51,6 +68,21 @@ def _gate_verdict(nim: NimDoc, eval_type: str) -> str | None:
     if judged_on is None and eval_type != EVAL_TYPES[0]:
         return None
     return "pass" if gate["passed"] else "fail"
+
+
+def _row_cost(doc: JobDocument, nim: NimDoc, eval_type: str) -> float | None:
+    entry = _gate_entry(doc, nim, eval_type) or {}
+    cost = entry.get("cost_per_1k_requests")
+    return cost if cost is not None else nim.cost_per_1k_requests
+
+
+def candidate_verdict(nim: NimDoc) -> str | None:
+    gate = nim.gate or {}
+    if "verdict" in gate:
+        return gate["verdict"]
+    if "passed" in gate:
+        return "pass" if gate["passed"] else "fail"
+    return None
 
 
 def missing_reason(doc: JobDocument, nim: NimDoc, eval_type: str) -> str:
@@ -103,8 +135,10 @@ def results_rows(doc: JobDocument) -> list[dict[str, Any]]:
                 "num_records": ev.num_records if ev is not None else None,
                 "latency_p50_ms": ev.latency_p50_ms if ev is not None else None,
                 "latency_p95_ms": ev.latency_p95_ms if ev is not None else None,
-                "cost_per_1k_requests": nim.cost_per_1k_requests,
-                "gate": _gate_verdict(nim, eval_type),
+                # Priced per eval type when the gate priced it (ICL prompts are longer), else the candidate's.
+                "cost_per_1k_requests": _row_cost(doc, nim, eval_type),
+                "gate": _gate_verdict(doc, nim, eval_type),
+                "gate_reason": (_gate_entry(doc, nim, eval_type) or {}).get("reason"),
                 "note": None if scored else missing_reason(doc, nim, eval_type),
             })
     return rows
@@ -163,11 +197,36 @@ def render_table(doc: JobDocument) -> Table:
             Text(_cell_text(cells[t]), style="yellow" if cells[t]["note"] else "") if t in cells else Text("—")
             for t in eval_types
         ]
-        verdict = next((r["gate"] for r in cells.values() if r["gate"]), None)
-        gate = Text(verdict or "—", style={"pass": "green", "fail": "red"}.get(verdict or "", ""))
+        verdict = candidate_verdict(nim) or next((r["gate"] for r in cells.values() if r["gate"]), None)
+        gate = Text(verdict or "—", style=VERDICT_STYLES.get(verdict or "", ""))
         table.add_row(nim.model_name, *rendered, fmt_cost(nim.cost_per_1k_requests), gate)
+    captions = []
+    if doc.gate and doc.gate.get("recommendation_reason"):
+        captions.append(f"gate: {doc.gate['recommendation_reason']}")
     if doc.error:
-        table.caption = f"run error: {doc.error}"
+        captions.append(f"run error: {doc.error}")
+    if captions:
+        table.caption = "\n".join(captions)
+    return table
+
+
+def gate_table(doc: JobDocument) -> Table:
+    """The gate's verdict per configuration with the numbers behind it and the one-sentence reason."""
+    gate = doc.gate or {}
+    floor = gate.get("threshold")
+    title = (f"Promotion gate on {gate.get('metric', '?')}: floor {floor:.3f} at {gate.get('confidence', 0):.0%}"
+             if floor is not None else "Promotion gate")
+    table = Table(title=title, show_lines=True)
+    for column in ("configuration", "verdict", "agreement [CI]", "n", "records needed", "cost / 1k req", "p95", "why"):
+        table.add_column(column, justify="right" if column in NUMERIC_GATE_COLUMNS else "left")
+    for v in gate.get("verdicts", []):
+        needed = v.get("records_needed")
+        table.add_row(f"{v['model_name']} / {v['eval_type']}",
+                      Text(v["verdict"], style=VERDICT_STYLES.get(v["verdict"], "")),
+                      fmt_score_ci(v.get("agreement"), v.get("interval")), str(v.get("n", "—")),
+                      f"{needed:,}" if needed is not None else "—", fmt_cost(v.get("cost_per_1k_requests")),
+                      fmt_ms(v.get("latency_p95_ms")), v.get("reason", ""))
+    table.caption = gate.get("recommendation_reason")
     return table
 
 
@@ -249,6 +308,7 @@ def render_html(doc: JobDocument) -> str:
         datasets=doc.datasets,
         curation=_flatten(doc.curation),
         review=_flatten(doc.review or {}),
+        gate=doc.gate,
         plot_base64=base64.b64encode(plot_png(doc)).decode("ascii"),
         generated_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
     )

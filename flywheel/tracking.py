@@ -65,3 +65,43 @@ def log_job(doc: JobDocument, config: MLflowConfig) -> dict[str, str]:
                 client.set_terminated(run_id)
             uris[key] = f"runs:/{run_id}"
     return uris
+
+
+def registered_model_name(config: MLflowConfig, workload_id: str, client_id: str) -> str:
+    return f"{config.experiment_name_prefix}-{workload_id}-{client_id}"
+
+
+def register_champion(doc: JobDocument, model_name: str, eval_type: str | None, config: MLflowConfig,
+                      alias: str = "champion") -> dict[str, str]:
+    """Register the promoted candidate as a version of the workload/client's model and point ``alias`` at it.
+
+    The version's source is the MLflow run of the evaluation the gate judged it on (or its first
+    logged evaluation). Idempotent: a retried activity finds the version it created by the job tag.
+    """
+    if not config.enabled:
+        return {}
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=config.tracking_uri, registry_uri=config.tracking_uri)
+    nim = doc.nim(model_name)
+    if nim is None:
+        raise ValueError(f"model {model_name!r} is not a candidate of job {doc.id}")
+    logged = [e for e in nim.evaluations if e.mlflow_uri]
+    chosen = next((e for e in logged if e.eval_type == eval_type), logged[0] if logged else None)
+    run_id = chosen.mlflow_uri.split("/")[-1] if chosen is not None and chosen.mlflow_uri else None
+    name = registered_model_name(config, doc.workload_id, doc.client_id)
+    try:
+        client.get_registered_model(name)
+    except mlflow.exceptions.MlflowException:
+        client.create_registered_model(name, tags={"workload_id": doc.workload_id, "client_id": doc.client_id})
+    existing = client.search_model_versions(f"name = '{name}' and tags.job_id = '{doc.id}'")
+    if existing:
+        version = existing[0]
+    else:
+        source = client.get_run(run_id).info.artifact_uri if run_id else f"flywheel-job:{doc.id}/{model_name}"
+        version = client.create_model_version(
+            name, source=source, run_id=run_id,
+            tags={"job_id": doc.id, "model_name": model_name, "eval_type": (chosen.eval_type if chosen else "")},
+            description=f"Promoted {model_name} from flywheel job {doc.id}")
+    client.set_registered_model_alias(name, alias, version.version)
+    return {"registered_model": name, "version": str(version.version), "alias": alias}

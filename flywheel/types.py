@@ -82,8 +82,8 @@ class EvalSpec(BaseModel):
 
 
 class ToolScores(BaseModel):
-    function_name: float
-    function_name_and_args_accuracy: float
+    function_name: float | None
+    function_name_and_args_accuracy: float | None  # None when every record's arguments were unparseable
     count: int
 
 

@@ -40,6 +40,7 @@ from starter.api_models import (
     RejectBody,
     ReviewResponse,
 )
+from starter.api_promotions import promotions_router
 from starter.api_schedules import schedules_router
 from starter.api_security import audit, authorize, principal_of, secure_app
 from starter.ids import ClientIdQuery, JobIdPath, WorkloadIdQuery
@@ -372,6 +373,7 @@ def create_app(
 
     app.include_router(jobs_router)
     app.include_router(schedules_router)
+    app.include_router(promotions_router)
     app.include_router(misc_router)
     include_ui(app)  # the reviewer's page at /ui (reads and acts through the routes above)
     secure_app(app, settings, bind_host=bind_host)

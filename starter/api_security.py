@@ -45,6 +45,7 @@ ROUTE_PERMISSIONS: dict[tuple[str, str], Permission] = {
     ("POST", "/api/jobs/{job_id}/promote"): P.review,
     ("POST", "/api/jobs/{job_id}/reject"): P.review,
     ("POST", "/api/logs"): P.operate,
+    ("GET", "/api/workloads/{workload_id}/promotions"): P.read,
     ("GET", "/api/schedules"): P.read,
     ("GET", "/api/schedules/{schedule_id}"): P.read,
     ("POST", "/api/schedules"): P.operate,

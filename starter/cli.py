@@ -76,6 +76,9 @@ def demo(
     continuous: bool = typer.Option(False, "--continuous", help="Run aiva-1, aiva-2, aiva-3 in sequence and show "
                                     "how accuracy moves with more data."),
     output: Path = typer.Option(Path("demo-output"), "--output", help="Where job.json, report.html and logs go."),
+    eval_size: int | None = typer.Option(None, "--eval-size", min=1,
+                                         help="Eval records per run (the demo profile uses 20: the gate is then "
+                                              "mostly inconclusive; ~200 lets it decide)."),
 ) -> None:
     """Run the whole flywheel on the embedded stack (Temporal dev server, workers, API, SQLite)."""
     # lazy: the demo loads the embedded stack and the API key store (FastAPI); keeps every other command quick.
@@ -85,7 +88,7 @@ def demo(
     st.settings(default_name="demo")  # a bad config exits 2 before anything starts
     code = run_demo(output=output, keep_running=keep_running, continuous=continuous,
                     config_name=st.config_name or (None if st.config_path else "demo"), config_path=st.config_path,
-                    console=console)
+                    console=console, eval_size=eval_size)
     raise typer.Exit(code)
 
 

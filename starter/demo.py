@@ -25,7 +25,7 @@ from flywheel.ingest import load_jsonl
 from flywheel.jobdoc import JobDocument, RunStatus
 from flywheel.logstore import open_logstore
 from flywheel.metrics import ACCURACY_METRIC
-from flywheel.report import write_report
+from flywheel.report import gate_table, write_report
 from starter.api_client import auth_headers
 from starter.auth import KeyStore
 from starter.auth.authenticator import default_keys_file
@@ -113,9 +113,11 @@ def write_outputs(doc: JobDocument, out_dir: Path, console: Console) -> None:
 
 
 def run_one(stack: EmbeddedStack, api: DemoAPI, settings: Settings, client_id: str, records: int,
-            out_dir: Path, console: Console) -> JobDocument:
+            out_dir: Path, console: Console, eval_size: int | None = None) -> JobDocument:
     # Let the run see every record of this client (the demo profile caps extraction at 300).
-    split = {"limit": max(settings.data_split_config.limit, records)}
+    split: dict[str, Any] = {"limit": max(settings.data_split_config.limit, records)}
+    if eval_size is not None:  # a larger eval split: the gate can then decide instead of saying inconclusive
+        split["eval_size"] = eval_size
     job_id = api.start_job(client_id, split)
     console.print(f"\n[bold]job {job_id}[/] — {WORKLOAD_ID}/{client_id}, {records:,} records in the log store")
     try:
@@ -126,6 +128,8 @@ def run_one(stack: EmbeddedStack, api: DemoAPI, settings: Settings, client_id: s
         api.cancel_job(job_id)
         raise
     console.print(results_table(doc))
+    if doc.gate:
+        console.print(gate_table(doc))
     write_outputs(doc, out_dir, console)
     link = stack.workflow_url(doc.workflow_id) if doc.workflow_id else None
     if link:
@@ -189,6 +193,7 @@ def run_demo(
     config_name: str | None = "demo",
     config_path: Path | None = None,
     console: Console | None = None,
+    eval_size: int | None = None,
 ) -> int:
     """Run the demo; returns the process exit code (0 ok, 1 a run failed, 130 interrupted)."""
     console = console or Console(width=None if sys.stdout.isatty() else 160)
@@ -226,7 +231,8 @@ def run_demo(
             console.print("[bold]3. flywheel run(s)[/]")
             for client_id in clients:
                 out_dir = output if not continuous else output / client_id
-                doc = run_one(stack, api, settings, client_id, records.get(client_id, 0), out_dir, console)
+                doc = run_one(stack, api, settings, client_id, records.get(client_id, 0), out_dir, console,
+                              eval_size=eval_size)
                 runs.append((client_id, doc))
                 if doc.status == RunStatus.failed:
                     code = 1

@@ -18,9 +18,14 @@ from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.data import prepare_data
+    from activities.deployment import deploy, teardown
     from activities.persistence import aggregate_results, log_mlflow, persist_job, write_report
+    from activities.promotion import deliver_promotion_webhook, register_champion
     from flywheel.ids import run_key
-    from flywheel.jobdoc import DatasetDoc, JobDocument, NimDoc, NimStatus, RunStatus, Stage
+    from flywheel.jobdoc import DatasetDoc, DeploymentStatus, JobDocument, NimDoc, NimStatus, RunStatus, Stage
+    from flywheel.judge import llm_judge_doc, needs_deployment
+    from flywheel.promotions import promotion_record
+    from flywheel.types import Endpoint
     from flywheel.vocabulary import TERMINAL_CUSTOMIZATION_STATUSES, CustomizationStatus, ReviewOutcome
     from workflows.candidate_run import CandidateRun
     from workflows.common import (
@@ -42,14 +47,17 @@ with workflow.unsafe.imports_passed_through():
         AggregateInput,
         CandidateInput,
         CandidateResult,
+        DeployInput,
         FlywheelJobInput,
         PersistJobInput,
         PrepareDataInput,
         PreparedData,
         PromoteRequest,
+        PromotionInput,
         RejectRequest,
         ReportInput,
         ReviewDecision,
+        TeardownInput,
         candidate_workflow_id,
         job_id_from_workflow_id,
         legacy_candidate_workflow_id,
@@ -57,6 +65,9 @@ with workflow.unsafe.imports_passed_through():
     from workflows.search_attributes import KEY_CLIENT_ID, KEY_JOB_TYPE, KEY_STAGE, KEY_WORKLOAD_ID
 
 T = TypeVar("T")
+# workflow.patched ids: runs recorded before these steps existed replay without them.
+PATCH_ACT_ON_REVIEW = "act-on-review"
+PATCH_DEPLOY_JUDGE = "deploy-local-judge"
 _TERMINAL_NIM = (NimStatus.completed, NimStatus.failed, NimStatus.cancelled)
 
 
@@ -149,6 +160,7 @@ class FlywheelRun:
             started_at=workflow.now(), workflow_id=info.workflow_id, job_type=inp.job_type,
             config_name=inp.config_name or settings.config_name,
             nims=[NimDoc(model_name=n.model_name) for n in settings.nims],
+            llm_judge=llm_judge_doc(settings.llm_judge_config, settings.platform.kind),
             requested_by=inp.requested_by,
         )
         try:
@@ -169,14 +181,29 @@ class FlywheelRun:
                                        split=split_name) for split_name, r in prepared.datasets.items()]
             await self._set_stage(Stage.evaluating)
             semaphore = asyncio.Semaphore(settings.temporal.max_parallel_candidates)
-            # return_exceptions: on cancellation wait for EVERY child to finish its teardown.
-            outcomes = await asyncio.gather(*(self._candidate(n, prepared, semaphore) for n in settings.nims),
-                                            return_exceptions=True)
+            judge = None
+            if needs_deployment(settings.llm_judge_config, settings.platform.kind) and workflow.patched(
+                    PATCH_DEPLOY_JUDGE):
+                judge = await self._deploy_judge()
+            try:
+                # return_exceptions: on cancellation wait for EVERY child to finish its teardown.
+                outcomes = await asyncio.gather(*(self._candidate(n, prepared, semaphore) for n in settings.nims),
+                                                return_exceptions=True)
+            except GeneratorExit:
+                raise  # eviction: not an outcome; the judge stays up for the replayed run
+            except BaseException:
+                if judge is not None:
+                    await asyncio.shield(asyncio.ensure_future(self._teardown_judge(judge)))
+                raise
+            if judge is not None:
+                await self._teardown_judge(judge)
             for outcome in outcomes:
                 if isinstance(outcome, BaseException):
                     raise outcome
             await self._aggregate_and_report()
             await self._review(inp)
+            if workflow.patched(PATCH_ACT_ON_REVIEW):
+                await self._act_on_review()
             doc.status = RunStatus.completed
             doc.finished_at = workflow.now()
             await self._persist(final=True)
@@ -261,6 +288,58 @@ class FlywheelRun:
                 return
             doc.nims[index] = result.nim or doc.nims[index]
 
+    async def _deploy_judge(self) -> Endpoint | None:
+        """Deploy the local judge (``llm_judge_config.deployment_type: local`` without a url) for this run and
+        point the candidates' evaluations at it. A failed deployment is recorded; the run goes on unjudged."""
+        settings, doc, t = self._settings, self._doc, self._timeouts
+        judge_cfg = settings.llm_judge_config
+        assert judge_cfg is not None
+        endpoint = await self._best_effort("judge deployment", workflow.execute_activity(
+            deploy, DeployInput(settings=settings, nim=judge_cfg.as_nim(), name=f"{workflow.info().workflow_id}-judge"),
+            **long_options(t, self._cpu, start_to_close_s=t.deploy_start_to_close_s, heartbeat_s=t.deploy_heartbeat_s)))
+        if endpoint is None:
+            if doc.llm_judge is not None:
+                doc.llm_judge.deployment_status, doc.llm_judge.error = DeploymentStatus.failed, doc.warnings[-1]
+            return None
+        served = judge_cfg.model_copy(update={"url": endpoint.base_url, "model_name": endpoint.served_model})
+        self._settings = settings.model_copy(update={"llm_judge_config": served})
+        if doc.llm_judge is not None:
+            doc.llm_judge.deployment_status = DeploymentStatus.ready
+        return endpoint
+
+    async def _teardown_judge(self, endpoint: Endpoint) -> None:
+        t = self._timeouts
+        await self._best_effort("judge teardown", workflow.execute_activity(
+            teardown, TeardownInput(settings=self._settings, endpoint=endpoint),
+            **short_options(t, self._cpu, heartbeat_timeout=timedelta(seconds=t.deploy_heartbeat_s))))
+        if self._doc.llm_judge is not None and self._doc.llm_judge.deployment_status == DeploymentStatus.ready:
+            self._doc.llm_judge.deployment_status = DeploymentStatus.completed
+
+    async def _act_on_review(self) -> None:
+        """After the decision: a promotion moves the MLflow alias and sends the signed webhook (retried by
+        Temporal until delivered or ``promotion.webhook_deadline_s``); then the report is re-rendered with
+        the decision in it. A failure here is a warning on the run: the decision itself stands."""
+        doc, settings, t = self._doc, self._settings, self._timeouts
+        record = promotion_record(doc)
+        if record is not None:
+            inp = PromotionInput(settings=settings, doc=doc, record=record.model_dump(mode="json"))
+            actions: dict[str, Any] = {}
+            if settings.mlflow_config.enabled:
+                actions["mlflow"] = await self._best_effort("MLflow champion registration", workflow.execute_activity(
+                    register_champion, inp, **short_options(t, self._cpu)))
+            if settings.promotion.webhook_url:
+                actions["webhook"] = await self._best_effort("promotion webhook", workflow.execute_activity(
+                    deliver_promotion_webhook, inp, task_queue=self._cpu,
+                    start_to_close_timeout=timedelta(seconds=settings.promotion.webhook_timeout_s + 30),
+                    schedule_to_close_timeout=timedelta(seconds=settings.promotion.webhook_deadline_s),
+                    retry_policy=retry_policy(t, max_attempts=0)))
+            if actions:
+                doc.review = {**(doc.review or {}), "actions": actions}
+        report_uri = await self._best_effort("report after review", workflow.execute_activity(
+            write_report, ReportInput(settings=settings, doc=doc), **short_options(t, self._cpu)))
+        if report_uri is not None:
+            doc.report_uri = report_uri
+
     async def _aggregate_and_report(self) -> None:
         """CIs, gate and cost (aggregation), then MLflow and the report page: each best-effort (a failure
         becomes a warning in the document; the run still reaches review)."""
@@ -269,6 +348,7 @@ class FlywheelRun:
             aggregate_results, AggregateInput(settings=self._settings, doc=doc), **options))
         if aggregated is not None:
             doc.nims = aggregated.nims  # CIs, gate, cost; the rest of the doc stays this workflow's
+            doc.gate = aggregated.gate  # the gate's verdicts, paired tests, recommendation and frontier
         if self._settings.mlflow_config.enabled:
             uris = await self._best_effort("MLflow logging", workflow.execute_activity(
                 log_mlflow, ReportInput(settings=self._settings, doc=doc), **options))

@@ -143,6 +143,8 @@ ACT_AGGREGATE = "aggregate_results"
 ACT_LOG_MLFLOW = "log_mlflow"
 ACT_REMOVE_RUN = "remove_run_resources"
 CLEANUP_WORKFLOW = "RemoveRunResources"
+ACT_REGISTER_CHAMPION = "register_champion"
+ACT_DELIVER_WEBHOOK = "deliver_promotion_webhook"
 CANDIDATE_UPDATE_SIGNAL = "candidate_update"  # child → parent: live NimDoc
 
 
@@ -257,6 +259,12 @@ class AggregateInput(Carried):
 class ReportInput(Carried):
     settings: Settings
     doc: JobDocument
+
+
+class PromotionInput(Carried):
+    settings: Settings
+    doc: JobDocument
+    record: dict[str, Any]  # flywheel.promotions.PromotionRecord, as JSON
 
 
 FlywheelJobInput.model_rebuild()

@@ -128,7 +128,8 @@ async def test_reviewer_watches_a_job_live_and_promotes_it(chromium, served, tmp
             await expect(page.locator("#job-stage")).to_have_text("awaiting_review")
             assert await page.evaluate("window.__sameDocument === true"), "the page reloaded instead of updating"
             await expect(page.locator("#results tr.result-row")).to_have_count(6)
-            await expect(page.locator("#gate-verdicts tr.gate-row")).to_have_count(2)
+            # One verdict per candidate × scored eval type (the gate judges every configuration).
+            await expect(page.locator("#gate-verdicts tr.gate-row")).to_have_count(4)
             await expect(page.locator("#gate-verdicts .reason").first).not_to_be_empty()
             await expect(page.locator("#datasets")).to_contain_text(f"flywheel-{workload}")
             await expect(page.locator("#curation")).to_contain_text("dropped.invalid")

@@ -30,6 +30,7 @@ class ScriptedModel:
         self.calls: dict[str, int] = {}
         self.bodies: list[dict] = []
         self.judge_auth: list[str | None] = []
+        self.judge_reply = '{"score": 1}'
         self.in_flight = 0
         self.max_in_flight = 0
         self.app = FastAPI()
@@ -41,6 +42,7 @@ class ScriptedModel:
         self.calls.clear()
         self.bodies.clear()
         self.judge_auth.clear()
+        self.judge_reply = '{"score": 1}'
         self.max_in_flight = 0
 
     async def chat(self, request: Request):
@@ -67,7 +69,7 @@ class ScriptedModel:
 
     async def judge(self, request: Request):
         self.judge_auth.append(request.headers.get("authorization"))
-        return {"choices": [{"message": {"role": "assistant", "content": '{"score": 1}'}}]}
+        return {"choices": [{"message": {"role": "assistant", "content": self.judge_reply}}]}
 
 
 @pytest.fixture(scope="module")
@@ -239,14 +241,35 @@ async def test_remote_judge_over_http_uses_key_from_env(model, tmp_path, monkeyp
     assert "sekret" not in (tmp_path / "pred.judge.jsonl").read_text()
 
 
-async def test_generic_workload_scores_similarity(model, tmp_path):
+async def test_generic_workload_scores_token_f1(model, tmp_path):
+    # Formerly reported as "similarity"; that name now means the LLM judge's 1-10 rating (the blueprint's).
     rows = [row("g", "hi", tool=None)]
     rows[0]["request"].pop("tools")
     model.script["hi"] = [(200, None, None, 0)]
     result = await run(model, rows, tmp_path)
-    assert result.scores["similarity"] == 1.0  # "plain answer" both sides
+    assert result.scores["token_f1"] == 1.0  # "plain answer" both sides
     assert result.scores["function_name"] is None
+    assert result.scores["similarity"] is None and "no llm_judge_config" in result.score_notes["similarity"]
     assert "tools" not in model.bodies[0]
+
+
+async def test_generic_workload_is_judged_for_similarity_on_1_to_10(model, tmp_path):
+    rows = [row(f"g{i}", f"hi {i}", tool=None) for i in range(3)]
+    for r in rows:
+        r["request"].pop("tools")
+    for i in range(3):
+        model.script[f"hi {i}"] = [(200, None, None, 0)] if i < 2 else [(400, None, None, 0)]
+    model.judge_reply = "SIMILARITY: 10"  # the blueprint's one-digit pattern reads this as 1
+    judge = LLMJudgeConfig(url=model.base_url + "/judge/v1", model_name="judge")
+    result = await run(model, rows, tmp_path, judge=judge, max_retries=0)
+    # two answers rated 10 by the judge, the failed request scored 1 by rule (not asked)
+    assert result.scores["similarity"] == pytest.approx((10 + 10 + 1) / 3)
+    assert len(model.judge_auth) == 2
+    assert result.scores["tool_calling_correctness"] is None
+    cached = [json.loads(line) for line in (tmp_path / "pred.judge.jsonl").read_text().splitlines()]
+    assert sorted(c["score"] for c in cached) == [10, 10]
+    again = await run(model, rows, tmp_path, judge=judge, max_retries=0)  # a retry reuses the cached verdicts
+    assert again.scores["similarity"] == result.scores["similarity"] and len(model.judge_auth) == 2
 
 
 async def test_assistant_tool_call_arguments_are_sent_as_strings(model, tmp_path):
@@ -261,3 +284,17 @@ async def test_assistant_tool_call_arguments_are_sent_as_strings(model, tmp_path
     await run(model, [r], tmp_path)
     assert model.bodies[0]["messages"][1]["tool_calls"][0]["function"]["arguments"] == '{"city": "x"}'
     assert r["request"]["messages"][1]["tool_calls"][0]["function"]["arguments"] == {"city": "x"}  # input untouched
+
+
+async def test_per_record_scores_file_has_metrics_and_judge_verdicts(model, tmp_path):
+    from flywheel.scoring import read_record_scores, record_scores_path
+
+    rows = [row("a", "a"), row("b", "b"), row("n", "n", tool=None)]
+    model.script["b"] = [(200, "get_time", {}, 0)]
+    judge = LLMJudgeConfig(url=model.base_url + "/judge/v1", model_name="judge")
+    await run(model, rows, tmp_path, judge=judge)
+    scores = read_record_scores(record_scores_path(tmp_path / "pred.jsonl"))
+    assert set(scores) == {"a", "b", "n"}
+    assert scores["a"]["function_name_and_args_strict"] == 1.0 and scores["b"]["function_name"] == 0.0
+    # the judge's verdicts sit beside them: asked for a and b ({"score": 1}), by rule for n (a call was made)
+    assert [scores[k]["tool_calling_correctness"] for k in ("a", "b", "n")] == [1, 1, 0]

@@ -1,4 +1,11 @@
-"""Tool-call metrics (docs/metrics.md) and judge parsing."""
+"""Tool-call metrics and judge parsing.
+
+Semantics changed on purpose (docs/metrics.md): ``function_name`` / ``function_name_and_args_accuracy``
+now mean what NeMo Evaluator's tool-calling metric reports (names as a set, one argument set per name,
+unparseable predicted arguments undefined); the former multiset reading is kept, unchanged, as
+``function_name_strict`` / ``function_name_and_args_strict``. Assertions on the old names that encoded
+the multiset reading moved to the strict names.
+"""
 
 import pytest
 
@@ -20,7 +27,7 @@ def call(name, arguments=None):
 
 def test_exact_match_scores_one_everywhere():
     s = score_tool_calls([call("get_weather", {"city": "Paris"})], [call("get_weather", {"city": "Paris"})])
-    assert s == RecordScore(1.0, 1.0, 1.0)
+    assert s == RecordScore.uniform(1.0)
 
 
 def test_string_arguments_are_parsed_before_comparison():
@@ -30,7 +37,10 @@ def test_string_arguments_are_parsed_before_comparison():
 
 def test_unparseable_string_arguments_do_not_match():
     s = score_tool_calls([call("f", {"a": 1})], [call("f", "{not json")])
-    assert (s.function_name, s.function_name_and_args_accuracy, s.normalized_args_accuracy) == (1.0, 0.0, 0.0)
+    assert (s.function_name, s.function_name_strict) == (1.0, 1.0)
+    assert (s.function_name_and_args_strict, s.normalized_args_accuracy) == (0.0, 0.0)
+    # NeMo reports NaN for the record: undefined, left out of the mean.
+    assert s.function_name_and_args_accuracy is None
 
 
 def test_names_are_case_sensitive():
@@ -40,23 +50,50 @@ def test_names_are_case_sensitive():
 def test_multiple_calls_are_order_insensitive():
     expected = [call("a", {"x": 1}), call("b", {"y": 2})]
     predicted = [call("b", {"y": 2}), call("a", {"x": 1})]
-    assert score_tool_calls(expected, predicted) == RecordScore(1.0, 1.0, 1.0)
+    assert score_tool_calls(expected, predicted) == RecordScore.uniform(1.0)
 
 
 def test_missing_or_extra_call_is_a_name_mismatch():
     expected = [call("a"), call("b")]
     assert score_tool_calls(expected, [call("a")]).function_name == 0.0
     assert score_tool_calls(expected, [call("a"), call("b"), call("c")]).function_name == 0.0
-    # the same tool called twice when expected once is a mismatch (multiset keyed by name)
-    assert score_tool_calls([call("a")], [call("a"), call("a")]).function_name == 0.0
+    # the same tool called twice when expected once: a mismatch for the strict (multiset) reading,
+    # not for NeMo's (names compared as a set)
+    twice = score_tool_calls([call("a")], [call("a"), call("a")])
+    assert (twice.function_name_strict, twice.function_name_and_args_strict) == (0.0, 0.0)
+    assert (twice.function_name, twice.function_name_and_args_accuracy) == (1.0, 1.0)
 
 
 def test_same_tool_twice_pairs_arguments_one_to_one():
     expected = [call("w", {"city": "Paris"}), call("w", {"city": "Rome"})]
-    swapped = [call("w", {"city": "Rome"}), call("w", {"city": "Paris"})]
-    assert score_tool_calls(expected, swapped).function_name_and_args_accuracy == 1.0
+    swapped = score_tool_calls(expected, [call("w", {"city": "Rome"}), call("w", {"city": "Paris"})])
+    assert swapped.function_name_and_args_strict == 1.0
+    # NeMo keeps the last call per name: Rome (expected) vs Paris (predicted) is a mismatch.
+    assert swapped.function_name_and_args_accuracy == 0.0
     s = score_tool_calls(expected, [call("w", {"city": "Paris"}), call("w", {"city": "Paris"})])
-    assert (s.function_name, s.function_name_and_args_accuracy) == (1.0, 0.0)
+    assert (s.function_name_strict, s.function_name_and_args_strict) == (1.0, 0.0)
+    last_only = score_tool_calls(expected, [call("w", {"city": "Rome"})])
+    assert (last_only.function_name, last_only.function_name_and_args_accuracy) == (1.0, 1.0)
+    assert last_only.function_name_strict == 0.0
+
+
+def test_booleans_equal_numbers_for_nemo_but_not_for_strict():
+    s = score_tool_calls([call("f", {"n": 1, "flag": False})], [call("f", '{"n": true, "flag": 0}')])
+    assert (s.function_name_and_args_accuracy, s.function_name_and_args_strict) == (1.0, 0.0)
+
+
+def test_no_call_expected_but_unparseable_call_made():
+    s = score_tool_calls([], [call("f", "{oops")])
+    assert (s.function_name, s.function_name_and_args_accuracy, s.function_name_and_args_strict) == (0.0, None, 0.0)
+
+
+def test_undefined_records_are_left_out_of_the_mean_and_counted():
+    scores = [score_tool_calls([call("f", {"a": 1})], [call("f", "{oops")]),
+              score_tool_calls([call("f", {"a": 1})], [call("f", '{"a": 1}')])]
+    out = aggregate(scores, [["f"], ["f"]])
+    assert out["function_name_and_args_accuracy"] == 1.0 and out["function_name_and_args_strict"] == 0.5
+    assert out["undefined"] == {"function_name_and_args_accuracy": 1}
+    assert out["per_tool"]["f"].function_name_and_args_accuracy == 1.0
 
 
 def test_right_name_wrong_args():
@@ -69,10 +106,10 @@ def test_missing_argument_is_not_exact():
 
 
 def test_no_call_expected_cases():
-    assert score_tool_calls([], []) == RecordScore(1.0, 1.0, 1.0)
-    assert score_tool_calls(None, None) == RecordScore(1.0, 1.0, 1.0)
-    assert score_tool_calls([], [call("f")]) == RecordScore(0.0, 0.0, 0.0)
-    assert score_tool_calls([call("f")], []) == RecordScore(0.0, 0.0, 0.0)
+    assert score_tool_calls([], []) == RecordScore.uniform(1.0)
+    assert score_tool_calls(None, None) == RecordScore.uniform(1.0)
+    assert score_tool_calls([], [call("f")]) == RecordScore.uniform(0.0)
+    assert score_tool_calls([call("f")], []) == RecordScore.uniform(0.0)
 
 
 def test_exact_comparison_keeps_types_but_normalized_coerces():
@@ -89,7 +126,8 @@ def test_nested_objects_ignore_key_order():
 
 
 def test_aggregate_means_and_per_tool():
-    scores = [RecordScore(1, 1, 1), RecordScore(1, 0, 1), RecordScore(0, 0, 0), RecordScore(1, 1, 1)]
+    scores = [RecordScore(1, 1, 1, 1, 1), RecordScore(1, 0, 1, 1, 0), RecordScore(0, 0, 0, 0, 0),
+              RecordScore(1, 1, 1, 1, 1)]
     tools = [["a"], ["a"], ["b"], []]
     out = aggregate(scores, tools)
     assert out["num_records"] == 4

@@ -115,3 +115,47 @@ def test_report_for_a_job_without_results():
     assert "data:image/png;base64," in html and "No datasets yet" in html
     rows = results_rows(doc)
     assert [r["note"] for r in rows] == ["not run", "not run", "n/a (not customizable)"]
+
+
+def test_report_shows_the_gate_verdicts_reasons_recommendation_and_paired_tests():
+    from flywheel.config import GateConfig
+    from flywheel.gate import Arm, Reference, candidate_summary, evaluate_gate
+
+    doc = sample_doc()
+    ids = [f"r{i}" for i in range(40)]
+    arms = [Arm(model_name="qwen-0.5b", eval_type="base-eval", successes=33, n=40, tokens_per_request=300,
+                cost_per_1k_tokens=0.006, latency_p95_ms=820, outcomes={r: float(i >= 7) for i, r in enumerate(ids)}),
+            Arm(model_name="qwen-0.5b", eval_type="icl-eval", successes=40, n=40, tokens_per_request=900,
+                cost_per_1k_tokens=0.006, latency_p95_ms=1300, outcomes={r: 1.0 for r in ids})]
+    report = evaluate_gate(arms, Reference(model_name="prod"), GateConfig())
+    doc.gate = report.model_dump(mode="json")
+    doc.nims[0].gate = candidate_summary(report, "qwen-0.5b")
+    html = render_html(doc)
+    assert 'data-verdict="fail"' in html and 'data-verdict="inconclusive"' in html
+    assert "qwen-0.5b/icl-eval is inconclusive" in html and "records at this agreement would decide" in html
+    assert 'id="paired"' in html and "exact McNemar" in html
+    assert "No configuration passes yet" in html
+    rows = {(r["model_name"], r["eval_type"]): r for r in results_rows(doc)}
+    assert rows[("qwen-0.5b", "icl-eval")]["gate"] == "inconclusive"
+    assert rows[("qwen-0.5b", "base-eval")]["gate"] == "fail"
+    assert rows[("gemma-270m", "icl-eval")]["gate"] is None  # the gate report did not judge it
+    console = Console(record=True, width=200)
+    console.print(render_table(doc))
+    text = console.export_text()
+    assert "inconclusive" in text and "No configuration passes yet" in text
+
+
+def test_gate_table_lists_every_configuration_with_its_reason():
+    from flywheel.config import GateConfig
+    from flywheel.gate import Arm, Reference, evaluate_gate
+    from flywheel.report import gate_table
+
+    doc = sample_doc()
+    doc.gate = evaluate_gate([Arm(model_name="qwen-0.5b", eval_type="base-eval", successes=19, n=20),
+                              Arm(model_name="qwen-0.5b", eval_type="icl-eval", successes=12, n=20)],
+                             Reference(model_name="prod"), GateConfig()).model_dump(mode="json")
+    console = Console(record=True, width=250)
+    console.print(gate_table(doc))
+    text = console.export_text()
+    assert "qwen-0.5b / base-eval" in text and "inconclusive" in text and "fail" in text
+    assert "floor 0.950 at 95%" in text and "No configuration passes yet" in text

@@ -58,12 +58,13 @@ def test_prediction_may_be_a_bare_message():
     assert out["function_name_and_args_accuracy"] == 1.0
 
 
-def test_generic_workload_scores_similarity():
+def test_generic_workload_scores_token_f1():
+    # Formerly reported as "similarity"; that name now means the LLM judge's 1-10 rating (the blueprint's).
     request = {"messages": [{"role": "user", "content": "say hi"}]}
     rows = [{"request": request, "response": completion(content="hello there friend")}]
     out = summarize(rows, [{"role": "assistant", "content": "hello friend"}])
     assert out["function_name"] is None and "generic" in out["notes"]["function_name"]
-    assert 0 < out["similarity"] < 1
+    assert 0 < out["token_f1"] < 1
 
 
 def test_failed_prediction_scores_zero():

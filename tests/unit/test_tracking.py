@@ -33,3 +33,22 @@ def test_logs_scores_once_per_eval(tmp_path):
     assert run.data.metrics["function_name"] == 0.5
     assert "tool_calling_correctness" not in run.data.metrics
     assert run.data.params["manifest_hash"] == "abc"
+
+
+@pytest.mark.slow
+def test_register_champion_points_the_alias_at_the_promoted_version(tmp_path):
+    mlflow = pytest.importorskip("mlflow", reason="mlflow is part of the [local] extra")
+    from flywheel.tracking import register_champion
+
+    cfg = MLflowConfig(enabled=True, tracking_uri=f"sqlite:///{tmp_path}/m.db")
+    doc = _doc()
+    doc.nims[0].evaluations[0].mlflow_uri = log_job(doc, cfg)["m/base-eval"]
+    first = register_champion(doc, "m", "base-eval", cfg)
+    assert first == {"registered_model": "data-flywheel-w-c", "version": "1", "alias": "champion"}
+    assert register_champion(doc, "m", "base-eval", cfg) == first  # a retry does not add a version
+    client = mlflow.MlflowClient(tracking_uri=cfg.tracking_uri, registry_uri=cfg.tracking_uri)
+    version = client.get_model_version_by_alias("data-flywheel-w-c", "champion")
+    assert version.tags["job_id"] == "j1" and version.run_id == doc.nims[0].evaluations[0].mlflow_uri.split("/")[-1]
+    later = doc.model_copy(update={"id": "j2"}, deep=True)
+    assert register_champion(later, "m", "base-eval", cfg)["version"] == "2"
+    assert client.get_model_version_by_alias("data-flywheel-w-c", "champion").tags["job_id"] == "j2"

@@ -100,7 +100,8 @@ async def teardown(inp: TeardownInput) -> None:
 async def evaluate(inp: EvaluateInput) -> EvalResult:
     d, spec = inp.settings.platform.data_dir, inp.spec
     model = spec.endpoint.model_name
-    record(d, "evaluate", "start", name=spec.name, attempt=activity.info().attempt)
+    record(d, "evaluate", "start", name=spec.name, attempt=activity.info().attempt,
+           judge=(spec.judge.url, spec.judge.model_name) if spec.judge else None)
     if "fail-eval" in model:
         raise ApplicationError("endpoint returned 400 for every request", type="EvaluationFailed",
                                non_retryable=True)
