@@ -1,0 +1,53 @@
+"""Settings of the retrieval flywheel (``embedding_job``): evaluation depth, mining and contrastive training.
+
+Validated like every other section (unknown keys are errors naming the field).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from flywheel.config import _Section
+
+
+class ContrastiveTrainingConfig(_Section):
+    """Fine-tuning an embedding model with MultipleNegativesRankingLoss (in-batch + mined negatives)."""
+
+    finetuning_type: Literal["all_weights", "lora"] = "all_weights"
+    epochs: int = Field(1, ge=1)
+    batch_size: int = Field(32, ge=2, description="Triplets per step; every other triplet's passages are "
+                                                   "in-batch negatives, so bigger batches are harder.")
+    learning_rate: float = Field(3e-5, gt=0)
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    max_steps: int | None = Field(None, ge=1)
+    max_seq_length: int = Field(128, ge=8)
+    scale: float = Field(20.0, gt=0, description="Similarity scale of the loss (1 / temperature).")
+    checkpoint_every_steps: int = Field(10, ge=1)
+    lora_rank: int = Field(16, ge=1)
+    lora_alpha: int = Field(32, ge=1)
+    lora_dropout: float = Field(0.1, ge=0, lt=1)
+    seed: int = 42
+
+
+class RetrievalConfig(_Section):
+    ks: list[int] = Field(default_factory=lambda: [1, 5, 10], description="Cut-offs of Recall/nDCG/MRR@k.")
+    num_negatives: int = Field(3, ge=1, description="Mined hard negatives per training triplet.")
+    search_depth: int = Field(50, ge=1, description="How deep the base model's ranking is searched for negatives.")
+    corpus_path: str | None = Field(None, description="Optional corpus export ({id, text} JSON lines) added "
+                                                      "to the passages seen in the logs.")
+    training: ContrastiveTrainingConfig = ContrastiveTrainingConfig()
+
+    @field_validator("ks")
+    @classmethod
+    def _positive_ks(cls, ks: list[int]) -> list[int]:
+        if not ks or any(k < 1 for k in ks):
+            raise ValueError("ks must be a non-empty list of positive cut-offs")
+        return sorted(set(ks))
+
+    @model_validator(mode="after")
+    def _depth_covers_ks(self) -> "RetrievalConfig":
+        if self.search_depth < max(self.ks):
+            raise ValueError(f"search_depth ({self.search_depth}) must be >= the largest k ({max(self.ks)})")
+        return self
