@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from itertools import islice
 from typing import Any
 
+import numpy as np
 from pydantic import BaseModel, Field
 
 from flywheel.config import CurationConfig, DataSplitConfig
@@ -57,10 +58,16 @@ class MinedDatasets(BaseModel):
 
 
 def mine_datasets(base: RetrievalEmbedder, corpus: Corpus, train_rows: Sequence[dict[str, Any]],
-                  val_rows: Sequence[dict[str, Any]], config: RetrievalConfig) -> MinedDatasets:
-    """Triplets for the train and val splits, negatives mined with the ``base`` model over ``corpus``."""
+                  val_rows: Sequence[dict[str, Any]], config: RetrievalConfig, *,
+                  corpus_vectors: np.ndarray | None = None) -> MinedDatasets:
+    """Triplets for the train and val splits, negatives mined with the ``base`` model over ``corpus``.
+
+    ``corpus_vectors`` (the base model's passage vectors, e.g. from the base evaluation) skips
+    re-embedding the corpus; ``mining_seconds`` then covers the queries and the search only.
+    """
     started = time.perf_counter()
-    corpus_vectors = base.embed_passages(corpus.texts)
+    if corpus_vectors is None:
+        corpus_vectors = base.embed_passages(corpus.texts)
     out: dict[str, Any] = {}
     counts: dict[str, Any] = {}
     for name, rows in (("train", train_rows), ("val", val_rows)):

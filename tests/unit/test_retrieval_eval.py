@@ -78,3 +78,17 @@ def test_evaluate_embedder_end_to_end_without_a_model():
     assert set(result.confidence_intervals) == set(result.scores)
     reference = production_reference(rows, corpus_size=3, ks=(1, 2))
     assert reference.scores["mrr_at_2"] == 0.75 and "production_agreement_at_1" not in reference.scores
+
+
+def test_retrieval_config_validates_fields_by_name():
+    from pydantic import ValidationError
+
+    from flywheel.retrieval.config import RetrievalConfig
+
+    assert RetrievalConfig(ks=[10, 1, 5, 5]).ks == [1, 5, 10]
+    for bad, field in [({"ks": [0]}, "ks"), ({"search_depth": 5, "ks": [10]}, "search_depth"),
+                       ({"training": {"finetuning_type": "qlora"}}, "finetuning_type"),
+                       ({"training": {"batch_size": 1}}, "batch_size"), ({"num_negatives": 0}, "num_negatives"),
+                       ({"typo": 1}, "typo")]:
+        with pytest.raises(ValidationError, match=field):
+            RetrievalConfig.model_validate(bad)

@@ -105,10 +105,13 @@ def run(logs: Path = SAMPLE_LOGS, corpus_path: Path | None = SAMPLE_CORPUS, work
     emit({"stage": "datasets", "counts": prepared.counts})
     ks = config.ks
     base = SentenceTransformerEmbedder()
+    started = time.perf_counter()
     base_vectors = base.embed_passages(corpus.texts)
+    timings["base_embed_corpus_s"] = round(time.perf_counter() - started, 2)
     base_result = evaluate_embedder(base, prepared.splits["eval"], corpus, ks=ks, corpus_vectors=base_vectors)
     emit({"stage": "base-eval", "scores": base_result.scores})
-    mined = mine_datasets(base, corpus, prepared.splits["train"], prepared.splits["val"], config)
+    mined = mine_datasets(base, corpus, prepared.splits["train"], prepared.splits["val"], config,
+                          corpus_vectors=base_vectors)
     timings["mining_s"] = mined.mining_seconds
     emit({"stage": "mined", "counts": mined.counts, "seconds": mined.mining_seconds})
     started = time.perf_counter()
