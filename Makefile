@@ -10,7 +10,7 @@ export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 PYTEST := $(BIN)/python -m pytest
 
-.PHONY: help venv demo test test-slow test-all bench clean nemo-platform
+.PHONY: help venv demo lint test test-slow test-all bench clean nemo-platform
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
@@ -25,6 +25,9 @@ venv: $(STAMP) ## create/update the virtualenv (idempotent; fast when up to date
 
 demo: venv ## run the whole flywheel on the embedded stack (Temporal dev server, llama.cpp, SQLite)
 	$(BIN)/flywheel demo $(DEMO_ARGS)
+
+lint: venv ## ruff: the rules in pyproject.toml [tool.ruff]
+	$(BIN)/ruff check .
 
 test: venv ## default test suite (unit, workflow on a real Temporal dev server, API)
 	$(PYTEST) -m "not slow and not nemo_platform and not bench" $(PYTEST_ARGS)

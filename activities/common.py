@@ -116,7 +116,7 @@ async def run_with_heartbeat(
             with contextlib.suppress(Exception):
                 await asyncio.shield(on_cancel())
         raise
-    except Exception as exc:  # noqa: BLE001 - converted, re-raised
+    except Exception as exc:  # converted, re-raised
         converted = to_application_error(exc)
         if converted is exc:
             raise

@@ -47,7 +47,7 @@ async def persist_job(inp: PersistJobInput) -> None:
         raise
 
 
-def aggregate(doc: JobDocument, settings) -> JobDocument:  # noqa: ANN001 - Settings
+def aggregate(doc: JobDocument, settings) -> JobDocument:
     """Confidence intervals per score and the promotion gate per candidate (pure)."""
     from flywheel.stats import confidence_interval, cost_per_1k_requests, gate_verdict
 

@@ -22,8 +22,9 @@ from flywheel.config import ICLConfig
 from flywheel.icl import select_examples
 
 TARGET_SELECTION_S = 1.0
-WORDS = ("weather flight hotel order refund invoice account password meeting calendar reminder package "
-         "delivery payment card balance transfer schedule doctor ticket train price stock news email").split()
+WORDS = ["weather", "flight", "hotel", "order", "refund", "invoice", "account", "password", "meeting", "calendar",
+         "reminder", "package", "delivery", "payment", "card", "balance", "transfer", "schedule", "doctor", "ticket",
+         "train", "price", "stock", "news", "email"]
 
 
 def make_rows(n: int, prefix: str, tools: int, rng: random.Random) -> list[dict]:
@@ -34,7 +35,8 @@ def make_rows(n: int, prefix: str, tools: int, rng: random.Random) -> list[dict]
         rows.append({"record_id": f"{prefix}{i}", "request": {"messages": [
             {"role": "system", "content": "You are a helpful assistant."}, {"role": "user", "content": query}]},
             "response": {"choices": [{"message": {"role": "assistant", "tool_calls": [
-                {"id": "c", "type": "function", "function": {"name": tool, "arguments": {"q": query[:20], "n": i}}}]}}]}})
+                {"id": "c", "type": "function",
+                 "function": {"name": tool, "arguments": {"q": query[:20], "n": i}}}]}}]}})
     return rows
 
 
@@ -86,14 +88,16 @@ def main(argv: list[str] | None = None) -> int:
     covered = np.mean([len({e["response"]["choices"][0]["message"]["tool_calls"][0]["function"]["name"] for e in c})
                        for c in chosen])
 
-    print(f"ICL selection: {args.eval} eval × {args.train} train rows, {args.tools} tools, dim {args.dim}, max_examples 3")
+    print(f"ICL selection: {args.eval} eval × {args.train} train rows, {args.tools} tools, dim {args.dim}, "
+          "max_examples 3")
     print(f"{'measure':<44}{'measured':>10}{'target':>10}{'ratio':>8}")
     print(f"{'semantic selection, fake embedder, best (s)':<44}{semantic_s:>10.3f}{TARGET_SELECTION_S:>10.3f}"
           f"{TARGET_SELECTION_S / semantic_s:>8.2f}")
     print(f"{'semantic selection, median (s)':<44}{semantic_median_s:>10.3f}{TARGET_SELECTION_S:>10.3f}"
           f"{TARGET_SELECTION_S / semantic_median_s:>8.2f}")
     print(f"{'  of which vector lookup (s)':<44}{embed_only_s:>10.3f}")
-    print(f"{'uniform selection, best (s)':<44}{uniform_s:>10.3f}{TARGET_SELECTION_S:>10.3f}{TARGET_SELECTION_S / uniform_s:>8.2f}")
+    print(f"{'uniform selection, best (s)':<44}{uniform_s:>10.3f}{TARGET_SELECTION_S:>10.3f}"
+          f"{TARGET_SELECTION_S / uniform_s:>8.2f}")
     print(f"examples per row {report['examples'] / args.eval:.2f}, distinct tools per row {covered:.2f}, "
           f"rows below min_examples {report['below_min_examples']}; load average {os.getloadavg()[0]:.1f} "
           f"on {os.cpu_count()} cores")

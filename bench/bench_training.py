@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     step_s = sum(e["step_seconds"] for e in timed) / len(timed)
     tok_s = sum(e["tokens_per_s"] for e in timed) / len(timed)
     rows = [
-        ("device", "cpu (torch threads: %s)" % os.cpu_count()),
+        ("device", f"cpu (torch threads: {os.cpu_count()})"),
         ("settings", f"gemma-3-270m Q4_K_M dequantized fp32, LoRA r={args.rank} (q/k/v/o/gate/up/down), "
                      f"batch {args.batch} (micro 1), seq<={args.seq}"),
         ("sec/step (mean of steps 2..)", f"{step_s:.2f}"),
@@ -178,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
         ("kill -> first new step done", f"{first_new['t'] - killed_at:.1f} s"),
         ("steps redone per kill (completed since ckpt)", str(done_before_kill - resumed_from)),
         ("SIGTERM -> checkpointed exit", f"{exited_at - term_at:.1f} s (rc={rc}, stopped at step "
-                                         f"{stopped.get('step')}, steps lost {completed_before_term - stopped.get('step', 0)})"),
+                                         f"{stopped.get('step')}, "
+                                         f"steps lost {completed_before_term - stopped.get('step', 0)})"),
     ]
     width = max(len(k) for k, _ in rows)
     print(f"\nLoRA training benchmark (work dir {work})")

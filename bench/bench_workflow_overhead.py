@@ -139,9 +139,11 @@ async def history_stats(client, parent_ids: list[str]) -> dict:
             run_s.append((times[events[-1].event_id] - times[events[0].event_id]).total_seconds())
     return {
         "workflow_tasks": kinds[E.EVENT_TYPE_WORKFLOW_TASK_COMPLETED],
-        "wft_failed_or_timed_out": kinds[E.EVENT_TYPE_WORKFLOW_TASK_FAILED] + kinds[E.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT],
+        "wft_failed_or_timed_out":
+            kinds[E.EVENT_TYPE_WORKFLOW_TASK_FAILED] + kinds[E.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT],
         "activity_tasks_history": kinds[E.EVENT_TYPE_ACTIVITY_TASK_COMPLETED],
-        "activity_retries_or_failures": kinds[E.EVENT_TYPE_ACTIVITY_TASK_FAILED] + kinds[E.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT],
+        "activity_retries_or_failures":
+            kinds[E.EVENT_TYPE_ACTIVITY_TASK_FAILED] + kinds[E.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT],
         "signals": kinds[E.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED],
         "events": sum(kinds.values()), "history_bytes": nbytes,
         "act_p50_ms": pct(act_ms, 50), "act_p95_ms": pct(act_ms, 95),

@@ -1,6 +1,6 @@
 """Seeded generator of synthetic production logs for a customer-service agent ("primary_assistant").
 
-Each record has the REFERENCE.md §2 log shape: an OpenAI chat.completions request (system prompt,
+Each record has the log record shape of docs/api.md: an OpenAI chat.completions request (system prompt,
 sometimes earlier turns, the user's message, 7 tools) and the production model's ChatCompletion.
 About 10% of turns need no tool (a plain answer); tool-call arguments are sometimes JSON strings
 and sometimes objects, as they are in real traffic; a few requests are re-sent verbatim (client
@@ -94,14 +94,14 @@ def _order(rng: random.Random) -> str:
 
 
 def _email(rng: random.Random, name: str) -> str:
-    return f"{name.split()[0].lower()}.{rng.randint(1, 99)}@example.com"
+    return f"{name.split(maxsplit=1)[0].lower()}.{rng.randint(1, 99)}@example.com"
 
 
 def _phone(rng: random.Random) -> str:
     return f"+1 {rng.randint(200, 989)}-{rng.randint(200, 989)}-{rng.randint(1000, 9999)}"
 
 
-def _turn(rng: random.Random) -> tuple[str, str | None, dict | None]:
+def _turn(rng: random.Random) -> tuple[str, str | None, dict | None]:  # noqa: C901 - one branch per scenario
     """(user text, tool name or None, arguments or the plain answer in a dict)."""
     kind = rng.random()
     if kind < 0.10:
@@ -215,7 +215,8 @@ def generate(n: int, client_id: str = "aiva-1", seed: int = 0, *, workload_id: s
                          "model": PRODUCTION_MODEL,
                          "choices": [{"index": 0, "message": message,
                                       "finish_reason": "tool_calls" if tool else "stop"}],
-                         "usage": {"prompt_tokens": 900 + 40 * len(messages), "completion_tokens": 30 + rng.randint(0, 40),
+                         "usage": {"prompt_tokens": 900 + 40 * len(messages),
+                                   "completion_tokens": 30 + rng.randint(0, 40),
                                    "total_tokens": 0}},
         }
         usage = record["response"]["usage"]

@@ -38,7 +38,8 @@ class NMPConfig(_Section):
     # Poll timing (None: the platform's default — nemo_v1 NemoV1Timing 10 s / 1800 s, nemo_v2 NemoV2Timing 2 s).
     poll_interval_s: float | None = Field(None, gt=0, description="Seconds between job/deployment status polls.")
     pending_timeout_s: float | None = Field(
-        None, gt=0, description="nemo_v1: how long a job may stay created/pending before it is an infrastructure failure.")
+        None, gt=0,
+        description="nemo_v1: how long a job may stay created/pending before it is an infrastructure failure.")
 
 
 class ModelSource(_Section):
@@ -49,7 +50,7 @@ class ModelSource(_Section):
     sha256: str | None = None
 
     @model_validator(mode="after")
-    def _one_source(self) -> "ModelSource":
+    def _one_source(self) -> ModelSource:
         if not self.path and not self.package:
             raise ValueError("set either path or package")
         return self
@@ -83,7 +84,7 @@ class NIMConfig(_Section):
     max_concurrency: int = Field(1, ge=1)
 
     @model_validator(mode="after")
-    def _customizer_when_enabled(self) -> "NIMConfig":
+    def _customizer_when_enabled(self) -> NIMConfig:
         if self.customization_enabled and self.customizer_configs is None:
             self.customizer_configs = CustomizerConfig()
         return self
@@ -126,7 +127,7 @@ class ICLConfig(_Section):
     similarity_config: SimilarityConfig = SimilarityConfig()
 
     @model_validator(mode="after")
-    def _min_le_max(self) -> "ICLConfig":
+    def _min_le_max(self) -> ICLConfig:
         if self.min_examples > self.max_examples:
             raise ValueError("min_examples must be <= max_examples")
         return self

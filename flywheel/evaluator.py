@@ -31,7 +31,8 @@ import httpx
 from flywheel.config import LLMJudgeConfig
 from flywheel.metrics import binary_judge_score, judge_prompt
 from flywheel.platforms.base import EvalResult, EvalSpec, PlatformError, ProgressFn
-from flywheel.scoring import is_tool_workload, message_tool_calls, response_message, summarize
+from flywheel.records import message_tool_calls, response_message
+from flywheel.scoring import is_tool_workload, summarize
 from flywheel.stats import latency_percentiles
 
 log = logging.getLogger(__name__)
@@ -145,7 +146,8 @@ class JsonlCache:
     def append(self, row: dict[str, Any]) -> None:
         if self._file is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            needs_newline = self.path.exists() and self.path.stat().st_size > 0 and not self.path.read_bytes().endswith(b"\n")
+            needs_newline = (self.path.exists() and self.path.stat().st_size > 0
+                             and not self.path.read_bytes().endswith(b"\n"))
             self._file = self.path.open("a", encoding="utf-8")
             if needs_newline:
                 self._file.write("\n")
@@ -393,4 +395,4 @@ async def evaluate(spec: EvalSpec, rows: list[dict[str, Any]], *, predictions_pa
     )
 
 
-__all__ = ["evaluate", "OpenAIJudge", "JudgeClient", "chat_request_body", "post_json_with_retries"]
+__all__ = ["JudgeClient", "OpenAIJudge", "chat_request_body", "evaluate", "post_json_with_retries"]

@@ -2,9 +2,10 @@
 
 For each eval row, examples are chosen from the train rows:
 
-* ``uniform_distribution``: round-robin over tool signatures (the sorted expected tool names of a
-  train row, "(no call)" for none), so every tool gets its turn; which example of a signature and
-  which signature goes first are seeded per eval record, so runs are reproducible.
+* ``uniform_distribution``: round-robin over tool signatures (:func:`flywheel.records.tool_signature`:
+  the sorted expected tool names of a train row, "(no call)" for none), so every tool gets its turn;
+  which example of a signature and which signature goes first are seeded per eval record, so runs
+  are reproducible.
 * ``semantic_similarity``: cosine kNN on embeddings of the user queries (one numpy matmul per chunk
   of eval rows). ``relevance_ratio`` of ``max_examples`` are the most similar train rows; the rest
   maximise tool coverage: each goes to a signature not yet covered, most similar signature first,
@@ -15,7 +16,8 @@ request (messages + tools); examples that do not fit are skipped. Tokens are
 estimated as ceil(len(text) / 4) unless ``count_tokens`` is given. At most ``max_examples`` are
 chosen; when fewer than ``min_examples`` fit, the row keeps what fits and the shortfall is counted
 in ``report["below_min_examples"]`` (and logged) rather than overflowing the context.
-An eval record never gets itself, nor any train row with the same (normalised) user query.
+An eval record never gets itself, nor any train row with the same user query as normalised by
+:func:`flywheel.records.query_key` (the split's leakage check uses the same key).
 
 Rendering: each example becomes a prior conversation turn - the example's user query, then the
 assistant message it got (tool calls or reply text) - inserted right after the leading system
@@ -41,7 +43,17 @@ import numpy as np
 
 from flywheel.config import ExampleSelection, ICLConfig
 from flywheel.embeddings import Embedder, make_embedder
-from flywheel.metrics import NO_CALL, call_arguments, call_name
+from flywheel.records import (
+    call_arguments,
+    call_name,
+    expected_calls,
+    expected_message,
+    message_text,
+    normalize_query,
+    query_key,
+    tool_signature,
+    user_query,
+)
 
 log = logging.getLogger(__name__)
 
@@ -55,43 +67,13 @@ def estimate_tokens(text: str) -> int:
     return math.ceil(len(text) / 4)
 
 
-def user_query(row: dict[str, Any]) -> str:
-    """Text of the last user message of a row's request."""
-    for message in reversed((row.get("request") or {}).get("messages") or []):
-        if isinstance(message, dict) and message.get("role") == "user":
-            content = message.get("content")
-            if isinstance(content, list):
-                return " ".join(str(p.get("text", "")) if isinstance(p, dict) else str(p) for p in content)
-            return content if isinstance(content, str) else ""
-    return ""
-
-
-def _query_key(text: str) -> str:
-    return " ".join(text.split()).lower()
-
-
-def _response_message(row: dict[str, Any]) -> dict[str, Any]:
-    choices = (row.get("response") or {}).get("choices") or [{}]
-    return choices[0].get("message") or {}
-
-
-def _signature_of(calls: list[dict[str, Any]]) -> str:
-    names = sorted({call["name"] for call in calls})
-    return ",".join(names) if names else NO_CALL
-
-
-def tool_signature(row: dict[str, Any]) -> str:
-    """The sorted distinct expected tool names, comma-joined; "(no call)" when none."""
-    return _signature_of(_compact_calls(row))
-
-
 def _compact_calls(row: dict[str, Any]) -> list[dict[str, Any]]:
-    return [{"name": call_name(c), "arguments": call_arguments(c)} for c in _response_message(row).get("tool_calls") or []]
+    return [{"name": call_name(c), "arguments": call_arguments(c)} for c in expected_calls(row)]
 
 
 def _render(query: str, calls: list[dict[str, Any]], row: dict[str, Any]) -> str:
     answer = (f"Assistant tool calls: {json.dumps(calls, ensure_ascii=False)}" if calls
-              else f"Assistant: {_response_message(row).get('content') or ''}")
+              else f"Assistant: {message_text(expected_message(row))}")
     return f"User: {query}\n{answer}"
 
 
@@ -120,7 +102,7 @@ class _Pool:
     min_cost: int
 
     @classmethod
-    def build(cls, train_rows: Sequence[dict[str, Any]], count_tokens: TokenCounter) -> "_Pool":
+    def build(cls, train_rows: Sequence[dict[str, Any]], count_tokens: TokenCounter) -> _Pool:
         entries = []  # (signature, query, cost, row) for rows with a user query, sorted by signature (stable)
         for row in train_rows:
             query = user_query(row)
@@ -128,13 +110,13 @@ class _Pool:
                 calls = _compact_calls(row)
                 # the cost includes the "Example N:" label and the blank line that separates examples
                 cost = count_tokens(f"Example 10:\n{_render(query, calls, row)}\n\n")
-                entries.append((_signature_of(calls), query, cost, row))
+                entries.append((tool_signature(row), query, cost, row))
         entries.sort(key=lambda entry: entry[0])
         signatures = [e[0] for e in entries]
         starts = [i for i in range(len(entries)) if i == 0 or signatures[i] != signatures[i - 1]]
         costs = np.array([e[2] for e in entries], dtype=np.int64)
         return cls(rows=[e[3] for e in entries], record_ids=[e[3].get("record_id") for e in entries],
-                   query_keys=[_query_key(e[1]) for e in entries], queries=[e[1] for e in entries],
+                   query_keys=[normalize_query(e[1]) for e in entries], queries=[e[1] for e in entries],
                    signatures=signatures, costs=costs, group_starts=starts,
                    group_names=[signatures[s] for s in starts], min_cost=int(costs.min()) if len(costs) else 0)
 
@@ -149,7 +131,7 @@ class _Picker:
     def __init__(self, pool: _Pool, eval_row: dict[str, Any], budget: int, limit: int) -> None:
         self.pool, self.budget, self.limit = pool, budget, limit
         self.own_id = eval_row.get("record_id")
-        self.taken_queries = {_query_key(user_query(eval_row))}
+        self.taken_queries = {query_key(eval_row)}
         self.chosen: list[int] = []
 
     @property
@@ -322,8 +304,8 @@ def select_examples(eval_rows: Sequence[dict[str, Any]], train_rows: Sequence[di
 
 def example_turns(example: dict[str, Any]) -> list[dict[str, Any]]:
     """One example as a user turn followed by the assistant message the production model gave."""
-    answer = _response_message(example)
-    calls = answer.get("tool_calls") or []
+    answer = expected_message(example)
+    calls = expected_calls(example)
     assistant: dict[str, Any] = {"role": "assistant", "content": None if calls else (answer.get("content") or "")}
     if calls:
         assistant["tool_calls"] = copy.deepcopy(calls)

@@ -1,4 +1,4 @@
-"""The job document our users' notebooks read (blueprint-compatible, REFERENCE.md §2).
+"""The job document our users' notebooks read (blueprint-compatible; fields and enums: docs/api.md).
 
 Field names and meanings are kept; extra fields are additions. Timestamps are timezone-aware UTC
 datetimes serialised as ISO 8601. No defaults read the clock: these models are built inside

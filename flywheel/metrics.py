@@ -1,4 +1,4 @@
-"""Tool-call metrics (REFERENCE.md §3) and the LLM-judge prompt and parser.
+"""Tool-call metrics (docs/metrics.md) and the LLM-judge prompt and parser.
 
 Per record, comparing the ground-truth tool calls with the predicted ones:
 

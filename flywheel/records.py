@@ -3,7 +3,12 @@
 A record is ``{timestamp, workload_id, client_id, request, response}`` where ``request`` is an
 OpenAI chat.completions request (model, messages, tools?) and ``response`` a ChatCompletion.
 Tool-call ``arguments`` may arrive as a JSON string or an object; :func:`parse_record` normalises
-them to objects (or raises :class:`RecordError` with a reason when they are not JSON).
+them to objects (or raises :class:`RecordError` with a reason when they are not JSON), and
+:func:`normalize_record` does the same as plain dicts, fast.
+
+This module is the one place that knows the shape: the accessors at the end (the expected answer
+and calls, the user query and its normaliser, tool names and signature, content text) are what
+curation, splits, ICL, scoring, SFT data and the platforms read records with.
 """
 
 from __future__ import annotations
@@ -113,27 +118,6 @@ def parse_record(raw: Any, parse_function_arguments: bool = True) -> LogRecord:
         for tc in record.response.message.tool_calls or []:
             tc.function.arguments = parse_arguments(tc.function.arguments)
     return record
-
-
-def expected_tool_calls(record: LogRecord) -> list[ToolCall]:
-    """The ground-truth tool calls (empty list means 'no call expected')."""
-    return list(record.response.message.tool_calls or [])
-
-
-def first_user_query(record: LogRecord) -> str:
-    """The last user message's text: the key for dedup, leakage checks and ICL similarity."""
-    for msg in reversed(record.request.messages):
-        if msg.role == "user":
-            if isinstance(msg.content, str):
-                return msg.content
-            if isinstance(msg.content, list):
-                return " ".join(str(p.get("text", "")) if isinstance(p, dict) else str(p) for p in msg.content)
-    return ""
-
-
-def tool_names(record: LogRecord) -> list[str]:
-    """Stratification key parts: the names of the expected tool calls (sorted)."""
-    return sorted(tc.function.name for tc in expected_tool_calls(record))
 
 
 # --- Fast normalisation -------------------------------------------------------------------------
@@ -289,33 +273,125 @@ def normalize_record(raw: Any, parse_function_arguments: bool = True) -> dict[st
     return parse_record(raw, parse_function_arguments).model_dump(mode="json", exclude_none=True)
 
 
-def normalize_query(text: str) -> str:
-    """Case- and whitespace-insensitive form of a user query (dedup and leakage keys)."""
-    return " ".join(text.casefold().split()).rstrip(" .!?")
+# --- Reading the record shape -------------------------------------------------------------------
+# The one set of accessors every consumer uses (curation, splits, ICL, scoring, SFT data, platforms).
+# They read plain dicts, raw or normalised, and read a missing piece as empty; only
+# :func:`response_message` raises, for callers that must reject a malformed response.
+
+NO_CALL = "(no call)"
+CONTEXT_ROLES = frozenset(("system", "developer"))  # the workload's setting, not a turn of the conversation
 
 
-def row_user_query(row: dict[str, Any]) -> str:
-    """:func:`first_user_query` for a normalised row dict."""
-    for msg in reversed(row["request"]["messages"]):
-        if msg.get("role") == "user":
-            content = msg.get("content")
-            if isinstance(content, str):
-                return content
-            if isinstance(content, list):
-                return " ".join(str(p.get("text", "")) if isinstance(p, dict) else str(p) for p in content)
+def content_text(content: Any) -> str:
+    """Text of an OpenAI ``content``: a string as is, a list of parts as their texts joined by spaces."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(str(p.get("text", "")) if isinstance(p, dict) else str(p) for p in content)
     return ""
 
 
-def row_tool_calls(row: dict[str, Any]) -> list[dict[str, Any]]:
-    """The expected tool calls of a normalised row (empty: no call expected)."""
-    return row["response"]["choices"][0]["message"].get("tool_calls") or []
+def response_message(response: Any) -> dict[str, Any]:
+    """``choices[0].message`` of a ChatCompletion; a bare message dict is accepted as is.
+
+    Raises ValueError when ``response`` is neither.
+    """
+    if not isinstance(response, dict):
+        raise ValueError(f"expected an object, got {type(response).__name__}")
+    if "choices" in response:
+        choices = response["choices"]
+        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+            raise ValueError("choices is empty or malformed")
+        message = choices[0].get("message")
+        if not isinstance(message, dict):
+            raise ValueError("choices[0].message is missing")
+        return message
+    if "role" in response or "content" in response or "tool_calls" in response:
+        return response
+    raise ValueError("neither a ChatCompletion (choices) nor a message")
 
 
-def row_tool_names(row: dict[str, Any]) -> list[str]:
-    """:func:`tool_names` for a normalised row dict."""
-    return sorted(tc["function"]["name"] for tc in row_tool_calls(row))
+def message_tool_calls(message: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """A message's tool calls (only the well-formed dict entries); empty when it calls nothing."""
+    calls = (message or {}).get("tool_calls") or []
+    return [c for c in calls if isinstance(c, dict)] if isinstance(calls, list) else []
 
 
-def tool_signature(names: list[str]) -> str:
-    """Stratum key: sorted tool names joined by '|'; '' means no tool call."""
-    return "|".join(sorted(names))
+def message_text(message: dict[str, Any] | None) -> str:
+    return content_text((message or {}).get("content"))
+
+
+def call_name(call: dict[str, Any]) -> str:
+    """The function name of an OpenAI tool call (``{"function": {"name"}}``) or of a flat ``{"name"}``."""
+    function = call.get("function")
+    name = (function if isinstance(function, dict) else call).get("name")
+    return name if isinstance(name, str) else ""
+
+
+def call_arguments(call: dict[str, Any]) -> Any:
+    """A tool call's arguments as parsed JSON (missing or empty: ``{}``); text that is not JSON is kept as is."""
+    function = call.get("function")
+    arguments = (function if isinstance(function, dict) else call).get("arguments")
+    if arguments is None or arguments == "":
+        return {}
+    if isinstance(arguments, str):
+        try:
+            return json.loads(arguments)
+        except json.JSONDecodeError:
+            return arguments
+    return arguments
+
+
+def expected_message(row: dict[str, Any]) -> dict[str, Any]:
+    """The production model's answer in a record (``response.choices[0].message``); ``{}`` when malformed."""
+    try:
+        return response_message(row.get("response"))
+    except ValueError:
+        return {}
+
+
+def expected_calls(row: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ground-truth tool calls of a record (empty: no call expected)."""
+    return message_tool_calls(expected_message(row))
+
+
+def tool_names(row: dict[str, Any]) -> list[str]:
+    """The names of the expected tool calls, sorted (a tool called twice appears twice)."""
+    return sorted(call_name(call) for call in expected_calls(row))
+
+
+def tool_signature(row: dict[str, Any]) -> str:
+    """What kind of answer a record expects: its sorted tool names joined by '|', or ``NO_CALL``.
+
+    The split's strata and ICL's coverage groups. ``NO_CALL`` sorts before any tool name, like ''.
+    """
+    return "|".join(tool_names(row)) or NO_CALL
+
+
+def request_messages(row: dict[str, Any]) -> list[dict[str, Any]]:
+    """The request's messages (the well-formed dict entries)."""
+    messages = (row.get("request") or {}).get("messages") or []
+    return [m for m in messages if isinstance(m, dict)] if isinstance(messages, list) else []
+
+
+def conversation_turns(row: dict[str, Any]) -> list[dict[str, Any]]:
+    """The request's user, assistant and tool turns: every message but the system/developer prompt."""
+    return [m for m in request_messages(row) if m.get("role") not in CONTEXT_ROLES]
+
+
+def user_query(row: dict[str, Any]) -> str:
+    """The text of the request's last user message ('' when there is none)."""
+    for message in reversed(request_messages(row)):
+        if message.get("role") == "user":
+            return content_text(message.get("content"))
+    return ""
+
+
+def normalize_query(text: str) -> str:
+    """The one normaliser of user queries: case, whitespace and trailing ``.!?`` do not count."""
+    return " ".join(text.casefold().split()).rstrip(" .!?")
+
+
+def query_key(row: dict[str, Any]) -> str:
+    """The normalised last user query: the split's leakage key and ICL's self-exclusion key."""
+    return normalize_query(user_query(row))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import io
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -228,7 +228,8 @@ def _flatten(data: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
         if isinstance(value, dict):
             out += _flatten(value, f"{name}.")
         else:
-            out.append((name, value if isinstance(value, (int, float, str, bool)) or value is None else json.dumps(value)))
+            plain = isinstance(value, (int, float, str, bool)) or value is None
+            out.append((name, value if plain else json.dumps(value)))
     return out
 
 
@@ -248,7 +249,7 @@ def render_html(doc: JobDocument) -> str:
         curation=_flatten(doc.curation),
         review=_flatten(doc.review or {}),
         plot_base64=base64.b64encode(plot_png(doc)).decode("ascii"),
-        generated_at=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
+        generated_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
     )
 
 

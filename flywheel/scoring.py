@@ -16,36 +16,8 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from flywheel.metrics import METRIC_NAMES, RecordScore, aggregate, call_name, score_tool_calls, token_f1
-
-
-def response_message(response: Any) -> dict[str, Any]:
-    """``choices[0].message`` of a ChatCompletion; a bare message dict is accepted as is."""
-    if not isinstance(response, dict):
-        raise ValueError(f"expected an object, got {type(response).__name__}")
-    if "choices" in response:
-        choices = response["choices"]
-        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
-            raise ValueError("choices is empty or malformed")
-        message = choices[0].get("message")
-        if not isinstance(message, dict):
-            raise ValueError("choices[0].message is missing")
-        return message
-    if any(key in response for key in ("role", "content", "tool_calls")):
-        return response
-    raise ValueError("neither a ChatCompletion (choices) nor a message")
-
-
-def message_tool_calls(message: dict[str, Any] | None) -> list[Any]:
-    calls = (message or {}).get("tool_calls") or []
-    return [c for c in calls if isinstance(c, dict)] if isinstance(calls, list) else []
-
-
-def message_text(message: dict[str, Any] | None) -> str:
-    content = (message or {}).get("content")
-    if isinstance(content, list):
-        return " ".join(str(p.get("text", "")) if isinstance(p, dict) else str(p) for p in content)
-    return content if isinstance(content, str) else ""
+from flywheel.metrics import METRIC_NAMES, RecordScore, aggregate, score_tool_calls, token_f1
+from flywheel.records import call_name, expected_calls, message_text, message_tool_calls, response_message
 
 
 def is_tool_workload(rows: Iterable[dict[str, Any]]) -> bool:
@@ -53,11 +25,8 @@ def is_tool_workload(rows: Iterable[dict[str, Any]]) -> bool:
     for row in rows:
         if (row.get("request") or {}).get("tools"):
             return True
-        try:
-            if message_tool_calls(response_message(row.get("response") or {})):
-                return True
-        except ValueError:
-            continue
+        if expected_calls(row):
+            return True
     return False
 
 

@@ -1,6 +1,7 @@
 """Seeded, stratified eval / train / val split with a leakage check and a manifest hash.
 
-Strata are tool signatures (sorted tool names joined by '|'; '' = no tool call). Both eval and val
+Strata are tool signatures (:func:`flywheel.records.tool_signature`: sorted tool names joined by '|';
+"(no call)" = no tool call). Both eval and val
 are stratified (the reference never stratified val). Quotas are proportional to stratum size
 (largest remainder, ties broken by stratum name), and each stratum keeps at least one record for
 training where it has two or more. Rows keep their input order inside each split.
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flywheel.config import DataSplitConfig
-from flywheel.records import normalize_query, row_tool_names, row_user_query, tool_signature
+from flywheel.records import query_key, tool_signature
 
 SPLITS = ("eval", "train", "val")
 
@@ -44,7 +45,7 @@ class SplitResult:
 
 
 def stratum_of(row: dict[str, Any]) -> str:
-    return tool_signature(row_tool_names(row))
+    return tool_signature(row)
 
 
 def _allocate(sizes: dict[str, int], total: int, caps: dict[str, int]) -> dict[str, int]:
@@ -93,15 +94,16 @@ def split_records(rows: Sequence[dict[str, Any]], config: DataSplitConfig, *,
     assignment: dict[int, str] = {}
     for k, members in groups.items():
         for pos, index in enumerate(members):
-            assignment[index] = "eval" if pos < eval_quota[k] else "val" if pos < eval_quota[k] + val_quota[k] else "train"
+            assignment[index] = ("eval" if pos < eval_quota[k]
+                                 else "val" if pos < eval_quota[k] + val_quota[k] else "train")
 
-    eval_queries = {normalize_query(row_user_query(rows[i])) for i, s in assignment.items() if s == "eval"}
+    eval_queries = {query_key(rows[i]) for i, s in assignment.items() if s == "eval"}
     splits: dict[str, list[dict[str, Any]]] = {name: [] for name in SPLITS}
     strata: dict[str, dict[str, int]] = {name: {} for name in SPLITS}
     leakage_removed = 0
     for i, row in enumerate(rows):
         name = assignment[i]
-        if name != "eval" and normalize_query(row_user_query(row)) in eval_queries:
+        if name != "eval" and query_key(row) in eval_queries:
             leakage_removed += 1  # the same question is in eval: training on it would inflate scores
             continue
         splits[name].append(row)

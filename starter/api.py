@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator
+from typing import Any
 
 import structlog
 from fastapi import APIRouter, FastAPI, Query, Request
@@ -103,7 +104,7 @@ def _open_logstore(settings: Settings) -> tuple[Any, str | None]:
         from flywheel.logstore import open_logstore
 
         return open_logstore(settings), None
-    except Exception as exc:  # missing extra, bad path: ingest answers 503, everything else works
+    except Exception as exc:  # noqa: BLE001 - missing extra, bad path: ingest answers 503, the rest works
         log.warning("logstore_unavailable", error=str(exc))
         return None, str(exc)
 
@@ -251,7 +252,8 @@ async def ingest_logs(body: LogBatch, request: Request) -> JSONResponse:
     if not body.records:
         raise ApiError(400, "records: must contain at least one record")
     if len(body.records) > state.max_log_batch_records:
-        raise ApiError(413, f"records: at most {state.max_log_batch_records} records per batch (got {len(body.records)})")
+        raise ApiError(413, f"records: at most {state.max_log_batch_records} records per batch "
+                            f"(got {len(body.records)})")
     if state.logstore is None:
         raise ApiError(503, f"log store unavailable: {state.logstore_error or 'not configured'}")
     from flywheel.ingest import ingest_records
@@ -278,12 +280,12 @@ async def health(request: Request) -> HealthResponse:
         client = await asyncio.wait_for(state.client(), HEALTH_TIMEOUT_S)
         if await asyncio.wait_for(client.service_client.check_health(), HEALTH_TIMEOUT_S):
             temporal = "ok"
-    except Exception:
+    except Exception:  # noqa: BLE001 - any failure means Temporal is not usable
         temporal = "error"
     jobstore = "ok"
     try:
         await asyncio.to_thread(state.store().list, limit=1)
-    except Exception:
+    except Exception:  # noqa: BLE001 - any failure means the job store is not usable
         jobstore = "error"
     return HealthResponse(status="healthy", temporal=temporal, jobstore=jobstore)
 

@@ -10,7 +10,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from flywheel.jobdoc import DatasetDoc
 
 
-
 class JobRequest(BaseModel):
     """``POST /api/jobs``. Unknown keys are ignored, as the blueprint does."""
 

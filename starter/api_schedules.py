@@ -5,8 +5,9 @@ starter.schedules is imported lazily so the job API works even where schedules a
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.encoders import jsonable_encoder

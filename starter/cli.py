@@ -14,6 +14,7 @@ import logging
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -100,7 +101,7 @@ class Session:
         if callable(close):
             close()
 
-    def __enter__(self) -> "Session":
+    def __enter__(self) -> Session:
         return self
 
     def __exit__(self, *_: object) -> None:
@@ -204,9 +205,9 @@ def status(
 
 
 def _age(doc: Any) -> float:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    end = doc.finished_at or datetime.now(timezone.utc)
+    end = doc.finished_at or datetime.now(UTC)
     return (end - doc.started_at).total_seconds()
 
 

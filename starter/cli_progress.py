@@ -1,6 +1,6 @@
 """Live progress and result tables for people: shared by `flywheel run --wait` and `flywheel demo`.
 
-Works on the job document (REFERENCE.md §2) whether it comes from the starter API as JSON or from
+Works on the job document (docs/api.md) whether it comes from the starter API as JSON or from
 the Temporal status query as a :class:`JobDocument`.
 """
 
@@ -163,7 +163,7 @@ def follow_job(
             try:
                 doc = as_document(fetch())
                 fetch_error = ""
-            except Exception as exc:  # the API/Temporal can blip; keep showing the last state
+            except Exception as exc:  # noqa: BLE001 - the API/Temporal can blip; keep showing the last state
                 fetch_error = f"{type(exc).__name__}: {exc}"[:200]
             if console.is_terminal:
                 live.update(frame())

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
@@ -45,7 +45,9 @@ _FINISHED_STATUS = {
     WorkflowExecutionStatus.TERMINATED: RunStatus.failed,
     WorkflowExecutionStatus.TIMED_OUT: RunStatus.failed,
 }
-_FINISHED_STAGE = {RunStatus.completed: Stage.completed, RunStatus.cancelled: Stage.cancelled, RunStatus.failed: Stage.failed}
+_FINISHED_STAGE = {
+    RunStatus.completed: Stage.completed, RunStatus.cancelled: Stage.cancelled, RunStatus.failed: Stage.failed,
+}
 
 
 # ---------------------------------------------------------------------------------------------- errors
@@ -115,7 +117,8 @@ def job_search_attributes(workload_id: str, client_id: str, job_type: str, stage
     )
 
 
-def resolve_data_split_config(settings: Settings, override: DataSplitConfig | dict[str, Any] | None) -> DataSplitConfig | None:
+def resolve_data_split_config(settings: Settings, override: DataSplitConfig | dict[str, Any] | None,
+                              ) -> DataSplitConfig | None:
     """A per-job override merged over the configured split settings (fields not given keep config values)."""
     if override is None:
         return None
@@ -168,7 +171,7 @@ async def start_job(
         workload_id=workload_id,
         client_id=client_id,
         status=RunStatus.pending,
-        started_at=datetime.now(timezone.utc),
+        started_at=datetime.now(UTC),
         workflow_id=workflow_id,
         stage=Stage.pending,
         config_name=job_settings.config_name,
@@ -194,7 +197,7 @@ async def start_job(
         )
     except Exception as exc:
         doc.status, doc.stage = RunStatus.failed, Stage.failed
-        doc.finished_at = datetime.now(timezone.utc)
+        doc.finished_at = datetime.now(UTC)
         doc.error = f"could not start workflow: {exc}"
         await asyncio.to_thread(jobstore.put, doc)
         log.error("job_start_failed", job_id=job_id, workflow_id=workflow_id, error=str(exc))
@@ -226,7 +229,7 @@ def _mark_finished(doc: JobDocument, status: RunStatus, reason: str | None = Non
     doc = doc.model_copy(deep=True)
     doc.status = status
     doc.stage = _FINISHED_STAGE[status]
-    doc.finished_at = doc.finished_at or datetime.now(timezone.utc)
+    doc.finished_at = doc.finished_at or datetime.now(UTC)
     if status is RunStatus.failed and not doc.error:
         doc.error = reason or "workflow ended without recording a result"
     return doc
@@ -244,7 +247,7 @@ async def _reconcile_finished(
         typed = client.get_workflow_handle(workflow_id_of(doc), result_type=JobDocument)
         try:
             fixed = await typed.result(rpc_timeout=QUERY_TIMEOUT)
-        except Exception:  # the workflow may return something else; the store copy is then the best we have
+        except Exception:  # noqa: BLE001 - the workflow may return something else; then the store copy is best
             fixed = None
     if not isinstance(fixed, JobDocument) or fixed.id != doc.id or not fixed.status.finished:
         fixed = _mark_finished(doc, status, reason=f"workflow {execution.name.lower()}")
@@ -269,7 +272,7 @@ async def get_job(client: Client, jobstore: JobStore, job_id: str) -> JobDocumen
     if execution in (WorkflowExecutionStatus.RUNNING, WorkflowExecutionStatus.CONTINUED_AS_NEW):
         try:
             live = await handle.query(models.STATUS_QUERY, result_type=JobDocument, rpc_timeout=QUERY_TIMEOUT)
-        except Exception as exc:  # no worker polling, query failed: the stored copy is still an answer
+        except Exception as exc:  # noqa: BLE001 - no worker polling, query failed: the stored copy still answers
             log.warning("job_status_query_failed", job_id=job_id, error=str(exc))
             return doc
         if not isinstance(live, JobDocument):
@@ -331,7 +334,8 @@ async def promote(
     return await _review_update(client, jobstore, job_id, models.PROMOTE_UPDATE, request)
 
 
-async def reject(client: Client, jobstore: JobStore, job_id: str, *, reason: str | None = None, by: str | None = None) -> Any:
+async def reject(client: Client, jobstore: JobStore, job_id: str, *, reason: str | None = None,
+                 by: str | None = None) -> Any:
     """Reject all candidates of a run awaiting review; returns the update's result."""
     request = models.RejectRequest(reason=reason, by=by)
     return await _review_update(client, jobstore, job_id, models.REJECT_UPDATE, request)

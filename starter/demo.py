@@ -48,7 +48,6 @@ def load_logs(settings: Settings, clients: tuple[str, ...], console: Console) ->
     """Load each client's sample file into the log store; returns records loaded per client."""
     from flywheel.ingest import load_jsonl
     from flywheel.logstore import open_logstore
-
     from starter.cli import format_ingest_error
 
     loaded: dict[str, int] = {}
@@ -106,7 +105,7 @@ def write_outputs(doc: JobDocument, out_dir: Path, console: Console) -> None:
 
         page = write_report(doc, out_dir)
         console.print(f"wrote {out_dir / 'job.json'} and {page}", highlight=False)
-    except Exception as exc:  # the JSON is the record; the HTML page is a convenience
+    except Exception as exc:  # noqa: BLE001 - the JSON is the record; the HTML page is a convenience
         console.print(f"wrote {out_dir / 'job.json'}; report.html not written ({type(exc).__name__}: {exc})",
                       style="yellow", highlight=False)
 

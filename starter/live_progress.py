@@ -77,7 +77,7 @@ async def overlay_live_progress(client: Client, doc: JobDocument) -> JobDocument
         child_id = models.candidate_workflow_id(doc.workflow_id, nim.model_name)
         try:
             pending = await pending_activity_details(client, child_id)
-        except Exception as exc:  # child not started yet or already gone: nothing live to show
+        except Exception as exc:  # noqa: BLE001 - child not started yet or already gone: nothing live to show
             log.debug("live_progress_unavailable", workflow_id=child_id, error=str(exc))
             continue
         for activity_type, details in pending:

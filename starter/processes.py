@@ -97,7 +97,7 @@ class ManagedProcess:
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def start(self) -> "ManagedProcess":
+    def start(self) -> ManagedProcess:
         if self.running():
             return self
         if self.log_path:
@@ -125,9 +125,7 @@ class ManagedProcess:
             return False
         if self.port is not None and not port_accepts(*self.port):
             return False
-        if self.health_url is not None and not http_responds(self.health_url):
-            return False
-        return True
+        return self.health_url is None or http_responds(self.health_url)
 
     def wait_ready(self, timeout: float = 60.0, interval: float = 0.2, settle: float = 1.0) -> None:
         """Block until the readiness checks pass. With no check configured, the process only has
@@ -157,7 +155,7 @@ class ManagedProcess:
             import psutil
 
             return psutil.Process(self.proc.pid).children(recursive=True) if self.proc else []
-        except Exception:
+        except Exception:  # noqa: BLE001 - best effort: the process may already be gone
             return []
 
     def _signal_group(self, sig: int) -> None:

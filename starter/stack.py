@@ -85,7 +85,7 @@ class TemporalDevServer(ManagedProcess):
     def workflow_url(self, workflow_id: str, namespace: str = "default") -> str | None:
         return f"{self.ui_url}/namespaces/{namespace}/workflows/{workflow_id}" if self.ui_url else None
 
-    def start(self) -> "TemporalDevServer":
+    def start(self) -> TemporalDevServer:
         super().start()
         self.wait_ready(timeout=60)
         return self
@@ -162,7 +162,7 @@ class EmbeddedStack:
         return child_env(**{**self.extra_env, **overrides})
 
     # --- lifecycle -----------------------------------------------------------------------------
-    def start(self) -> "EmbeddedStack":
+    def start(self) -> EmbeddedStack:
         self._install_cleanup()
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.on_status("starting Temporal dev server")
@@ -231,7 +231,7 @@ class EmbeddedStack:
         with contextlib.suppress(Exception):
             atexit.unregister(self.stop)
 
-    def __enter__(self) -> "EmbeddedStack":
+    def __enter__(self) -> EmbeddedStack:
         try:
             return self.start()
         except BaseException:

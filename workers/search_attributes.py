@@ -19,7 +19,7 @@ from workflows.models import SEARCH_ATTRIBUTE_NAMES
 
 log = logging.getLogger("flywheel.workers")
 
-SEARCH_ATTRIBUTES: dict[str, "IndexedValueType.ValueType"] = {
+SEARCH_ATTRIBUTES: dict[str, IndexedValueType.ValueType] = {
     name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD for name in SEARCH_ATTRIBUTE_NAMES
 }
 

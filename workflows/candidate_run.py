@@ -17,7 +17,14 @@ from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
     from flywheel.jobdoc import CustomizationDoc, DeploymentStatus, EvaluationDoc, NimDoc, NimStatus
-    from flywheel.platforms.base import CustomizationResult, CustomizationSpec, DatasetRef, Endpoint, EvalResult, EvalSpec
+    from flywheel.platforms.base import (
+        CustomizationResult,
+        CustomizationSpec,
+        DatasetRef,
+        Endpoint,
+        EvalResult,
+        EvalSpec,
+    )
     from workflows.common import error_text, error_type, retry_policy, short_options
     from workflows.models import (
         ACT_BUILD_ICL,
@@ -148,7 +155,7 @@ class CandidateRun:
         try:
             parent = workflow.get_external_workflow_handle(self._inp.parent_workflow_id)
             await parent.signal(CANDIDATE_UPDATE_SIGNAL, self._nim)
-        except Exception as exc:  # noqa: BLE001 - progress is optional
+        except Exception as exc:  # progress is optional
             if is_cancelled_exception(exc):
                 raise
             workflow.logger.debug("candidate progress signal failed: %s", exc)

@@ -14,6 +14,8 @@ from temporalio.exceptions import (
     ApplicationError,
     ChildWorkflowError,
     FailureError,
+)
+from temporalio.exceptions import (
     TimeoutError as TemporalTimeoutError,
 )
 

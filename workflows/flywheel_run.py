@@ -50,8 +50,8 @@ with workflow.unsafe.imports_passed_through():
         CandidateResult,
         FlywheelJobInput,
         PersistJobInput,
-        PreparedData,
         PrepareDataInput,
+        PreparedData,
         PromoteRequest,
         RejectRequest,
         ReportInput,
@@ -231,7 +231,7 @@ class FlywheelRun:
                 **short_options(self._t, self._cpu, retry_policy=retry_policy(self._t, max_attempts=0),
                                 schedule_to_close_timeout=timedelta(seconds=3600 if final else 600)),
             )
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             if is_cancelled_exception(exc) and not final:
                 raise
             workflow.logger.warning("persisting job %s failed: %s", self._doc.id, error_text(exc))
@@ -307,7 +307,7 @@ class FlywheelRun:
         if timeout > 0:
             try:
                 await workflow.wait_condition(lambda: self._decision is not None, timeout=timedelta(seconds=timeout))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         if self._decision is None:
             self._decide(ReviewDecision(decision=DECISION_TIMED_OUT if timeout > 0 else DECISION_SKIPPED),

@@ -58,7 +58,7 @@ class FlywheelJobInput(BaseModel):
     eval_types: list[str] = Field(default_factory=lambda: ["base-eval", "icl-eval", "customized-eval"])
     review_timeout_s: int | None = None  # None: settings.temporal.review_timeout_s
     config_name: str | None = None
-    timeouts: "ActivityTimeouts | None" = None  # None: production defaults
+    timeouts: ActivityTimeouts | None = None  # None: production defaults
 
 
 class PreparedData(BaseModel):
@@ -77,7 +77,7 @@ class CandidateInput(BaseModel):
     settings: Settings
     datasets: dict[str, DatasetRef]
     eval_types: list[str]
-    timeouts: "ActivityTimeouts | None" = None
+    timeouts: ActivityTimeouts | None = None
 
 
 class CandidateResult(BaseModel):
@@ -147,7 +147,8 @@ DECISION_SKIPPED = "skipped"
 def job_id_from_workflow_id(workflow_id: str, workload_id: str, client_id: str) -> str:
     """Inverse of :func:`flywheel_workflow_id` (used when a Schedule starts a run with no job id)."""
     prefix = f"flywheel-{workload_id}-{client_id}-"
-    return workflow_id[len(prefix):] if workflow_id.startswith(prefix) and len(workflow_id) > len(prefix) else workflow_id
+    has_prefix = workflow_id.startswith(prefix) and len(workflow_id) > len(prefix)
+    return workflow_id[len(prefix):] if has_prefix else workflow_id
 
 
 def schedule_id(workload_id: str, client_id: str) -> str:

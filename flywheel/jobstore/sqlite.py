@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from flywheel.jobdoc import JobDocument, RunStatus
@@ -47,8 +47,8 @@ def _sortable_utc(moment: datetime | None) -> str | None:
     if moment is None:
         return None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc).isoformat()
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat()
 
 
 class SQLiteJobStore:
@@ -134,7 +134,7 @@ class SQLiteJobStore:
                 self._conn.close()
                 self._conn = None
 
-    def __enter__(self) -> "SQLiteJobStore":
+    def __enter__(self) -> SQLiteJobStore:
         return self
 
     def __exit__(self, *exc: object) -> None:

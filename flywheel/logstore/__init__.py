@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 __all__ = ["LogStore", "open_logstore"]
 
 
-def open_logstore(settings: "Settings") -> LogStore:
+def open_logstore(settings: Settings) -> LogStore:
     """The configured log store. Only ``sqlite`` is available in this release."""
     kind = settings.logstore.kind
     if kind == "sqlite":

@@ -232,7 +232,7 @@ class SQLiteLogStore:
         with self._lock:
             self._conn.close()
 
-    def __enter__(self) -> "SQLiteLogStore":
+    def __enter__(self) -> SQLiteLogStore:
         return self
 
     def __exit__(self, *exc: object) -> None:

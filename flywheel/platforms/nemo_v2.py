@@ -30,8 +30,18 @@ from typing import Any
 import httpx
 
 from flywheel.config import NIMConfig, Settings
-from flywheel.platforms.base import (CapabilityUnavailable, CustomizationResult, CustomizationSpec, DatasetRef,
-                                     Endpoint, EvalResult, EvalSpec, PlatformError, ProgressFn)
+from flywheel.platforms.base import (
+    CapabilityUnavailable,
+    CustomizationResult,
+    CustomizationSpec,
+    DatasetRef,
+    Endpoint,
+    EvalResult,
+    EvalSpec,
+    PlatformError,
+    ProgressFn,
+)
+from flywheel.records import call_arguments, expected_calls
 
 log = logging.getLogger(__name__)
 NO_TRAINING = "NeMo Platform has no training backend here: customization needs Docker/Kubernetes GPU images"
@@ -80,16 +90,8 @@ def job_name(spec_name: str) -> str:
 def eval_row(row: dict[str, Any]) -> dict[str, Any]:
     """A log record → the Evaluator's row: JSON-text columns for messages, tools and expected tool calls."""
     request = row.get("request") or {}
-    message = (((row.get("response") or {}).get("choices") or [{}])[0]).get("message") or {}
-    calls = []
-    for call in message.get("tool_calls") or []:
-        fn = dict(call.get("function") or {})
-        if isinstance(fn.get("arguments"), str):
-            try:
-                fn["arguments"] = json.loads(fn["arguments"])
-            except json.JSONDecodeError:
-                pass
-        calls.append({**call, "function": fn})
+    calls = [{**call, "function": {**(call.get("function") or {}), "arguments": call_arguments(call)}}
+             for call in expected_calls(row)]
     return {"messages_json": json.dumps(request.get("messages") or []),
             "tools_json": json.dumps(request.get("tools") or []),
             "tool_calls_json": json.dumps(calls)}
@@ -150,8 +152,8 @@ class NemoV2Platform:
             raw = "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows).encode()
             nemo = "".join(json.dumps(eval_row(r), sort_keys=True) + "\n" for r in rows).encode()
             for path, data in ((f"{split}/{split}.jsonl", raw), (f"{split}/{split}.nemo-eval.jsonl", nemo)):
-                await self._call("PUT", f"/apis/files/v2/workspaces/{self.ws}/filesets/{fileset}/-/{path}", content=data,
-                                 headers={"content-type": "application/octet-stream"})
+                await self._call("PUT", f"/apis/files/v2/workspaces/{self.ws}/filesets/{fileset}/-/{path}",
+                                 content=data, headers={"content-type": "application/octet-stream"})
             refs[split] = DatasetRef(name=fileset, split=split, uri=f"{self.ws}/{fileset}#{split}/{split}.jsonl",
                                      num_records=len(rows), sha256=hashlib.sha256(raw).hexdigest(),
                                      platform_uri=f"{self.ws}/{fileset}#{split}/{split}.nemo-eval.jsonl")
@@ -179,13 +181,15 @@ class NemoV2Platform:
             info = (await self._call("GET", f"{path}/{provider}")).json()
             served = [m.get("served_model_name") for m in info.get("served_models") or []]
             if progress:
-                progress({"kind": "provider", "provider": provider, "status": info.get("status"), "served_models": served})
+                progress({"kind": "provider", "provider": provider, "status": info.get("status"),
+                          "served_models": served})
             if info.get("status") == "READY" and model in served:
                 return provider
             if str(info.get("status")).upper() in ("ERROR", "FAILED"):
                 raise PlatformError(f"provider {provider} failed: {info.get('status_message')}", retryable=False)
             if time.monotonic() > deadline:
-                raise PlatformError(f"provider {provider} did not serve {model!r} within {self.timing.provider_timeout_s:.0f}s "
+                raise PlatformError(f"provider {provider} did not serve {model!r} "
+                                    f"within {self.timing.provider_timeout_s:.0f}s "
                                     f"(status {info.get('status')}, served {served})", error_type="InfrastructureError")
             await asyncio.sleep(self.timing.poll_interval_s)
 
@@ -201,7 +205,8 @@ class NemoV2Platform:
 
     async def teardown(self, endpoint: Endpoint) -> None:
         provider = endpoint.details.get("provider") or endpoint.deployment_name
-        await self._call("DELETE", f"/apis/models/v2/workspaces/{self.ws}/providers/{provider}", ok=(200, 202, 204, 404))
+        await self._call("DELETE", f"/apis/models/v2/workspaces/{self.ws}/providers/{provider}",
+                         ok=(200, 202, 204, 404))
 
     # -- evaluation ------------------------------------------------------------------------------
     def job_path(self, job: str) -> str:
@@ -229,8 +234,8 @@ class NemoV2Platform:
         job = job_name(spec.name)
         existing = await self._call("GET", self.job_path(job), ok=(200, 404))
         if existing.status_code == 404:
-            created = await self._call("POST", f"/apis/evaluator/v2/workspaces/{self.ws}/evaluate/jobs", ok=(200, 201, 409),
-                                       json=self.build_job(spec, job))
+            created = await self._call("POST", f"/apis/evaluator/v2/workspaces/{self.ws}/evaluate/jobs",
+                                       ok=(200, 201, 409), json=self.build_job(spec, job))
             log.info("evaluation job %s/%s: HTTP %s", self.ws, job, created.status_code)
             if created.status_code == 409 and \
                     (await self._call("GET", self.job_path(job), ok=(200, 404))).status_code == 404:
@@ -252,7 +257,8 @@ class NemoV2Platform:
                 if state == "completed":
                     break
                 if state in ("failed", "cancelled", "error"):
-                    raise PlatformError(f"evaluation job {job} {state}: {info['message']} {st.get('error_details') or ''}",
+                    raise PlatformError(f"evaluation job {job} {state}: {info['message']} "
+                                        f"{st.get('error_details') or ''}",
                                         retryable=False, error_type="JobFailed",
                                         details={"job_id": job, "nmp_uri": uri, "status": state})
                 if time.monotonic() > deadline:

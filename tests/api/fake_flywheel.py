@@ -23,6 +23,9 @@ with workflow.unsafe.imports_passed_through():
         RejectRequest,
     )
 
+# The candidates the API tests configure (``api_settings``); the stand-in reports whatever is configured.
+FAKE_CANDIDATES = ["cand-a", "cand-b"]
+
 
 @workflow.defn(name=FLYWHEEL_WORKFLOW)
 class FakeFlywheelRun:
@@ -40,7 +43,8 @@ class FakeFlywheelRun:
             config_name=job.config_name,
             nims=[NimDoc(model_name=n.model_name) for n in job.settings.nims],
         )
-        self._doc.curation = {"data_split_config": job.data_split_config.model_dump() if job.data_split_config else None}
+        split = job.data_split_config
+        self._doc.curation = {"data_split_config": split.model_dump() if split else None}
         self._decided = False
         # Like the real run before it has built its document: the status query answers None.
         self._hide_document = job.workload_id.startswith("nodoc-")

@@ -13,8 +13,8 @@ async def test_temporal_down(tmp_path):
         environ={}, overrides={"platform": {"data_dir": str(tmp_path)}, "temporal": {"address": "127.0.0.1:1"}}
     )
     app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api.test") as api:
+    async with (app.router.lifespan_context(app),
+                httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api.test") as api):
             health = await api.get("/health")
             assert health.status_code == 200
             assert health.json() == {"status": "healthy", "temporal": "error", "jobstore": "ok"}

@@ -22,11 +22,10 @@ import base64
 import json
 import re
 import threading
-import time
 import uuid
-from urllib.parse import parse_qs
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import parse_qs
 
 import httpx
 import jinja2
@@ -51,8 +50,8 @@ JINJA = jinja2.Environment(undefined=jinja2.StrictUndefined)
 JINJA.filters["tojson"] = lambda v: json.dumps(v)
 
 
-def now() -> str:  # naive ISO like the real services (REFERENCE §4)
-    return datetime.now(timezone.utc).replace(tzinfo=None).isoformat()
+def now() -> str:  # naive ISO like the real services (docs/platforms.md)
+    return datetime.now(UTC).replace(tzinfo=None).isoformat()
 
 
 def sdk(model: type, body: Any, status: int = 200) -> JSONResponse:
@@ -112,7 +111,8 @@ class NemoV1Emulator:
         self.eval_script = [{"status": "created"}, {"status": "pending"}, {"status": "running", "progress": 50.0},
                             {"status": "completed", "progress": 100.0}]
         self.customization_script = [{"status": "created"}, {"status": "pending"},
-                                     {"status": "running", "percentage_done": 50.0, "epochs_completed": 1, "steps_completed": 5},
+                                     {"status": "running", "percentage_done": 50.0, "epochs_completed": 1,
+                                      "steps_completed": 5},
                                      {"status": "completed", "percentage_done": 100.0, "epochs_completed": 2,
                                       "steps_completed": 10, "train_loss": 0.25}]
         self.deployment_script = ["pending", "pending", "ready"]
@@ -130,7 +130,7 @@ class NemoV1Emulator:
         return sum(1 for m, p in self.calls if m == method and re.fullmatch(pattern, p))
 
     # -- lifecycle -------------------------------------------------------------------------------
-    def start(self) -> "NemoV1Emulator":
+    def start(self) -> NemoV1Emulator:
         self._runner = ThreadedServer(self.app, self.port, "emulator")
         self._runner.start_server()
         return self
@@ -277,7 +277,8 @@ class NemoV1Emulator:
             repo_id = f"{body.get('organization')}/{body['name']}"
             with emu.lock:
                 if repo_id in emu.repos:
-                    return JSONResponse({"error": "You already created this dataset repo", "url": f"{emu.url}/v1/hf/datasets/{repo_id}"}, 409)
+                    return JSONResponse({"error": "You already created this dataset repo",
+                                         "url": f"{emu.url}/v1/hf/datasets/{repo_id}"}, 409)
                 emu.repos[repo_id] = {}
             return JSONResponse({"url": f"{emu.url}/v1/hf/datasets/{repo_id}"})
 
@@ -304,7 +305,9 @@ class NemoV1Emulator:
         @app.get("/v1/hf/datasets/{ns}/{repo}/resolve/{revision}/{path:path}")
         def hf_resolve(ns: str, repo: str, revision: str, path: str):
             data = emu.repos.get(f"{ns}/{repo}", {}).get(path)
-            return Response(data, media_type="application/octet-stream") if data is not None else JSONResponse({"error": "Entry not found"}, 404)
+            if data is None:
+                return JSONResponse({"error": "Entry not found"}, 404)
+            return Response(data, media_type="application/octet-stream")
 
         # Evaluator ------------------------------------------------------------------------------
         @app.post("/v1/evaluation/jobs")
@@ -361,7 +364,8 @@ class NemoV1Emulator:
             with emu.lock:
                 if key in emu.configs:  # the seed's IntegrityError, surfaced as 409
                     return error(409, f'duplicate key value violates unique constraint "uq_customization_config" '
-                                      f"DETAIL: Key (namespace, name)=({body['namespace']}, {body['name']}) already exists.")
+                                      f"DETAIL: Key (namespace, name)=({body['namespace']}, {body['name']}) "
+                                      "already exists.")
                 emu.configs[key] = {**body, "created_at": now()}
                 return sdk(CustomizationConfig, emu.configs[key])
 
@@ -390,7 +394,8 @@ class NemoV1Emulator:
                         if j.kind == "customization" and (ns is None or j.body.get("namespace") == ns)]
             return sdk(CustomizationJobOutputsPage, {"object": "list", "data": data,
                                                      "pagination": {"page": 1, "page_size": 100, "total_pages": 1,
-                                                                    "current_page_size": len(data), "total_results": len(data)}})
+                                                                    "current_page_size": len(data),
+                                                                    "total_results": len(data)}})
 
         @app.get("/v1/customization/jobs/{job_id}/status")
         def customization_status(job_id: str):

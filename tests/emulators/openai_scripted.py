@@ -61,7 +61,8 @@ class ScriptedOpenAI:
         def models() -> dict[str, Any]:
             with self.lock:
                 ids = list(self.models)
-            return {"object": "list", "data": [{"id": m, "object": "model", "created": 0, "owned_by": "test"} for m in ids]}
+            return {"object": "list",
+                    "data": [{"id": m, "object": "model", "created": 0, "owned_by": "test"} for m in ids]}
 
         @app.post("/v1/chat/completions")
         async def chat(request: Request) -> dict[str, Any]:
@@ -80,7 +81,7 @@ class ScriptedOpenAI:
 
         return app
 
-    def start(self) -> "ScriptedOpenAI":
+    def start(self) -> ScriptedOpenAI:
         self._runner = ThreadedServer(self.app, self.port, "scripted OpenAI server")
         self._runner.start_server()
         return self

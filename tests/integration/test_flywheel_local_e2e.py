@@ -16,7 +16,8 @@ from temporalio.testing import WorkflowEnvironment
 from flywheel.config import Settings
 from flywheel.jobdoc import JobDocument, NimStatus, RunStatus
 from flywheel.jobstore import open_jobstore
-from tests.integration.conftest import flywheel_workers, load_sample_logs
+from tests.helpers.sample_logs import load_sample_logs
+from tests.helpers.temporal_workers import flywheel_workers
 from workflows.flywheel_run import FlywheelRun
 from workflows.models import FlywheelJobInput, flywheel_workflow_id
 
@@ -32,7 +33,8 @@ def settings_for(tmp_path: Path, client: Client) -> Settings:
         platform={"kind": "local", "data_dir": str(tmp_path)},
         temporal={"address": client.service_client.config.target_host, "review_timeout_s": 0,
                   "task_queues": {"orchestrator": f"orch-{uid}", "cpu": f"cpu-{uid}", "gpu": f"gpu-{uid}"}},
-        nims=[{"model_name": QWEN, "context_length": 4096, "source": {"package": "qwen2.5-coder-0.5b-instruct-q4_k_m"}}],
+        nims=[{"model_name": QWEN, "context_length": 4096,
+               "source": {"package": "qwen2.5-coder-0.5b-instruct-q4_k_m"}}],
         data_split_config={"eval_size": EVAL_SIZE, "val_ratio": 0.1, "min_total_records": 20, "limit": 60},
         icl_config={"max_examples": 2, "min_examples": 1, "reserved_tokens": 512},
         evaluation={"concurrency": 2, "max_tokens": 96},

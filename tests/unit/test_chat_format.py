@@ -52,8 +52,8 @@ def test_fallback_without_tools_or_system_is_plain_chatml():
 
 
 def test_content_parts_are_joined():
-    prompt = render_prompt([{"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}],
-                           None, None)
+    parts = [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]
+    prompt = render_prompt([{"role": "user", "content": parts}], None, None)
     assert "<|im_start|>user\nab<|im_end|>" in prompt
 
 
@@ -82,7 +82,8 @@ def test_broken_template_raises_chat_template_error():
 # ----------------------------------------------------------------- SFT targets
 
 def test_assistant_target_content_and_calls():
-    target = assistant_target({"role": "assistant", "content": "Sure.", "tool_calls": [call("get_weather", {"city": "Rome"})]})
+    target = assistant_target({"role": "assistant", "content": "Sure.",
+                               "tool_calls": [call("get_weather", {"city": "Rome"})]})
     assert target == 'Sure.\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Rome"}}\n</tool_call>'
 
 
@@ -97,7 +98,8 @@ def test_target_identity(template, assistant):
     prompt = render_prompt(history, TOOLS, template, add_generation_prompt=True)
     full = render_prompt(history + [assistant], TOOLS, template, add_generation_prompt=False)
     assert full == prompt + assistant_target(assistant) + FALLBACK_END_OF_TURN
-    assert training_pair(history + [assistant], TOOLS, template) == (prompt, assistant_target(assistant) + FALLBACK_END_OF_TURN)
+    assert training_pair(history + [assistant], TOOLS, template) == (
+        prompt, assistant_target(assistant) + FALLBACK_END_OF_TURN)
 
 
 def test_training_pair_requires_final_assistant_message():
@@ -131,8 +133,8 @@ def test_parse_multiple_blocks_with_text():
 
 def test_parse_bare_json_object_list_and_fence():
     assert names_and_args(parse_completion('{"name": "a", "arguments": {"x": 1}}')) == [("a", {"x": 1})]
-    assert names_and_args(parse_completion('[{"name": "a", "arguments": {}}, {"name": "b", "parameters": {"z": 3}}]')) == [
-        ("a", {}), ("b", {"z": 3})]
+    two = parse_completion('[{"name": "a", "arguments": {}}, {"name": "b", "parameters": {"z": 3}}]')
+    assert names_and_args(two) == [("a", {}), ("b", {"z": 3})]
     fenced = parse_completion('```json\n{"name": "a", "arguments": {"x": 1}}\n```')
     assert names_and_args(fenced) == [("a", {"x": 1})] and fenced["content"] is None
     inside = parse_completion('<tool_call>\n```json\n{"name": "a", "arguments": {"x": 1}}\n```\n</tool_call>')
@@ -158,7 +160,8 @@ def test_plain_text_and_empty():
 
 def test_parse_round_trips_assistant_target():
     msg = parse_completion(assistant_target(CONVERSATION[-1]))
-    assert names_and_args(msg) == [("get_weather", {"city": "Paris"}), ("send_email", {"to": "bob@x.org", "body": "héllo"})]
+    assert names_and_args(msg) == [("get_weather", {"city": "Paris"}),
+                                   ("send_email", {"to": "bob@x.org", "body": "héllo"})]
     assert parse_completion(assistant_target(CONVERSATION[-1])) == msg  # deterministic ids
 
 

@@ -43,19 +43,19 @@ def test_invalid_config_names_the_field(env, field):
 
 
 def test_unknown_config_name_lists_available():
-    with pytest.raises(ConfigError, match="config_name.*available: .*demo"):
+    with pytest.raises(ConfigError, match=r"config_name.*available: .*demo"):
         load_settings(config_name="nope", environ={})
 
 
 def test_duplicate_model_names_rejected(tmp_path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("nims:\n  - {model_name: a}\n  - {model_name: a}\n")
-    with pytest.raises(ConfigError, match="nims: .*duplicate model_name: a"):
+    with pytest.raises(ConfigError, match=r"nims: .*duplicate model_name: a"):
         load_settings(path=cfg, environ={})
 
 
 def test_model_source_needs_path_or_package(tmp_path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("nims:\n  - {model_name: a, source: {sha256: abc}}\n")
-    with pytest.raises(ConfigError, match="nims.0.source"):
+    with pytest.raises(ConfigError, match=r"nims.0.source"):
         load_settings(path=cfg, environ={})

@@ -1,8 +1,9 @@
 import copy
 
+from test_records import record
+
 from flywheel.config import CurationConfig
 from flywheel.curation import PHONE_RE, curate, record_id, redact_text
-from test_records import record
 
 MANY_PROPERTIES = {"type": "function", "function": {"name": "update_shipping_address", "parameters": {
     "type": "object", "properties": {f"p{i}": {"type": "string"} for i in range(12)}}}}
@@ -82,3 +83,54 @@ def test_equal_tool_lists_are_shared_and_ids_depend_on_tools():
     other["request"]["tools"][0]["function"]["description"] = "changed"
     assert curate([other], CurationConfig()).rows[0]["record_id"] != rows[0]["record_id"]
     assert curate([copy.deepcopy(a)], CurationConfig()).rows[0]["record_id"] == rows[0]["record_id"]
+
+
+def multi_turn(query, earlier="Where is ORD-1?", tool_output='{"status": "shipped"}', call_id="call_0",
+               earlier_args='{"order_id": "ORD-1"}', **kw):
+    """A second question asked after an earlier exchange (user, assistant tool call, tool result)."""
+    raw = record(query=query, **kw)
+    system = {"role": "system", "content": "You are a helpful store assistant."}
+    earlier_turns = [
+        {"role": "user", "content": earlier},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": call_id, "type": "function",
+             "function": {"name": "get_order_status", "arguments": earlier_args}}]},
+        {"role": "tool", "tool_call_id": call_id, "content": tool_output},
+    ]
+    raw["request"]["messages"] = [system, *earlier_turns, *raw["request"]["messages"]]
+    return raw
+
+
+def kept_count(records):
+    return curate(records, CurationConfig()).counts["kept"]
+
+
+def test_multi_turn_records_sharing_only_the_last_question_are_both_kept():
+    last = "And when will it arrive?"
+    assert kept_count([multi_turn(last), multi_turn(last, earlier="Where is ORD-2?")]) == 2
+    assert kept_count([multi_turn(last), multi_turn(last, tool_output='{"status": "processing"}')]) == 2
+    assert kept_count([multi_turn(last), multi_turn(last, earlier_args={"order_id": "ORD-9"})]) == 2
+    assert kept_count([multi_turn(last), record(query=last)]) == 2  # same question with and without context
+
+
+def test_true_duplicates_are_removed_whatever_the_call_ids_case_and_spacing():
+    first = multi_turn("And when will it arrive?")
+    again = multi_turn("  and WHEN will it arrive ", earlier="where is  ORD-1", call_id="call_xyz",
+                       earlier_args={"order_id": "ORD-1"})  # same arguments as an object instead of JSON text
+    again["request"]["messages"][0]["content"] = "A different system prompt is the setting, not the conversation."
+    result = curate([first, again], CurationConfig())
+    assert (result.counts["kept"], result.counts["duplicate"]) == (1, 1)
+    assert result.rows[0]["request"]["messages"][-1]["content"] == "And when will it arrive?"  # the first is kept
+
+
+def test_expected_call_order_does_not_matter_but_the_calls_do():
+    def two_calls(first, second):
+        raw = record(query="Check ORD-1 and ORD-2")
+        raw["response"]["choices"][0]["message"]["tool_calls"] = [
+            {"id": f"c{i}", "type": "function",
+             "function": {"name": "get_order_status", "arguments": {"order_id": o}}}
+            for i, o in enumerate((first, second))]
+        return raw
+
+    assert kept_count([two_calls("ORD-1", "ORD-2"), two_calls("ORD-2", "ORD-1")]) == 1
+    assert kept_count([two_calls("ORD-1", "ORD-2"), two_calls("ORD-1", "ORD-3")]) == 2

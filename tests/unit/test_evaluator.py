@@ -37,7 +37,10 @@ class ScriptedModel:
         self.app.post("/judge/v1/chat/completions")(self.judge)
 
     def reset(self) -> None:
-        self.script.clear(); self.calls.clear(); self.bodies.clear(); self.judge_auth.clear()
+        self.script.clear()
+        self.calls.clear()
+        self.bodies.clear()
+        self.judge_auth.clear()
         self.max_in_flight = 0
 
     async def chat(self, request: Request):
@@ -95,8 +98,9 @@ def model(model_server):
 def row(record_id: str, text: str, tool: str | None = "get_weather", args: dict | None = None) -> dict:
     message = {"role": "assistant", "content": None if tool else "plain answer"}
     if tool:
+        arguments = args if args is not None else {"city": text}
         message["tool_calls"] = [{"id": "c", "type": "function",
-                                  "function": {"name": tool, "arguments": args if args is not None else {"city": text}}}]
+                                  "function": {"name": tool, "arguments": arguments}}]
     return {"record_id": record_id, "timestamp": 0, "workload_id": "w", "client_id": "c",
             "request": {"model": "big", "messages": [{"role": "user", "content": text}], "tools": TOOLS},
             "response": {"choices": [{"message": message}]}}
@@ -196,7 +200,9 @@ async def test_concurrency_is_bounded(model, tmp_path):
 
 
 async def test_unreachable_endpoint_raises_retryable(model, tmp_path):
-    sock = socket.socket(); sock.bind(("127.0.0.1", 0)); port = sock.getsockname()[1]; sock.close()
+    with socket.socket() as sock:  # a port nobody listens on once closed
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
     spec = spec_for(model, 2, max_retries=1)
     spec.endpoint.base_url = f"http://127.0.0.1:{port}/v1"
     with pytest.raises(PlatformError) as info:

@@ -9,23 +9,28 @@ import numpy as np
 import pytest
 
 from flywheel.config import ICLConfig
-from flywheel.icl import build_icl_rows, select_examples, tool_signature
+from flywheel.icl import build_icl_rows, select_examples
+from flywheel.records import tool_signature
 
 
 def row(record_id, query, tool="get_weather", args=None, system="You are helpful."):
     message = {"role": "assistant", "content": None if tool else "Sure."}
     if tool:
-        message["tool_calls"] = [{"id": "c", "type": "function", "function": {"name": tool, "arguments": args or {"q": query}}}]
+        message["tool_calls"] = [{"id": "c", "type": "function",
+                                  "function": {"name": tool, "arguments": args or {"q": query}}}]
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": query}]
-    return {"record_id": record_id, "request": {"model": "m", "messages": messages}, "response": {"choices": [{"message": message}]}}
+    return {"record_id": record_id, "request": {"model": "m", "messages": messages},
+            "response": {"choices": [{"message": message}]}}
 
 
 TOOLS = ["get_weather", "book_flight", "cancel_order", None]
-TRAIN = [row(f"t{t}-{i}", f"{tool or 'chat'} request number {i}", tool) for t, tool in enumerate(TOOLS) for i in range(5)]
+TRAIN = [row(f"t{t}-{i}", f"{tool or 'chat'} request number {i}", tool)
+         for t, tool in enumerate(TOOLS) for i in range(5)]
 
 
 def config(**kw):
-    return ICLConfig(**{"max_context_length": 100_000, "reserved_tokens": 0, "max_examples": 3, "min_examples": 1, **kw})
+    return ICLConfig(**{"max_context_length": 100_000, "reserved_tokens": 0, "max_examples": 3, "min_examples": 1,
+                        **kw})
 
 
 class BagOfWordsEmbedder:
@@ -71,7 +76,8 @@ def test_never_selects_itself_or_the_same_query():
 def test_token_budget_and_min_examples_report():
     evals = [row("e", "q" * 40, system=None)]
     per_example = len("Example 10:\n") + len(
-        'User: get_weather request number 0\nAssistant tool calls: [{"name": "get_weather", "arguments": {"q": "get_weather request number 0"}}]') + 2
+        'User: get_weather request number 0\nAssistant tool calls: '
+        '[{"name": "get_weather", "arguments": {"q": "get_weather request number 0"}}]') + 2
     request = 200  # generous for the eval request + header
     report: dict = {}
     weather_only = [r for r in TRAIN if tool_signature(r) == "get_weather"]  # all examples cost the same
@@ -85,7 +91,8 @@ def test_token_budget_and_min_examples_report():
 
 def test_budget_uses_the_smaller_of_model_and_config_context_and_reserved_tokens():
     evals = [row("e", "short")]
-    assert select_examples(evals, TRAIN, config(max_context_length=30, reserved_tokens=0), context_length=10_000) == [[]]
+    small_context = config(max_context_length=30, reserved_tokens=0)
+    assert select_examples(evals, TRAIN, small_context, context_length=10_000) == [[]]
     assert select_examples(evals, TRAIN, config(reserved_tokens=99_990), context_length=200_000) == [[]]
     assert len(select_examples(evals, TRAIN, config(), context_length=10_000)[0]) == 3
 
@@ -115,8 +122,9 @@ def test_semantic_relevance_then_coverage():
 
 def test_semantic_fills_remaining_slots_by_similarity_when_all_covered():
     train = [row(f"w{i}", f"weather in town {i}") for i in range(5)]
-    chosen = select_examples([row("e", "weather in town 3 today")], train, config(example_selection="semantic_similarity",
-                             similarity_config={"relevance_ratio": 0.0}), context_length=9999, embedder=BagOfWordsEmbedder())
+    semantic = config(example_selection="semantic_similarity", similarity_config={"relevance_ratio": 0.0})
+    chosen = select_examples([row("e", "weather in town 3 today")], train, semantic, context_length=9999,
+                             embedder=BagOfWordsEmbedder())
     assert len(chosen[0]) == 3 and chosen[0][0]["record_id"] == "w3"
 
 

@@ -1,8 +1,9 @@
 import json
 
+from test_records import DATA, record
+
 from flywheel.ingest import MAX_REPORTED_ERRORS, ingest_records, load_jsonl
 from flywheel.logstore.sqlite import SQLiteLogStore
-from test_records import DATA, record
 
 
 def lines_of(*records):

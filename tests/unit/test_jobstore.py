@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -9,7 +9,7 @@ from flywheel.config import ConfigError, load_settings
 from flywheel.jobdoc import DatasetDoc, JobDocument, NimDoc, RunStatus
 from flywheel.jobstore import JobStore, SQLiteJobStore, default_jobstore_path, open_jobstore
 
-T0 = datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
 
 def make_doc(n: int, *, workload: str = "w1", client: str = "c1", status=RunStatus.pending) -> JobDocument:

@@ -1,11 +1,11 @@
 import inspect
 
 import pytest
+from test_records import record
 
 from flywheel.config import ConfigError, Settings
 from flywheel.logstore import LogStore, open_logstore
 from flywheel.logstore.sqlite import SQLiteLogStore
-from test_records import record
 
 
 @pytest.fixture
@@ -74,5 +74,5 @@ def test_open_logstore_defaults_to_data_dir(tmp_path):
 
 def test_open_logstore_unavailable_kind():
     settings = Settings.model_validate({"logstore": {"kind": "elasticsearch"}})
-    with pytest.raises(ConfigError, match="logstore.kind"):
+    with pytest.raises(ConfigError, match=r"logstore.kind"):
         open_logstore(settings)

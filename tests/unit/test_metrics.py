@@ -1,9 +1,16 @@
-"""Tool-call metrics (REFERENCE.md §3) and judge parsing."""
+"""Tool-call metrics (docs/metrics.md) and judge parsing."""
 
 import pytest
 
 from flywheel.metrics import (
-    NO_CALL, RecordScore, aggregate, binary_judge_score, judge_prompt, parse_judge_score, score_tool_calls, token_f1,
+    NO_CALL,
+    RecordScore,
+    aggregate,
+    binary_judge_score,
+    judge_prompt,
+    parse_judge_score,
+    score_tool_calls,
+    token_f1,
 )
 
 
@@ -46,7 +53,8 @@ def test_missing_or_extra_call_is_a_name_mismatch():
 
 def test_same_tool_twice_pairs_arguments_one_to_one():
     expected = [call("w", {"city": "Paris"}), call("w", {"city": "Rome"})]
-    assert score_tool_calls(expected, [call("w", {"city": "Rome"}), call("w", {"city": "Paris"})]).function_name_and_args_accuracy == 1.0
+    swapped = [call("w", {"city": "Rome"}), call("w", {"city": "Paris"})]
+    assert score_tool_calls(expected, swapped).function_name_and_args_accuracy == 1.0
     s = score_tool_calls(expected, [call("w", {"city": "Paris"}), call("w", {"city": "Paris"})])
     assert (s.function_name, s.function_name_and_args_accuracy) == (1.0, 0.0)
 
@@ -115,7 +123,8 @@ def test_binary_judge_score_rejects_out_of_range():
 
 
 def test_judge_prompt_contains_calls_and_asks_for_json():
-    messages = judge_prompt({"messages": [{"role": "system", "content": "sys"}, {"role": "user", "content": "weather in Paris?"}]},
+    conversation = [{"role": "system", "content": "sys"}, {"role": "user", "content": "weather in Paris?"}]
+    messages = judge_prompt({"messages": conversation},
                             [call("get_weather", {"city": "Paris"})], [call("get_weather", '{"city": "paris"}')])
     assert messages[0]["role"] == "system" and "score" in messages[0]["content"]
     user = messages[1]["content"]

@@ -6,8 +6,20 @@ from pathlib import Path
 import pytest
 
 from flywheel.records import (
-    RecordError, first_user_query, normalize_query, normalize_record, parse_arguments, parse_record,
-    row_tool_names, row_user_query, tool_names, tool_signature,
+    NO_CALL,
+    RecordError,
+    content_text,
+    expected_calls,
+    expected_message,
+    normalize_query,
+    normalize_record,
+    parse_arguments,
+    parse_record,
+    query_key,
+    response_message,
+    tool_names,
+    tool_signature,
+    user_query,
 )
 
 DATA = Path(__file__).resolve().parents[2] / "data"
@@ -100,13 +112,45 @@ def test_normalize_record_edge_shapes_match_pydantic(tweak):
     assert normalize_record(raw) == _slow(raw)
 
 
-def test_row_helpers_agree_with_model_helpers():
+def test_accessors_read_normalised_rows_and_validated_records_alike():
     raw = record(query="  Where IS my order?  ")
     raw["request"]["messages"].insert(0, {"role": "user", "content": "earlier"})
-    parsed, row = parse_record(raw), normalize_record(raw)
-    assert row_user_query(row) == first_user_query(parsed) == "  Where IS my order?  "
-    assert row_tool_names(row) == tool_names(parsed) == ["get_order_status"]
-    assert tool_signature(row_tool_names(normalize_record(record(tool=None)))) == ""
+    parsed, row = parse_record(raw).model_dump(mode="json", exclude_none=True), normalize_record(raw)
+    assert user_query(row) == user_query(parsed) == "  Where IS my order?  "
+    assert tool_names(row) == tool_names(parsed) == ["get_order_status"]
+    assert query_key(row) == "where is my order"
+    # no call expected: its own signature, sorting before every tool name as '' did
+    assert tool_signature(normalize_record(record(tool=None))) == NO_CALL < "a"
+
+
+def test_content_text_of_strings_parts_and_nothing():
+    assert content_text("hi") == "hi"
+    parts = [{"type": "text", "text": "where is"}, "ORD-1", {"type": "image_url"}]
+    assert content_text(parts) == "where is ORD-1 "
+    assert content_text(None) == content_text(5) == ""
+    row = record()
+    row["request"]["messages"][0]["content"] = [{"type": "text", "text": "Where is"},
+                                                {"type": "text", "text": "ORD-1?"}]
+    assert user_query(row) == "Where is ORD-1?"
+
+
+def test_response_message_is_strict_and_expected_message_lenient():
+    message = {"role": "assistant", "content": "ok"}
+    assert response_message({"choices": [{"message": message}]}) is message
+    assert response_message(message) is message  # a bare message is accepted
+    for bad in ({"choices": []}, {"choices": [{}]}, {"id": "x"}, [], None):
+        with pytest.raises(ValueError):
+            response_message(bad)
+        assert expected_message({"response": bad}) == {} and expected_calls({"response": bad}) == []
+    assert expected_calls({}) == [] and user_query({}) == "" and tool_signature({}) == NO_CALL
+
+
+def test_tool_signature_counts_every_call_in_name_order():
+    row = record(tool="b_tool")
+    calls = row["response"]["choices"][0]["message"]["tool_calls"]
+    calls += [{"function": {"name": "a_tool", "arguments": "{}"}}, {"function": {"name": "b_tool"}}]
+    assert tool_names(row) == ["a_tool", "b_tool", "b_tool"]
+    assert tool_signature(row) == "a_tool|b_tool|b_tool"
 
 
 def test_normalize_query():

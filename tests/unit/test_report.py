@@ -3,7 +3,7 @@ from __future__ import annotations
 import base64
 import json
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from rich.console import Console
@@ -11,7 +11,7 @@ from rich.console import Console
 from flywheel.jobdoc import CustomizationDoc, DatasetDoc, EvaluationDoc, JobDocument, NimDoc, RunStatus, Stage
 from flywheel.report import render_html, render_table, results_rows, write_report
 
-T = datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc)
+T = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
 
 def evaluation(eval_type: str, acc: float, p50: float, **extra) -> EvaluationDoc:

@@ -12,7 +12,8 @@ def completion(name=None, arguments=None, content=None):
     return {"choices": [{"message": message}]}
 
 
-REQUEST = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "function", "function": {"name": "f"}}]}
+REQUEST = {"model": "m", "messages": [{"role": "user", "content": "hi"}],
+           "tools": [{"type": "function", "function": {"name": "f"}}]}
 
 
 def line(response, prediction, request=REQUEST):
@@ -52,7 +53,8 @@ def test_bad_lines_are_counted_with_line_numbers():
 
 
 def test_prediction_may_be_a_bare_message():
-    out = score_triples([line(completion("f", {"a": 1}), {"role": "assistant", "tool_calls": completion("f", {"a": 1})["choices"][0]["message"]["tool_calls"]})])
+    calls = completion("f", {"a": 1})["choices"][0]["message"]["tool_calls"]
+    out = score_triples([line(completion("f", {"a": 1}), {"role": "assistant", "tool_calls": calls})])
     assert out["function_name_and_args_accuracy"] == 1.0
 
 

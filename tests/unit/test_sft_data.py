@@ -75,5 +75,6 @@ def test_prune_tools_keeps_called_tools_plus_seeded_distractors_in_order():
     assert prune_tools(tools, messages, 2, seed=1) == pruned  # deterministic
     assert prune_tools(tools, messages, None, seed=1) is tools and prune_tools(tools, messages, 9, seed=1) is tools
     # A conversation calling more tools than the cap keeps all of them (the answer must stay explicable).
-    both = [messages[0], {"role": "assistant", "tool_calls": [{"function": {"name": n, "arguments": {}}} for n in "ace"]}]
+    both = [messages[0],
+            {"role": "assistant", "tool_calls": [{"function": {"name": n, "arguments": {}}} for n in "ace"]}]
     assert [t["function"]["name"] for t in prune_tools(tools, both, 2, seed=1)] == ["a", "c", "e"]

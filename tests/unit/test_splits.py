@@ -1,12 +1,13 @@
 from collections import Counter
 
 import pytest
+from test_records import load_generator, record
 
-from flywheel.config import CurationConfig, DataSplitConfig
+from flywheel.config import CurationConfig, DataSplitConfig, ICLConfig
 from flywheel.curation import curate
+from flywheel.icl import select_examples
 from flywheel.prepare import prepare_datasets
 from flywheel.splits import InsufficientData, manifest_hash, split_records, stratum_of
-from test_records import load_generator, record
 
 TOOLS = ["get_order_status", "cancel_order", "track_shipment", None]
 
@@ -107,3 +108,39 @@ def test_manifest_hash_depends_on_every_part():
     assert h != manifest_hash({"workload_id": "w2"}, {"seed": 1}, members)
     assert h != manifest_hash({"workload_id": "w"}, {"seed": 2}, members)
     assert h != manifest_hash({"workload_id": "w"}, {"seed": 1}, {"eval": ["b"], "train": ["a"], "val": []})
+
+
+QUERY_VARIANTS = ["where is my order", "  WHERE is   my ORDER!! ", "Where is my order.", "Where is my order now?",
+                  "Where is my other order?"]
+
+
+def _leaks_into_training(base, variant):
+    """Whether the split drops ``variant`` from train/val when ``base`` lands in eval (None: never split so)."""
+    fillers = [record(query=f"filler question {i}", arguments={"i": i}, ts=float(i)) for i in range(18)]
+    pair = [record(query=base, arguments={"b": 1}, ts=100.0), record(query=variant, arguments={"v": 1}, ts=101.0)]
+    data = curate(pair + fillers, CurationConfig()).rows
+    base_id, variant_id = data[0]["record_id"], data[1]["record_id"]
+    for seed in range(200):
+        config = DataSplitConfig(eval_size=5, val_ratio=0.1, min_total_records=10, random_seed=seed)
+        result = split_records(data, config)
+        split_ids = result.record_ids()
+        if base_id in split_ids["eval"] and variant_id not in split_ids["eval"]:
+            return variant_id not in split_ids["train"] + split_ids["val"]
+    return None
+
+
+def test_leakage_check_and_icl_self_exclusion_agree_on_what_is_the_same_question():
+    base = "Where is my order?"
+    eval_row = {**record(query=base), "record_id": "eval"}
+    decisions = []
+    for variant in QUERY_VARIANTS:
+        train = [{**record(query=variant, arguments={"v": 1}), "record_id": "variant"},
+                 {**record(query="something else entirely"), "record_id": "other"}]
+        icl = ICLConfig(max_context_length=100_000, reserved_tokens=0, max_examples=3, min_examples=1)
+        chosen = select_examples([eval_row], train, icl, context_length=100_000)
+        icl_excludes = "variant" not in [e["record_id"] for e in chosen[0]]
+        leaks = _leaks_into_training(base, variant)
+        assert leaks is not None
+        assert icl_excludes == leaks, variant
+        decisions.append(leaks)
+    assert decisions == [True, True, True, False, False]  # both rules see case, spacing and end marks alike

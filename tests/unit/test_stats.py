@@ -1,7 +1,13 @@
 import pytest
 
 from flywheel.config import GateConfig
-from flywheel.stats import confidence_interval, cost_per_1k_requests, gate_verdict, latency_percentiles, mcnemar_exact
+from flywheel.stats import (
+    confidence_interval,
+    cost_per_1k_requests,
+    gate_verdict,
+    latency_percentiles,
+    mcnemar_exact,
+)
 
 
 def test_wilson_known_value():

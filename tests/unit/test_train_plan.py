@@ -6,9 +6,9 @@ import pytest
 
 pytest.importorskip("torch")
 
-from flywheel.config import LoRAConfig, NIMConfig, TrainingConfig  # noqa: E402
-from flywheel.platforms.base import CustomizationSpec, DatasetRef  # noqa: E402
-from flywheel.platforms.local.train_state import Plan, run_fingerprint  # noqa: E402
+from flywheel.config import LoRAConfig, NIMConfig, TrainingConfig
+from flywheel.platforms.base import CustomizationSpec, DatasetRef
+from flywheel.platforms.local.train_state import Plan, run_fingerprint
 
 
 def spec(**training) -> CustomizationSpec:

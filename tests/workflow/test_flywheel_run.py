@@ -13,7 +13,8 @@ from temporalio.exceptions import ApplicationError, CancelledError
 from flywheel.config import DataSplitConfig
 from flywheel.jobdoc import JobDocument, NimDoc, NimStatus, RunStatus, Stage
 from flywheel.jobstore import open_jobstore
-from tests.workflow.conftest import FAST, make_settings, running_workers, wait_for
+from tests.helpers.polling import wait_for
+from tests.helpers.temporal_workers import FAST, make_settings, running_workers
 from tests.workflow.fakes import calls
 from workflows.common import KEY_STAGE
 from workflows.flywheel_run import FlywheelRun

@@ -13,7 +13,8 @@ from flywheel.config import DataSplitConfig
 from flywheel.jobdoc import JobDocument, RunStatus
 from flywheel.jobstore import open_jobstore
 from starter import schedules
-from tests.workflow.conftest import make_settings, running_workers, wait_for
+from tests.helpers.polling import wait_for
+from tests.helpers.temporal_workers import make_settings, running_workers
 from tests.workflow.fakes import calls
 from workflows.models import flywheel_workflow_id
 

@@ -4,10 +4,8 @@ and activities that had finished are not executed again."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
-import sys
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -16,19 +14,19 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from flywheel.jobdoc import JobDocument, NimStatus, RunStatus
-from tests.workflow.conftest import FAST, REPO, make_settings, wait_for
+from tests.helpers.polling import wait_for
+from tests.helpers.temporal_workers import FAST, make_settings, spawn_activity_worker
 from tests.workflow.fakes import calls
 from workflows.flywheel_run import FlywheelRun
 from workflows.models import FlywheelJobInput, flywheel_workflow_id
 
 
 def spawn_worker(settings_path: Path, log: Path) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.Popen([sys.executable, "-m", "tests.workflow.fake_worker", str(settings_path)],
-                            cwd=REPO, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT)
+    return spawn_activity_worker("tests.workflow.fake_worker", settings_path, log)
 
 
-async def test_sigkill_worker_mid_run_and_restart(env: WorkflowEnvironment, client: Client, tmp_path: Path) -> None:
+async def test_sigkill_worker_mid_run_and_restart(temporal_env: WorkflowEnvironment, client: Client,
+                                                  tmp_path: Path) -> None:
     address = client.service_client.config.target_host
     settings = make_settings(tmp_path, ["slow-k"], customize=(), address=address)
     settings_path = tmp_path / "settings.json"

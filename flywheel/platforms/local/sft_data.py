@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from flywheel.chat_format import ChatTemplateError, training_pair
+from flywheel.records import call_name, message_tool_calls, response_message
 
 IGNORE_INDEX = -100
 
@@ -83,7 +84,7 @@ def conversation(row: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[s
     """A normalized log record → (messages ending with the production answer, tools)."""
     request = row["request"]
     messages = [dict(m) for m in request["messages"]]
-    answer = dict(row["response"]["choices"][0]["message"])
+    answer = dict(response_message(row["response"]))
     answer["role"] = "assistant"
     return messages + [answer], request.get("tools") or None
 
@@ -97,7 +98,7 @@ def prune_tools(tools: list[dict[str, Any]] | None, messages: list[dict[str, Any
     """The tools the conversation calls plus seeded distractors, at most ``max_tools`` (see module doc)."""
     if not tools or max_tools is None or len(tools) <= max_tools:
         return tools
-    called = {c["function"]["name"] for m in messages for c in (m.get("tool_calls") or [])}
+    called = {call_name(c) for m in messages for c in message_tool_calls(m)}
     keep = {i for i, t in enumerate(tools) if _tool_name(t) in called}
     others = [i for i in range(len(tools)) if i not in keep]
     digest = hashlib.sha256(f"{seed}:{sorted(called)}:{messages[-2].get('content') if len(messages) > 1 else ''}"
@@ -112,7 +113,7 @@ def encode_example(row: dict[str, Any], tokenizer: Any, info: GGUFPromptInfo,
     """One record → an :class:`SFTExample`, or the reason it was dropped."""
     try:
         messages, tools = conversation(row)
-    except (KeyError, IndexError, TypeError):
+    except (KeyError, IndexError, TypeError, ValueError):
         return "malformed"
     tools = prune_tools(tools, messages, max_tools, seed)
     try:

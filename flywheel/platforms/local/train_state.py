@@ -36,7 +36,7 @@ class Plan:
     shuffle_seed: int
 
     @classmethod
-    def make(cls, num_examples: int, spec: CustomizationSpec, *, device_type: str, seed: int) -> "Plan":
+    def make(cls, num_examples: int, spec: CustomizationSpec, *, device_type: str, seed: int) -> Plan:
         training = spec.training
         batch = max(1, min(training.batch_size, num_examples))
         if training.gradient_accumulation_steps > 1:

@@ -158,7 +158,7 @@ def train(spec: CustomizationSpec, *, model_path: Path, work_dir: Path, rows_tra
             raise
 
 
-def _train(spec: CustomizationSpec, model_path: Path, work_dir: Path, rows_train: list[dict],
+def _train(spec: CustomizationSpec, model_path: Path, work_dir: Path, rows_train: list[dict],  # noqa: C901
            rows_val: list[dict] | None, progress: ProgressFn | None, should_stop: Callable[[], bool] | None,
            resume: bool, seed: int, cache_root: Path | None) -> CustomizationResult:
     import torch
@@ -252,7 +252,7 @@ def _train(spec: CustomizationSpec, model_path: Path, work_dir: Path, rows_train
         if reason:
             raise stopped(reason, ts.capture_rng())
         n = step + 1
-        epoch, indices = plan.batch_indices(n)
+        _epoch, indices = plan.batch_indices(n)
         examples = [data.examples[i] for i in indices]
         n_target = sum(e.num_target_tokens for e in examples)
         n_tokens = sum(len(e.input_ids) for e in examples)

@@ -24,7 +24,7 @@ import httpx
 from flywheel.config import Settings
 from flywheel.platforms.base import PlatformError, ProgressFn
 
-# Job states (REFERENCE §4). Anything else is "unknown": reported, never silently ignored.
+# Job states (docs/platforms.md). Anything else is "unknown": reported, never silently ignored.
 NON_TERMINAL = frozenset({"created", "pending", "running", "cancelling"})
 TERMINAL = frozenset({"completed", "failed", "cancelled"})
 INFRA_MARKERS = ("The training job is pending", "NotEnoughResources", "Insufficient", "Unschedulable")
@@ -135,7 +135,8 @@ def is_ambiguous(exc: Exception) -> bool:
     from nemo_microservices import APIConnectionError, APITimeoutError
 
     code = status_error(exc)
-    return isinstance(exc, (APIConnectionError, APITimeoutError, httpx.TransportError)) or (code is not None and code >= 500)
+    return (isinstance(exc, (APIConnectionError, APITimeoutError, httpx.TransportError))
+            or (code is not None and code >= 500))
 
 
 def to_platform_error(exc: Exception, what: str) -> PlatformError:

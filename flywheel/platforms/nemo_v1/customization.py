@@ -24,7 +24,14 @@ from typing import Any
 
 from flywheel.platforms.base import CustomizationResult, CustomizationSpec, PlatformError, ProgressFn
 from flywheel.platforms.nemo_v1.client import NemoV1Clients, is_ambiguous, status_error, to_platform_error
-from flywheel.platforms.nemo_v1.jobs import cancel_if_live, create_once, find_named_job, log_messages, poll_job, reusable
+from flywheel.platforms.nemo_v1.jobs import (
+    cancel_if_live,
+    create_once,
+    find_named_job,
+    log_messages,
+    poll_job,
+    reusable,
+)
 
 log = logging.getLogger(__name__)
 NAME_FIELD = "flywheel_name"
@@ -34,7 +41,8 @@ HASH_FIELD = "flywheel_options_hash"
 def config_options(spec: CustomizationSpec) -> dict[str, Any]:
     cc = spec.nim.customizer_configs
     if cc is None:
-        raise PlatformError(f"{spec.nim.model_name}: customization_enabled is false (no customizer_configs)", retryable=False)
+        raise PlatformError(f"{spec.nim.model_name}: customization_enabled is false (no customizer_configs)",
+                            retryable=False)
     return {
         "target": cc.target or spec.nim.model_name,
         "max_seq_length": cc.max_seq_length,
@@ -66,7 +74,8 @@ def same_options(existing: dict[str, Any], options: dict[str, Any], digest: str)
     if recorded:
         return recorded == digest
     target = existing.get("target")
-    target_name = target if isinstance(target, str) else (target or {}).get("name") and f"{target.get('namespace')}/{target.get('name')}"
+    target_name = (target if isinstance(target, str)
+                   else (target or {}).get("name") and f"{target.get('namespace')}/{target.get('name')}")
     if existing.get("max_seq_length") != options["max_seq_length"]:
         return False
     if target_name and target_name != options["target"]:
@@ -143,7 +152,8 @@ class CustomizationV1:
             output_model=customized_model_name(spec, self.c.namespace), hyperparameters=hp,
             custom_fields={NAME_FIELD: spec.name}), self.find_job)
 
-    async def customize(self, spec: CustomizationSpec, progress: ProgressFn | None, cleanup_on_cancel) -> CustomizationResult:
+    async def customize(self, spec: CustomizationSpec, progress: ProgressFn | None,
+                        cleanup_on_cancel) -> CustomizationResult:
         t0 = time.monotonic()
         existing = reusable("customization", spec.name, await self.find_job(spec.name))
         if existing:
@@ -185,7 +195,7 @@ class CustomizationV1:
     async def cancel_job(self, job_id: str) -> None:
         try:
             await asyncio.shield(self.c.sdk.customization.jobs.cancel(job_id))
-        except Exception as exc:  # best effort: it may already be terminal
+        except Exception as exc:  # noqa: BLE001 - best effort: it may already be terminal
             log.info("cancel customization job %s: %s", job_id, exc)
 
     async def cancel_by_name(self, name: str) -> bool:

@@ -64,7 +64,7 @@ class DatasetsV1:
                     # Ambiguous or transient: confirm by reading it back.
                     try:
                         await self.c.sdk.namespaces.retrieve(self.c.namespace)
-                    except Exception as exc2:
+                    except Exception as exc2:  # noqa: BLE001 - converted to a PlatformError
                         raise to_platform_error(exc2, f"namespace {self.c.namespace}") from exc
                 else:
                     raise to_platform_error(exc, f"create namespace {self.c.namespace}") from exc
@@ -84,7 +84,8 @@ class DatasetsV1:
             from huggingface_hub import CommitOperationAdd
 
             self.c.hf.create_repo(repo_id, repo_type="dataset", exist_ok=True)
-            ops = [CommitOperationAdd(path_in_repo=split_path(s), path_or_fileobj=data) for s, (data, _) in files.items()]
+            ops = [CommitOperationAdd(path_in_repo=split_path(s), path_or_fileobj=data)
+                   for s, (data, _) in files.items()]
             self.c.hf.create_commit(repo_id, operations=ops, repo_type="dataset",
                                     commit_message=f"flywheel datasets for {run_key}")
 
@@ -117,8 +118,8 @@ class DatasetsV1:
         except Exception as exc:
             raise to_platform_error(create_exc, f"register dataset {ns}/{name}") from exc
         if existing.files_url.rstrip("/") != files_url:
-            raise PlatformError(f"dataset {ns}/{name} exists with files_url {existing.files_url!r}, expected {files_url!r}",
-                                retryable=False)
+            raise PlatformError(f"dataset {ns}/{name} exists with files_url {existing.files_url!r}, "
+                                f"expected {files_url!r}", retryable=False)
 
     async def read(self, ref: DatasetRef) -> list[dict[str, Any]]:
         repo_id, path = parse_hf_uri(ref.uri)

@@ -70,22 +70,26 @@ class DeploymentV1:
         while True:
             dep = await self._get(url)
             if dep is None:
-                raise PlatformError(f"deployment {ns}/{dname} disappeared while waiting for it", details={"deployment": dname})
+                raise PlatformError(f"deployment {ns}/{dname} disappeared while waiting for it",
+                                    details={"deployment": dname})
             details = dep.get("status_details") or {}
             state = str(details.get("status") or "")
             info = {"kind": "deployment", "deployment": dname, "status": state, "message": details.get("description")}
-            if state not in ("created", "pending", "running", "ready", "failed", "cancelled", "cancelling", "completed"):
+            if state not in ("created", "pending", "running", "ready", "failed", "cancelled", "cancelling",
+                             "completed"):
                 info["unknown_state"] = state
             if progress:
                 progress(info)
             if state == "ready":
                 break
             if state in ("failed", "cancelled", "completed"):
-                raise PlatformError(f"deployment {ns}/{dname} of {nim.model_name} {state}: {details.get('description') or 'no description'}",
+                raise PlatformError(f"deployment {ns}/{dname} of {nim.model_name} {state}: "
+                                    f"{details.get('description') or 'no description'}",
                                     retryable=False, error_type="DeploymentFailed",
                                     details={"deployment": dname, "status": state})
             if time.monotonic() > deadline:
-                raise PlatformError(f"deployment {ns}/{dname} not ready within {timing.deploy_timeout_s:.0f}s (state {state!r})",
+                raise PlatformError(f"deployment {ns}/{dname} not ready within {timing.deploy_timeout_s:.0f}s "
+                                    f"(state {state!r})",
                                     error_type="InfrastructureError", details={"deployment": dname, "status": state})
             await asyncio.sleep(timing.poll_interval_s)
         await self.c.wait_for_nim_model(nim.model_name, timing.adapter_timeout_s, progress,
@@ -101,7 +105,8 @@ class DeploymentV1:
             raise
 
     async def _create(self, nim: NIMConfig, dname: str) -> None:
-        image = nim.model_name if not nim.registry_base else f"{nim.registry_base.rstrip('/')}/{nim.model_name.split('/')[-1]}"
+        image = (nim.model_name if not nim.registry_base
+                 else f"{nim.registry_base.rstrip('/')}/{nim.model_name.split('/')[-1]}")
         nim_deployment: dict[str, Any] = {"image_name": image, "image_tag": nim.tag or "latest", "gpu": nim.gpus,
                                           "additional_envs": {"NIM_GUIDED_DECODING_BACKEND": "fast_outlines"}}
         if nim.pvc_size:

@@ -120,7 +120,8 @@ def parse_results(result: dict[str, Any], spec: EvalSpec, judged: bool) -> EvalR
         notes["tool_calling_correctness"] = "no LLM judge configured"
     elif correctness is None:
         notes["tool_calling_correctness"] = "the Evaluator returned no judge rating"
-    stats = (((metrics.get(TOOL_METRIC) or {}).get("scores") or {}).get("function_name_and_args_accuracy") or {}).get("stats") or {}
+    tool_scores = (metrics.get(TOOL_METRIC) or {}).get("scores") or {}
+    stats = (tool_scores.get("function_name_and_args_accuracy") or {}).get("stats") or {}
     return EvalResult(eval_type=spec.eval_type, num_records=int(stats.get("count") or spec.dataset.num_records),
                       scores={"function_name": fn, "function_name_and_args_accuracy": args,
                               "tool_calling_correctness": correctness},
@@ -167,7 +168,8 @@ class EvaluationV1:
         job_id = str(existing["id"]) if existing else await self.create_job(spec)
         uri = self.job_uri(job_id)
         if progress:
-            progress({"kind": "evaluation", "job_id": job_id, "nmp_uri": uri, "status": "attached" if existing else "created"})
+            progress({"kind": "evaluation", "job_id": job_id, "nmp_uri": uri,
+                      "status": "attached" if existing else "created"})
         timing = self.c.timing
 
         def describe(job: dict[str, Any]) -> dict[str, Any]:
@@ -195,7 +197,7 @@ class EvaluationV1:
     async def cancel_job(self, job_id: str) -> None:
         try:
             await asyncio.shield(self.c.sdk.evaluation.jobs.cancel(job_id))
-        except Exception as exc:  # best effort: it may already be terminal
+        except Exception as exc:  # noqa: BLE001 - best effort: it may already be terminal
             log.info("cancel evaluation job %s: %s", job_id, exc)
 
     async def cancel_by_name(self, name: str) -> bool:

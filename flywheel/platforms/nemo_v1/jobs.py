@@ -15,7 +15,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from flywheel.platforms.base import PlatformError, ProgressFn
-from flywheel.platforms.nemo_v1.client import INFRA_MARKERS, NON_TERMINAL, TERMINAL, is_ambiguous, to_platform_error
+from flywheel.platforms.nemo_v1.client import (
+    INFRA_MARKERS,
+    NON_TERMINAL,
+    TERMINAL,
+    is_ambiguous,
+    to_platform_error,
+)
 
 log = logging.getLogger(__name__)
 WAITING = frozenset({"created", "pending"})
@@ -124,7 +130,8 @@ async def poll_job(
             raise PlatformError(
                 f"{kind} job {job_id} {state}: {message}",
                 retryable=infra,
-                error_type="InfrastructureError" if infra else ("JobCancelled" if state == "cancelled" else "JobFailed"),
+                error_type=("InfrastructureError" if infra
+                            else "JobCancelled" if state == "cancelled" else "JobFailed"),
                 details={"job_id": job_id, "nmp_uri": nmp_uri, "status": state, "status_logs": messages})
         if state in WAITING:
             waiting_since = waiting_since or now

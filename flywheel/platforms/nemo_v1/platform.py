@@ -6,8 +6,15 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from flywheel.config import NIMConfig, Settings
-from flywheel.platforms.base import (CustomizationResult, CustomizationSpec, DatasetRef, Endpoint, EvalResult, EvalSpec,
-                                     ProgressFn)
+from flywheel.platforms.base import (
+    CustomizationResult,
+    CustomizationSpec,
+    DatasetRef,
+    Endpoint,
+    EvalResult,
+    EvalSpec,
+    ProgressFn,
+)
 from flywheel.platforms.nemo_v1.client import NemoV1Clients, NemoV1Timing
 from flywheel.platforms.nemo_v1.customization import CustomizationV1
 from flywheel.platforms.nemo_v1.datasets import DatasetsV1
