@@ -64,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     search_rate = args.queries / (search_s + score_s)
     out = {"corpus": args.corpus, "queries": args.queries, "dim": args.dim, "corpus_vectors": "synthetic random",
            "index_build_s": round(build_s, 4), "search_s": round(search_s, 3), "scoring_s": round(score_s, 3),
-           "search_and_scoring_queries_per_s": round(search_rate, 1), "recall_at_1_planted": round(means["recall_at_1"], 3),
+           "search_and_scoring_queries_per_s": round(search_rate, 1),
+           "recall_at_1_planted": round(means["recall_at_1"], 3),
            "index_memory_mb": round(vectors.nbytes / 1e6, 1)}
     if args.minilm_sample:
         from flywheel.retrieval.candidates import SentenceTransformerEmbedder

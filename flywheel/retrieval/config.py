@@ -47,7 +47,7 @@ class RetrievalConfig(_Section):
         return sorted(set(ks))
 
     @model_validator(mode="after")
-    def _depth_covers_ks(self) -> "RetrievalConfig":
+    def _depth_covers_ks(self) -> RetrievalConfig:
         if self.search_depth < max(self.ks):
             raise ValueError(f"search_depth ({self.search_depth}) must be >= the largest k ({max(self.ks)})")
         return self

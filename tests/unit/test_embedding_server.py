@@ -7,6 +7,7 @@ milliseconds; the real MiniLM behind the same server is covered in the slow lane
 from __future__ import annotations
 
 import hashlib
+import itertools
 
 import httpx
 import numpy as np
@@ -24,7 +25,7 @@ class BigramEncoder:
     def encode(self, texts, **kwargs):
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         for i, text in enumerate(texts):
-            for a, b in zip(text, text[1:]):
+            for a, b in itertools.pairwise(text):
                 out[i, hashlib.blake2b((a + b).encode(), digest_size=1).digest()[0] % self.dim] += 1
         out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
         return out

@@ -25,8 +25,8 @@ def row(i, query, positives, results=None, ts=None):
 
 
 def test_corpus_newest_logged_text_wins_and_export_wins_over_logs():
-    rows = [row(1, "q", ["a"], [{"id": "a", "text": "new"}], ts=5), row(2, "q2", ["a"], [{"id": "a", "text": "old"}], ts=1),
-            row(3, "q3", ["b"])]
+    rows = [row(1, "q", ["a"], [{"id": "a", "text": "new"}], ts=5),
+            row(2, "q2", ["a"], [{"id": "a", "text": "old"}], ts=1), row(3, "q3", ["b"])]
     corpus = build_corpus(rows)
     assert corpus.texts[corpus.position["a"]] == "new" and corpus.counts["text_changed"] == 1
     exported = build_corpus(rows, [{"id": "a", "text": "export"}, {"id": "z", "text": "only in export"}])
@@ -38,7 +38,7 @@ def test_corpus_newest_logged_text_wins_and_export_wins_over_logs():
 def test_read_passages_names_the_bad_line(tmp_path):
     path = tmp_path / "c.jsonl"
     path.write_text('{"id": "a", "text": "x"}\n{"id": 3}\n')
-    with pytest.raises(ValueError, match="c.jsonl:2"):
+    with pytest.raises(ValueError, match=r"c\.jsonl:2"):
         read_passages(path)
 
 

@@ -58,7 +58,7 @@ def serve_embeddings(model_dir: str | Path | None, alias: str, *, port: int | No
     cmd = [sys.executable, "-m", SERVER_MODULE, "--alias", alias, "--port", str(port)]
     if model_dir:
         cmd += ["--model-dir", str(model_dir)]
-    log = open(log_path, "ab") if log_path else subprocess.DEVNULL
+    log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 - closed in finally
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                             env={**os.environ, "HF_HUB_OFFLINE": "1"}, process_group=0)
     base_url = f"http://127.0.0.1:{port}/v1"
@@ -89,9 +89,9 @@ def serve_embeddings(model_dir: str | Path | None, alias: str, *, port: int | No
             log.close()
 
 
-def run(logs: Path = SAMPLE_LOGS, corpus_path: Path | None = SAMPLE_CORPUS, work_dir: Path = Path(".flywheel/embedding-job"),
-        config: RetrievalConfig | None = None, split: DataSplitConfig | None = None,
-        progress=None) -> dict[str, Any]:
+def run(logs: Path = SAMPLE_LOGS, corpus_path: Path | None = SAMPLE_CORPUS,
+        work_dir: Path = Path(".flywheel/embedding-job"), config: RetrievalConfig | None = None,
+        split: DataSplitConfig | None = None, progress=None) -> dict[str, Any]:
     config = config or RetrievalConfig()
     split = split or DataSplitConfig(eval_size=150, val_ratio=0.1, min_total_records=50)
     emit = progress or (lambda info: None)
@@ -126,8 +126,8 @@ def run(logs: Path = SAMPLE_LOGS, corpus_path: Path | None = SAMPLE_CORPUS, work
     report = {
         "counts": prepared.counts, "manifest_hash": prepared.manifest_hash, "corpus_size": len(corpus),
         "mining": mined.counts, "timings": timings,
-        "training": trained.model_dump(exclude={"details"}) | {"loss_first_last": [trained.details["loss_history"][0],
-                                                                                    trained.details["loss_history"][-1]]},
+        "training": trained.model_dump(exclude={"details"})
+        | {"loss_first_last": [trained.details["loss_history"][0], trained.details["loss_history"][-1]]},
         "base": base_result.model_dump(exclude={"per_query", "record_ids"}),
         "customized": custom_result.model_dump(exclude={"per_query", "record_ids"}),
         "production": reference.model_dump(exclude={"per_query", "record_ids"}),
@@ -170,11 +170,11 @@ def main(argv: list[str] | None = None) -> int:
     def progress(info: dict[str, Any]) -> None:
         if info.get("phase") == "training" and info["step"] % 5 and info["step"] != info["total_steps"]:
             return
-        print(json.dumps(info, default=str)[:300], flush=True)
+        print(json.dumps(info, default=str)[:300], flush=True)  # noqa: T201 - command-line output
 
     report = run(args.logs, args.corpus, args.work_dir, config, progress=progress)
-    print(format_table(report))
-    print(json.dumps({"timings": report["timings"], "train_seconds": report["training"]["train_seconds"],
+    print(format_table(report))  # noqa: T201 - command-line output
+    print(json.dumps({"timings"  # noqa: T201 - command-line output: report["timings"], "train_seconds": report["training"]["train_seconds"],
                       "customized_vs_base": report["customized_vs_base"]}, indent=1))
     return 0
 

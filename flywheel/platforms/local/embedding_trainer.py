@@ -86,8 +86,8 @@ def triplets_digest(triplets: Sequence[dict[str, Any]]) -> str:
 def fingerprint(config: ContrastiveTrainingConfig, base_model: Path, triplets: Sequence[dict[str, Any]]) -> str:
     """What a checkpoint or a finished result must match to be reused (checkpoint cadence may change)."""
     weights = sorted((p.name, p.stat().st_size) for p in Path(base_model).rglob("*") if p.is_file())
-    payload = {"config": config.model_dump(exclude={"checkpoint_every_steps"}), "base": [Path(base_model).name, weights],
-               "triplets": triplets_digest(triplets), "format": 1}
+    payload = {"config": config.model_dump(exclude={"checkpoint_every_steps"}),
+               "base": [Path(base_model).name, weights], "triplets": triplets_digest(triplets), "format": 1}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
 
 
@@ -149,9 +149,10 @@ def train_embedding_model(triplets: Sequence[dict[str, Any]], *, base_model: str
                       resume, device)
 
 
-def _train(triplets, val_triplets, base_model: Path, work_dir: Path, config: ContrastiveTrainingConfig,
-           progress: Progress | None, should_stop: Callable[[], bool] | None, resume: bool,
-           device: str | None) -> EmbeddingTrainingResult:
+def _train(  # noqa: C901 - the training loop, kept in one piece like the LoRA trainer's
+        triplets, val_triplets, base_model: Path, work_dir: Path, config: ContrastiveTrainingConfig,
+        progress: Progress | None, should_stop: Callable[[], bool] | None, resume: bool,
+        device: str | None) -> EmbeddingTrainingResult:
     import torch
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
     from transformers import get_linear_schedule_with_warmup
@@ -264,7 +265,7 @@ def _train(triplets, val_triplets, base_model: Path, work_dir: Path, config: Con
                 latest = save(step, ts.capture_rng(), history)
             raise TrainingStopped(step, latest.uri if latest else None, reason)
         n = step + 1
-        epoch, indices = plan.batch_indices(n)
+        _epoch, indices = plan.batch_indices(n)
         items = [triplets[i] for i in indices]
         tick = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
