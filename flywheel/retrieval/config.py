@@ -31,7 +31,30 @@ class ContrastiveTrainingConfig(_Section):
     seed: int = 42
 
 
+class EmbeddingCandidateConfig(_Section):
+    """One candidate embedding model: a local sentence-transformers directory (default: the bundled
+    all-MiniLM-L6-v2) or an OpenAI-compatible ``/v1/embeddings`` endpoint."""
+
+    model_name: str = "all-MiniLM-L6-v2"
+    model_dir: str | None = Field(None, description="sentence-transformers directory; None: the bundled MiniLM.")
+    url: str | None = Field(None, description="An OpenAI-compatible API base (.../v1) serving model_name.")
+    api_key_env: str | None = Field(None, description="Name of the env var holding the endpoint's key.")
+    asymmetric: bool | None = Field(None, description="Send input_type query/passage (default: nvidia/ models).")
+    customization_enabled: bool = True
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "EmbeddingCandidateConfig":
+        if self.url and self.model_dir:
+            raise ValueError("set model_dir or url, not both")
+        if self.url and self.customization_enabled:
+            raise ValueError("customization_enabled needs local weights (model_dir or the bundled model), "
+                             "not an endpoint url")
+        return self
+
+
 class RetrievalConfig(_Section):
+    candidates: list[EmbeddingCandidateConfig] = Field(default_factory=lambda: [EmbeddingCandidateConfig()])
+    gate_metric: str = Field("ndcg_at_10", description="The metric the promotion gate reads for embedding jobs.")
     ks: list[int] = Field(default_factory=lambda: [1, 5, 10], description="Cut-offs of Recall/nDCG/MRR@k.")
     num_negatives: int = Field(3, ge=1, description="Mined hard negatives per training triplet.")
     search_depth: int = Field(50, ge=1, description="How deep the base model's ranking is searched for negatives.")

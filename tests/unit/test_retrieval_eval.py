@@ -92,3 +92,22 @@ def test_retrieval_config_validates_fields_by_name():
                        ({"typo": 1}, "typo")]:
         with pytest.raises(ValidationError, match=field):
             RetrievalConfig.model_validate(bad)
+
+
+def test_candidate_and_gate_metric_validation():
+    from pydantic import ValidationError
+
+    from flywheel.retrieval.config import EmbeddingCandidateConfig, RetrievalConfig
+
+    assert RetrievalConfig().candidates[0].model_name == "all-MiniLM-L6-v2"
+    with pytest.raises(ValidationError, match="not both"):
+        EmbeddingCandidateConfig(model_dir="/m", url="http://x/v1", customization_enabled=False)
+    with pytest.raises(ValidationError, match="local weights"):
+        EmbeddingCandidateConfig(url="http://x/v1")
+    assert EmbeddingCandidateConfig(url="http://x/v1", customization_enabled=False).url
+    with pytest.raises(ValidationError, match="duplicate model_name"):
+        RetrievalConfig(candidates=[{"model_name": "a"}, {"model_name": "a"}])
+    with pytest.raises(ValidationError, match="gate_metric"):
+        RetrievalConfig(gate_metric="ndcg_at_3")
+    with pytest.raises(ValidationError, match="gate_metric"):
+        RetrievalConfig(gate_metric="accuracy")
