@@ -43,7 +43,7 @@ class EmbeddingCandidateConfig(_Section):
     customization_enabled: bool = True
 
     @model_validator(mode="after")
-    def _one_source(self) -> "EmbeddingCandidateConfig":
+    def _one_source(self) -> EmbeddingCandidateConfig:
         if self.url and self.model_dir:
             raise ValueError("set model_dir or url, not both")
         if self.url and self.customization_enabled:
@@ -70,7 +70,14 @@ class RetrievalConfig(_Section):
         return sorted(set(ks))
 
     @model_validator(mode="after")
-    def _depth_covers_ks(self) -> RetrievalConfig:
+    def _consistent(self) -> RetrievalConfig:
         if self.search_depth < max(self.ks):
             raise ValueError(f"search_depth ({self.search_depth}) must be >= the largest k ({max(self.ks)})")
+        names = [c.model_name for c in self.candidates]
+        if len(set(names)) != len(names):
+            raise ValueError(f"candidates: duplicate model_name in {names}")
+        family, _, k = self.gate_metric.rpartition("_at_")
+        if family not in ("recall", "ndcg", "mrr", "production_agreement") or not k.isdigit() or int(k) not in self.ks:
+            raise ValueError(f"gate_metric {self.gate_metric!r} must be recall|ndcg|mrr|production_agreement"
+                             f"_at_<k> with k in ks {self.ks}")
         return self

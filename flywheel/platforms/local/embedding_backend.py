@@ -13,8 +13,12 @@ from typing import Any
 
 from flywheel.platforms.local.embedding_job import serve_embeddings
 from flywheel.platforms.local.embedding_trainer import EmbeddingTrainingResult, train_embedding_model
-from flywheel.retrieval.candidates import EndpointEmbedder, RetrievalEmbedder, SentenceTransformerEmbedder, \
-    bundled_model_path
+from flywheel.retrieval.candidates import (
+    EndpointEmbedder,
+    RetrievalEmbedder,
+    SentenceTransformerEmbedder,
+    bundled_model_path,
+)
 from flywheel.retrieval.config import EmbeddingCandidateConfig, RetrievalConfig
 from flywheel.retrieval.corpus import Corpus
 from flywheel.retrieval.evaluate import RetrievalEvalResult, evaluate_embedder
