@@ -16,6 +16,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from flywheel.retrieval.config import RetrievalConfig
+
 CONFIG_DIR = Path(os.environ.get("FLYWHEEL_CONFIG_DIR", Path(__file__).resolve().parent.parent / "config"))
 ENV_PREFIX = "FLYWHEEL__"
 
@@ -238,6 +240,8 @@ class Settings(_Section):
     evaluation: EvaluationConfig = EvaluationConfig()
     curation: CurationConfig = CurationConfig()
     gate: GateConfig = GateConfig()
+    # job_type embedding_job: candidate embedding models, metrics cut-offs, mining and contrastive training.
+    embedding_config: RetrievalConfig = RetrievalConfig()
 
     @field_validator("nims")
     @classmethod

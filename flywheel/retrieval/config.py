@@ -7,9 +7,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from flywheel.config import _Section
+
+class _Section(BaseModel):
+    # As flywheel.config's sections (which include this one as ``embedding_config``): a typo is an error.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
 class ContrastiveTrainingConfig(_Section):
