@@ -10,7 +10,7 @@ export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 PYTEST := $(BIN)/python -m pytest
 
-.PHONY: help venv demo lint test test-slow test-all bench clean nemo-platform
+.PHONY: help venv demo lint test test-slow test-cluster test-all bench clean nemo-platform
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
@@ -30,15 +30,18 @@ lint: venv ## ruff: the rules in pyproject.toml [tool.ruff]
 	$(BIN)/ruff check .
 
 test: venv ## default test suite (unit, workflow on a real Temporal dev server, API)
-	$(PYTEST) -m "not slow and not nemo_platform and not bench" $(PYTEST_ARGS)
+	$(PYTEST) -m "not slow and not nemo_platform and not bench and not cluster" $(PYTEST_ARGS)
 
 # Assembled models (and the trainer's dequantised weights) are shared by the slow test modules.
 export FLYWHEEL_TEST_MODEL_CACHE ?= $(CURDIR)/.flywheel-test-models
 
 test-slow: venv nemo-platform ## slow lanes CI also runs: real model, real training, crash tests, NeMo Platform
-	$(PYTEST) -m "(slow or nemo_platform) and not bench" $(PYTEST_ARGS)
+	$(PYTEST) -m "(slow or nemo_platform) and not bench and not cluster" $(PYTEST_ARGS)
 
-test-all: test test-slow ## both lanes
+test-cluster: venv ## several hosts in network namespaces (root + iproute2); says why when it cannot run
+	$(PYTEST) -m cluster $(PYTEST_ARGS)
+
+test-all: test test-slow test-cluster ## every lane
 
 bench: venv ## benchmarks (ratios printed side by side)
 	$(BIN)/python -m bench $(BENCH_ARGS)

@@ -24,12 +24,12 @@ from workflows.models import (
 REFERENCE_SCORE = 1.0
 
 
-def _put(inp: PersistJobInput) -> None:
+def _put(inp: PersistJobInput) -> bool:
     from flywheel.jobstore import open_jobstore
 
     store = open_jobstore(inp.settings)
     try:
-        store.put(inp.doc)
+        return store.put(inp.doc)
     finally:
         close = getattr(store, "close", None)
         if close:
@@ -40,11 +40,14 @@ def _put(inp: PersistJobInput) -> None:
 async def persist_job(inp: PersistJobInput) -> None:
     """Write the job document to the JobStore (it outlives Temporal's retention)."""
     try:
-        await asyncio.to_thread(_put, inp)
+        stored = await asyncio.to_thread(_put, inp)
     except Exception as exc:
         if type(exc).__name__ == "ConfigError":
             raise ApplicationError(str(exc), type="ConfigError", non_retryable=True) from exc
         raise
+    if stored is False:  # a newer revision is already stored (this attempt arrived late): nothing to do
+        activity.logger.info("job %s revision %s is older than the stored one; not written",
+                             inp.doc.id, inp.doc.revision)
 
 
 def aggregate(doc: JobDocument, settings) -> JobDocument:

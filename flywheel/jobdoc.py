@@ -150,6 +150,9 @@ class JobDocument(_Doc):
     manifest_hash: str | None = None
     review: dict[str, Any] | None = None
     report_uri: str | None = None
+    # Document version: every writer bumps it; a store never replaces a higher revision with a lower one,
+    # so a late or retried write of an older state cannot undo a newer one.
+    revision: int = Field(0, ge=0)
 
     def nim(self, model_name: str) -> NimDoc | None:
         return next((n for n in self.nims if n.model_name == model_name), None)

@@ -37,6 +37,7 @@ from starter.api_models import (
     ReviewResponse,
 )
 from starter.api_schedules import schedules_router
+from starter.ui import include_ui
 
 log = structlog.get_logger("starter.api")
 
@@ -361,6 +362,7 @@ def create_app(
     app.include_router(jobs_router)
     app.include_router(schedules_router)
     app.include_router(misc_router)
+    include_ui(app)  # the reviewer's page at /ui (reads and acts through the routes above)
     return app
 
 

@@ -22,7 +22,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from flywheel.config import ConfigError, DataSplitConfig, Settings, format_validation_error, load_settings
 from flywheel.jobdoc import JobDocument, RunStatus, Stage
-from flywheel.jobstore import DEFAULT_PAGE_SIZE, JobStore
+from flywheel.jobstore import DEFAULT_PAGE_SIZE, JobStore, next_revision
 from starter.live_progress import overlay_live_progress
 from workflows import models
 
@@ -199,6 +199,7 @@ async def start_job(
         doc.status, doc.stage = RunStatus.failed, Stage.failed
         doc.finished_at = datetime.now(UTC)
         doc.error = f"could not start workflow: {exc}"
+        doc.revision += 1
         await asyncio.to_thread(jobstore.put, doc)
         log.error("job_start_failed", job_id=job_id, workflow_id=workflow_id, error=str(exc))
         if isinstance(exc, RPCError):
@@ -251,6 +252,7 @@ async def _reconcile_finished(
             fixed = None
     if not isinstance(fixed, JobDocument) or fixed.id != doc.id or not fixed.status.finished:
         fixed = _mark_finished(doc, status, reason=f"workflow {execution.name.lower()}")
+    fixed = next_revision(fixed, doc)
     await asyncio.to_thread(jobstore.put, fixed)
     log.info("job_reconciled", job_id=doc.id, status=fixed.status.value)
     return fixed
@@ -289,7 +291,7 @@ async def cancel_job(client: Client, jobstore: JobStore, job_id: str) -> JobDocu
     if execution is None:
         if doc.status.finished:
             raise JobAlreadyFinishedError("Cannot cancel a job that has already finished.")
-        doc = _mark_finished(doc, RunStatus.cancelled)  # never reached Temporal: nothing to stop
+        doc = next_revision(_mark_finished(doc, RunStatus.cancelled), doc)  # never reached Temporal
         await asyncio.to_thread(jobstore.put, doc)
         return doc
     if execution not in (WorkflowExecutionStatus.RUNNING, WorkflowExecutionStatus.CONTINUED_AS_NEW):

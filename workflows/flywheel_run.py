@@ -224,6 +224,7 @@ class FlywheelRun:
         a job-store outage must not lose the run; the final write retries for longer)."""
         if stage is not None:
             self._upsert(stage)
+        self._doc.revision += 1  # the store keeps the highest revision: a late retry of an older write loses
         try:
             await workflow.execute_activity(
                 ACT_PERSIST_JOB,

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from datetime import UTC, datetime
 from pathlib import Path
 
 from flywheel.jobdoc import JobDocument, RunStatus
-from flywheel.jobstore.base import DEFAULT_PAGE_SIZE, JobStoreError
+from flywheel.jobstore.base import DEFAULT_PAGE_SIZE, JobStoreError, sortable_utc, status_value
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -17,7 +16,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     client_id TEXT NOT NULL,
     status TEXT NOT NULL,
     started_at TEXT,
-    document TEXT NOT NULL
+    document TEXT NOT NULL,
+    revision INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS jobs_workload_client ON jobs (workload_id, client_id);
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status);
@@ -25,30 +25,17 @@ CREATE INDEX IF NOT EXISTS jobs_started_at ON jobs (started_at);
 """
 
 _UPSERT = """
-INSERT INTO jobs (id, workload_id, client_id, status, started_at, document)
-VALUES (?, ?, ?, ?, ?, ?)
+INSERT INTO jobs (id, workload_id, client_id, status, started_at, document, revision)
+VALUES (?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT(id) DO UPDATE SET
     workload_id = excluded.workload_id,
     client_id = excluded.client_id,
     status = excluded.status,
     started_at = excluded.started_at,
-    document = excluded.document
+    document = excluded.document,
+    revision = excluded.revision
+WHERE excluded.revision >= jobs.revision
 """
-
-
-def _status_value(status: str | RunStatus | None) -> str | None:
-    if status is None:
-        return None
-    return status.value if isinstance(status, RunStatus) else str(status)
-
-
-def _sortable_utc(moment: datetime | None) -> str | None:
-    """ISO 8601 in UTC so string order is time order (naive datetimes are taken as UTC)."""
-    if moment is None:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).isoformat()
 
 
 class SQLiteJobStore:
@@ -65,9 +52,17 @@ class SQLiteJobStore:
             )
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._add_revision_column()
             self._conn.executescript(_SCHEMA)
         except sqlite3.Error as exc:
             raise JobStoreError(f"cannot open job store at {path}: {exc}") from exc
+
+    def _add_revision_column(self) -> None:
+        """Stores created before documents had revisions gain the column (existing rows: revision 0)."""
+        assert self._conn is not None
+        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(jobs)")}
+        if columns and "revision" not in columns:
+            self._conn.execute("ALTER TABLE jobs ADD COLUMN revision INTEGER NOT NULL DEFAULT 0")
 
     @property
     def _db(self) -> sqlite3.Connection:
@@ -75,18 +70,21 @@ class SQLiteJobStore:
             raise JobStoreError("job store is closed")
         return self._conn
 
-    def put(self, doc: JobDocument) -> None:
-        started_at = _sortable_utc(doc.started_at)
+    def put(self, doc: JobDocument) -> bool:
+        """Upsert unless the stored revision is higher (one statement, so atomic against other writers)."""
+        started_at = sortable_utc(doc.started_at)
         row = (
             doc.id,
             doc.workload_id,
             doc.client_id,
-            _status_value(doc.status),
+            status_value(doc.status),
             started_at,
             doc.model_dump_json(),
+            doc.revision,
         )
         with self._lock:
-            self._db.execute(_UPSERT, row)
+            cursor = self._db.execute(_UPSERT, row)
+        return cursor.rowcount > 0
 
     def get(self, job_id: str) -> JobDocument | None:
         with self._lock:
@@ -107,7 +105,7 @@ class SQLiteJobStore:
         for column, value in (
             ("workload_id", workload_id),
             ("client_id", client_id),
-            ("status", _status_value(status)),
+            ("status", status_value(status)),
         ):
             if value is not None:
                 clauses.append(f"{column} = ?")

@@ -15,11 +15,18 @@ __all__ = ["LogStore", "open_logstore"]
 
 
 def open_logstore(settings: Settings) -> LogStore:
-    """The configured log store. Only ``sqlite`` is available in this release."""
+    """The configured log store: ``sqlite`` (embedded) or ``elasticsearch`` (also OpenSearch, see ``flavor``)."""
     kind = settings.logstore.kind
     if kind == "sqlite":
         from flywheel.logstore.sqlite import SQLiteLogStore
 
         path = settings.logstore.path or str(Path(settings.platform.data_dir) / "logs.sqlite")
         return SQLiteLogStore(path)
-    raise ConfigError(f"logstore.kind: {kind!r} is not available yet (available: sqlite)")
+    if kind == "elasticsearch":
+        try:
+            from flywheel.logstore.elasticsearch import ElasticsearchLogStore
+        except ImportError:
+            raise ConfigError("logstore.kind: 'elasticsearch' needs the prod extra "
+                              "(pip install 'temporal-data-flywheel[prod]')") from None
+        return ElasticsearchLogStore(settings.logstore.elasticsearch)
+    raise ConfigError(f"logstore.kind: {kind!r} is not a log store (available: sqlite, elasticsearch)")

@@ -73,6 +73,6 @@ def test_open_logstore_defaults_to_data_dir(tmp_path):
 
 
 def test_open_logstore_unavailable_kind():
-    settings = Settings.model_validate({"logstore": {"kind": "elasticsearch"}})
+    settings = Settings.model_validate({"logstore": {"kind": "mongo"}})
     with pytest.raises(ConfigError, match=r"logstore.kind"):
         open_logstore(settings)

@@ -106,6 +106,8 @@ async def test_happy_path_promote(client: Client, tmp_path: Path) -> None:
     assert final.finished_at is not None
     persisted = stored(settings, final.id)
     assert persisted.status == RunStatus.completed and persisted.review["model_name"] == "alpha"
+    # Every persist bumped the revision; the final one is what the store kept.
+    assert persisted.revision == final.revision > 3
     wf_id = handle.id
     assert teardowns(tmp_path) == {f"{candidate_workflow_id(wf_id, 'alpha')}-base",
                                    f"{candidate_workflow_id(wf_id, 'alpha')}-customized",
