@@ -1,6 +1,8 @@
 """Loading logs into a LogStore: JSON lines files (CLI, demo) and record batches (POST /api/logs).
 
-Every record is validated with :func:`flywheel.records.parse_record` before it is stored; the raw
+Every record is validated before it is stored — chat records with :func:`flywheel.records.parse_record`,
+retrieval records (a ``retrieval`` object, see :mod:`flywheel.retrieval.records`) with
+:func:`~flywheel.retrieval.records.parse_retrieval_record`; the raw
 dict is stored as given (with workload_id / client_id filled in when the caller names them). A bad
 record is skipped and reported with its position and reason; it never aborts the load.
 """
@@ -16,6 +18,7 @@ from pydantic import BaseModel, Field
 
 from flywheel.logstore.base import LogStore
 from flywheel.records import RecordError, parse_record
+from flywheel.retrieval.records import is_retrieval_record, parse_retrieval_record
 
 MAX_REPORTED_ERRORS = 100
 
@@ -49,7 +52,11 @@ def _prepared(raw: Any, workload_id: str | None, client_id: str | None) -> dict[
         record["workload_id"] = workload_id
     if client_id is not None:
         record["client_id"] = client_id
-    parse_record(record)  # validation only; parse_record never mutates its input
+    # Validation only; neither parser mutates its input.
+    if is_retrieval_record(record):
+        parse_retrieval_record(record)
+    else:
+        parse_record(record)
     return record
 
 

@@ -109,3 +109,20 @@ def test_shipped_sample_curates_with_every_rule_exercised():
     assert counts["label_explicit"] > 0 and counts["label_cited"] > 0
     assert len(rows) == counts["kept"] >= 0.9 * len(records)
     assert not any("@" in row["query"] for row in rows)
+
+
+def test_retrieval_logs_go_through_the_same_ingest_and_log_store(tmp_path):
+    from flywheel.ingest import ingest_records, load_jsonl
+    from flywheel.logstore.sqlite import SQLiteLogStore
+
+    with SQLiteLogStore(tmp_path / "logs.sqlite") as store:
+        report = load_jsonl(SAMPLE, store, workload_id="primary_assistant", client_id="aiva-kb")
+        assert report.loaded + report.skipped == 640 and report.loaded >= 620
+        assert set(report.reasons) <= {"empty_query", "no_results", "no_relevance_signal",
+                                       "positive_not_in_results", "invalid_format", "duplicate_result_ids"}
+        batch = ingest_records([record(), record(cited_ids=None)], store, workload_id="w2", client_id="c2")
+        assert batch.loaded == 1 and batch.reasons == {"no_relevance_signal": 1}
+        extracted = list(store.extract("primary_assistant", "aiva-kb"))
+    assert len(extracted) == report.loaded
+    rows, counts = curate(extracted, CurationConfig(redact_pii=True))
+    assert counts["invalid_format"] == 0 and counts["duplicate"] > 0 and rows

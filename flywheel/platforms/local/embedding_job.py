@@ -161,11 +161,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--finetuning-type", choices=["all_weights", "lora"], default="all_weights")
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--max-steps", type=int, default=None)
+    parser.add_argument("--num-negatives", type=int, default=RetrievalConfig().num_negatives)
     args = parser.parse_args(argv)
     training = {"finetuning_type": args.finetuning_type, "epochs": args.epochs, "max_steps": args.max_steps}
     if args.finetuning_type == "lora":
         training["learning_rate"] = 2e-4
-    config = RetrievalConfig(training=training)
+    config = RetrievalConfig(training=training, num_negatives=args.num_negatives)
 
     def progress(info: dict[str, Any]) -> None:
         if info.get("phase") == "training" and info["step"] % 5 and info["step"] != info["total_steps"]:
