@@ -1,4 +1,4 @@
-"""Shared activity plumbing: platform cache, heartbeat pump, error conversion.
+"""Shared activity plumbing: platform cache (closed on worker shutdown), heartbeat pump, error conversion.
 
 Activities are thin: they build the platform from the Settings in their input, run one platform
 call while heartbeating the latest progress, and turn :class:`PlatformError` into Temporal
@@ -17,35 +17,49 @@ from typing import Any, TypeVar
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from flywheel.config import Settings
+from flywheel.config import ConfigError, Settings
+from flywheel.platforms import make_platform
+from flywheel.platforms.base import Platform
+from flywheel.types import PlatformError
 
 log = logging.getLogger("flywheel.activities")
 
 T = TypeVar("T")
 
-_platforms: dict[str, Any] = {}
+_platforms: dict[str, Platform] = {}
 
 
 def settings_key(settings: Settings) -> str:
     return hashlib.sha256(settings.model_dump_json().encode()).hexdigest()
 
 
-def get_platform(settings: Settings) -> Any:
+def in_worker_shutdown() -> bool:
+    """True inside an activity whose worker is shutting down (its remote jobs must keep running)."""
+    return activity.in_activity() and activity.is_worker_shutdown()
+
+
+def get_platform(settings: Settings) -> Platform:
     """One Platform per settings snapshot per worker process (local servers/processes live in it)."""
     key = settings_key(settings)
     platform = _platforms.get(key)
     if platform is None:
-        from flywheel.platforms.base import make_platform
-
-        platform = make_platform(settings)
+        platform = make_platform(settings, is_worker_shutdown=in_worker_shutdown)
         _platforms[key] = platform
     return platform
 
 
+async def close_platforms() -> None:
+    """Close every platform this process built (worker shutdown); a failing close does not stop the rest."""
+    while _platforms:
+        _, platform = _platforms.popitem()
+        try:
+            await platform.close()
+        except Exception as exc:  # noqa: BLE001 - shutdown goes on
+            log.warning("closing platform failed", extra={"platform": platform.kind, "error": repr(exc)})
+
+
 def to_application_error(exc: BaseException) -> BaseException:
     """PlatformError → ApplicationError (type = error_type); anything else is returned unchanged."""
-    from flywheel.platforms.base import PlatformError
-
     if isinstance(exc, PlatformError):
         return ApplicationError(
             str(exc) or exc.error_type,
@@ -53,7 +67,7 @@ def to_application_error(exc: BaseException) -> BaseException:
             type=exc.error_type,
             non_retryable=not exc.retryable,
         )
-    if type(exc).__name__ == "ConfigError":
+    if isinstance(exc, ConfigError):
         return ApplicationError(str(exc), type="ConfigError", non_retryable=True)
     return exc
 

@@ -5,9 +5,11 @@ finds the trainer's own checkpoints / the remote job it already created. The pre
 last heartbeat (``{step, epoch, loss, checkpoint, job}``) seeds this attempt's heartbeats, so the
 resume point stays visible even before the trainer reports again.
 
-On worker shutdown (SIGTERM) a platform that can suspend (the local trainer) checkpoints and stops at
+On worker shutdown (SIGTERM) the platform is asked to suspend: the local trainer checkpoints and stops at
 once, so the attempt fails retryably and the next worker resumes from that checkpoint with no step
-repeated. Remote platforms keep their job running and the next attempt re-attaches to it.
+repeated. Remote platforms keep their job running (their suspend does nothing) and the next attempt
+re-attaches to it. Training that runs on this worker's devices (customization on the gpu queue) holds
+one device from the pool while it runs.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ from temporalio import activity
 
 from activities.common import get_platform, previous_details, run_with_heartbeat
 from activities.devices import device_pool
-from flywheel.platforms.base import CustomizationResult
+from flywheel.platforms.base import Platform
+from flywheel.types import CustomizationResult
+from flywheel.vocabulary import TaskQueueRole
 from workflows.models import ACT_CUSTOMIZE, CustomizeInput
 
 log = logging.getLogger("flywheel.activities.customization")
@@ -43,7 +47,7 @@ async def customize(inp: CustomizeInput) -> CustomizationResult:
     async def call(progress: Any) -> CustomizationResult:
         watcher = asyncio.create_task(_suspend_on_worker_shutdown(platform, inp.spec.name))
         try:
-            if inp.spec.device is not None or inp.settings.platform.kind != "local":
+            if inp.spec.device is not None or platform.customization_queue != TaskQueueRole.gpu:
                 return await platform.customize(inp.spec, progress=progress)
             async with device_pool().hold() as device:
                 progress({"device": device})
@@ -59,9 +63,7 @@ async def customize(inp: CustomizeInput) -> CustomizationResult:
     return await run_with_heartbeat(call, initial=initial, on_cancel=on_cancel)
 
 
-async def _suspend_on_worker_shutdown(platform: Any, name: str) -> None:
+async def _suspend_on_worker_shutdown(platform: Platform, name: str) -> None:
     await activity.wait_for_worker_shutdown()
-    suspend = getattr(platform, "suspend", None)
-    if suspend is not None:
-        log.info("customize suspending for worker shutdown", extra={"job": name})
-        await suspend(name)
+    log.info("customize suspending for worker shutdown", extra={"job": name})
+    await platform.suspend(name)

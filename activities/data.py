@@ -12,25 +12,21 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.common import get_platform, run_with_heartbeat
-from flywheel.platforms.base import DatasetRef
+from flywheel.embeddings import make_embedder
+from flywheel.icl import build_icl_rows
+from flywheel.logstore import open_logstore
+from flywheel.prepare import prepare_datasets
+from flywheel.types import DatasetRef
 from workflows.models import ACT_BUILD_ICL, ACT_PREPARE_DATA, BuildICLInput, PrepareDataInput, PreparedData
 
 
 def _extract_and_prepare(inp: PrepareDataInput) -> Any:
     """Stream the log store straight into curation/splitting (one thread: sqlite-safe, bounded memory)."""
-    from flywheel.logstore import open_logstore
-    from flywheel.prepare import prepare_datasets
-
     split = inp.data_split_config
-    store = open_logstore(inp.settings)
-    try:
+    with open_logstore(inp.settings) as store:
         records = store.extract(inp.workload_id, inp.client_id, limit=split.limit)
         return prepare_datasets(records, split, inp.settings.curation,
                                 inputs={"workload_id": inp.workload_id, "client_id": inp.client_id})
-    finally:
-        close = getattr(store, "close", None)
-        if close:
-            close()
 
 
 def _insufficient(exc: BaseException) -> ApplicationError:
@@ -77,13 +73,9 @@ async def build_icl_dataset(inp: BuildICLInput) -> DatasetRef:
         eval_rows = await platform.read_dataset(inp.eval_dataset)
         train_rows = await platform.read_dataset(inp.train_dataset)
         progress({"phase": "select", "eval": len(eval_rows), "train": len(train_rows)})
-        from flywheel.icl import build_icl_rows
-
         embedder = None
         icl = settings.icl_config
         if icl.example_selection.value == "semantic_similarity":
-            from flywheel.embeddings import make_embedder
-
             embedder = make_embedder(icl.similarity_config.embedding_nim_config)
         rows = await asyncio.to_thread(build_icl_rows, eval_rows, train_rows, icl, inp.context_length, embedder)
         refs = await platform.put_datasets(inp.name, {"icl": rows})

@@ -7,7 +7,7 @@ from typing import Any
 from temporalio import activity
 
 from activities.common import get_platform, run_with_heartbeat
-from flywheel.platforms.base import Endpoint
+from flywheel.types import Endpoint
 from workflows.models import ACT_DEPLOY, ACT_TEARDOWN, DeployInput, TeardownInput
 
 

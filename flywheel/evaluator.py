@@ -29,11 +29,12 @@ from typing import Any, Protocol
 import httpx
 
 from flywheel.config import LLMJudgeConfig
-from flywheel.metrics import binary_judge_score, judge_prompt
-from flywheel.platforms.base import EvalResult, EvalSpec, PlatformError, ProgressFn
+from flywheel.metrics import JUDGE_METRIC, METRICS, binary_judge_score, judge_prompt
+from flywheel.progress import EvaluationProgress
 from flywheel.records import message_tool_calls, response_message
 from flywheel.scoring import is_tool_workload, summarize
 from flywheel.stats import latency_percentiles
+from flywheel.types import EvalResult, EvalSpec, PlatformError, ProgressFn
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +173,7 @@ class ProgressReporter:
     def emit(self) -> None:
         self._last_emit = time.monotonic()
         if self.fn is not None:
-            self.fn({"done": self.done, "total": self.total, "errors": self.errors})
+            self.fn(EvaluationProgress(done=self.done, total=self.total, errors=self.errors).details())
 
     def record(self, error: bool) -> None:
         self.done += 1
@@ -347,16 +348,14 @@ async def evaluate(spec: EvalSpec, rows: list[dict[str, Any]], *, predictions_pa
 
     predictions = [None if outcomes[k].get("error") else outcomes[k].get("prediction") for k in keys]
     summary = summarize(rows, predictions)
-    scores: dict[str, float | None] = {name: summary[name] for name in
-                                       ("function_name", "function_name_and_args_accuracy", "normalized_args_accuracy")}
+    # Every registered metric the summary computed (per-record tool-call scores, similarity); the judge's below.
+    scores: dict[str, float | None] = {m.name: summary[m.name] for m in METRICS if m.name in summary}
     notes: dict[str, str] = dict(summary["notes"])
-    if "similarity" in summary:
-        scores["similarity"] = summary["similarity"]
-    scores["tool_calling_correctness"] = None
+    scores[JUDGE_METRIC] = None
     if not is_tool_workload(rows):
-        notes["tool_calling_correctness"] = "generic workload (no tools in the dataset)"
+        notes[JUDGE_METRIC] = "generic workload (no tools in the dataset)"
     elif judge_client is None and not _judge_configured(spec):
-        notes["tool_calling_correctness"] = "no llm_judge_config configured"
+        notes[JUDGE_METRIC] = "no llm_judge_config configured"
     else:
         own_judge = None
         if judge_client is None:
@@ -369,9 +368,9 @@ async def evaluate(spec: EvalSpec, rows: list[dict[str, Any]], *, predictions_pa
         finally:
             if own_judge is not None:
                 await own_judge.aclose()
-        scores["tool_calling_correctness"] = score
+        scores[JUDGE_METRIC] = score
         if note:
-            notes["tool_calling_correctness"] = note
+            notes[JUDGE_METRIC] = note
 
     latencies = [o["latency_ms"] for k in keys if (o := outcomes[k]).get("latency_ms") is not None]
     p50, p95 = latency_percentiles(latencies)

@@ -1,4 +1,4 @@
-"""Tool-call metrics (docs/metrics.md) and the LLM-judge prompt and parser.
+"""The metric registry, the tool-call metrics (meanings: docs/metrics.md), and the LLM-judge prompt and parser.
 
 Per record, comparing the ground-truth tool calls with the predicted ones:
 
@@ -26,10 +26,40 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from flywheel.platforms.base import ToolScores
+from flywheel.types import ToolScores
 
 NO_CALL = "(no call)"
-METRIC_NAMES = ("function_name", "function_name_and_args_accuracy", "normalized_args_accuracy")
+
+
+# ---------------------------------------------------------------------------------------------
+# The registry: every score an evaluation can report. The evaluator, the report, the CLI and the
+# NeMo result mappings read it; adding a metric = one entry here (plus how it is computed).
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str  # key in EvalResult.scores and the job document
+    label: str  # short label in tables
+    source: str  # "record": per-record tool-call score (RecordScore); "judge": LLM judge; "generic": token F1
+    nemo_v1: tuple[str, ...] = ()  # NeMo v1 tool-calling score names that carry it (first found wins)
+    nemo_v2: str | None = None  # NeMo Platform aggregate score name that carries it
+    shown: bool = True  # a line in the results table cell
+
+
+METRICS: tuple[Metric, ...] = (
+    Metric("function_name", "function_name", "record", nemo_v1=("function_name_accuracy", "function_name"),
+           nemo_v2="tool-calling.function_name_accuracy"),
+    Metric("function_name_and_args_accuracy", "name+args", "record", nemo_v1=("function_name_and_args_accuracy",),
+           nemo_v2="tool-calling.function_name_and_args_accuracy"),
+    Metric("normalized_args_accuracy", "normalized args", "record", shown=False),
+    Metric("tool_calling_correctness", "judge", "judge"),
+    Metric("similarity", "similarity", "generic"),
+)
+METRICS_BY_NAME = {m.name: m for m in METRICS}
+METRIC_NAMES = tuple(m.name for m in METRICS if m.source == "record")  # the per-record tool-call scores
+JUDGE_METRIC = next(m.name for m in METRICS if m.source == "judge")
+SIMILARITY_METRIC = next(m.name for m in METRICS if m.source == "generic")
+ACCURACY_METRIC = "function_name_and_args_accuracy"  # the headline score (gate default, demo, CI column)
 
 
 @dataclass(frozen=True)

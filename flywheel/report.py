@@ -18,9 +18,11 @@ from rich.table import Table
 from rich.text import Text
 
 from flywheel.jobdoc import EvaluationDoc, JobDocument, NimDoc, RunStatus
+from flywheel.metrics import ACCURACY_METRIC, METRICS
+from flywheel.vocabulary import ALL_EVAL_TYPES, EvalType
 
-EVAL_TYPES = ("base-eval", "icl-eval", "customized-eval")
-ACCURACY = "function_name_and_args_accuracy"
+EVAL_TYPES = ALL_EVAL_TYPES
+ACCURACY = ACCURACY_METRIC
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 REPORT_TEMPLATE = "report.html.jinja"
 
@@ -55,7 +57,7 @@ def missing_reason(doc: JobDocument, nim: NimDoc, eval_type: str) -> str:
         return f"failed: {ev.error}"
     if ev is not None and ev.score_notes:
         return "; ".join(f"{k}: {v}" for k, v in ev.score_notes.items())
-    if eval_type == "customized-eval":
+    if eval_type == EvalType.customized:
         customization = nim.customizations[-1] if nim.customizations else None
         if customization is not None and customization.error:
             return f"customization failed: {customization.error}"
@@ -93,11 +95,8 @@ def results_rows(doc: JobDocument) -> list[dict[str, Any]]:
             rows.append({
                 "model_name": nim.model_name,
                 "eval_type": eval_type,
-                "function_name": scores.get("function_name"),
-                ACCURACY: scores.get(ACCURACY),
+                **{m.name: scores.get(m.name) for m in METRICS},
                 f"{ACCURACY}_ci": list(cis[ACCURACY]) if ACCURACY in cis else None,
-                "tool_calling_correctness": scores.get("tool_calling_correctness"),
-                "similarity": scores.get("similarity"),
                 "num_records": ev.num_records if ev is not None else None,
                 "latency_p50_ms": ev.latency_p50_ms if ev is not None else None,
                 "latency_p95_ms": ev.latency_p95_ms if ev is not None else None,
@@ -132,14 +131,13 @@ def fmt_cost(value: float | None) -> str:
 def _cell_text(row: dict[str, Any]) -> str:
     if row["note"]:
         return row["note"]
-    lines = [
-        f"function_name {fmt_score(row['function_name'])}",
-        f"name+args {fmt_score_ci(row[ACCURACY], row[f'{ACCURACY}_ci'])}",
-    ]
-    if row["tool_calling_correctness"] is not None:
-        lines.append(f"judge {fmt_score(row['tool_calling_correctness'])}")
-    if row["similarity"] is not None:
-        lines.append(f"similarity {fmt_score(row['similarity'])}")
+    lines = []
+    for metric in METRICS:  # tool-call scores always (— when missing); the judge and similarity when present
+        value = row[metric.name]
+        if not metric.shown or (metric.source != "record" and value is None):
+            continue
+        ci = row[f"{ACCURACY}_ci"] if metric.name == ACCURACY else None
+        lines.append(f"{metric.label} {fmt_score_ci(value, ci)}")
     lines.append(f"p50 {fmt_ms(row['latency_p50_ms'])} · p95 {fmt_ms(row['latency_p95_ms'])}")
     return "\n".join(lines)
 
@@ -181,7 +179,7 @@ def plot_png(doc: JobDocument) -> bytes:
     from matplotlib import pyplot as plt
 
     points = [r for r in results_rows(doc) if r[ACCURACY] is not None and r["latency_p50_ms"] is not None]
-    markers = {"base-eval": "o", "icl-eval": "s", "customized-eval": "^"}
+    markers = {EvalType.base: "o", EvalType.icl: "s", EvalType.customized: "^"}
     costs = [r["cost_per_1k_requests"] for r in points if r["cost_per_1k_requests"]]
     top_cost = max(costs) if costs else 0.0
     models = list(dict.fromkeys(r["model_name"] for r in points))

@@ -15,15 +15,19 @@ from typing import Any
 
 import structlog
 from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.client import Client
 
 from flywheel.config import Settings
+from flywheel.ingest import ingest_records
 from flywheel.jobdoc import JobDocument, RunStatus
 from flywheel.jobstore import MAX_PAGE_SIZE, JobStore, open_jobstore
-from starter import client as jobs
+from flywheel.logstore import open_logstore
+from starter import job_service as jobs
+from starter.api_errors import ApiError
 from starter.api_models import (
     HealthResponse,
     JobActionResponse,
@@ -37,7 +41,9 @@ from starter.api_models import (
     ReviewResponse,
 )
 from starter.api_schedules import schedules_router
+from starter.job_service import JobService
 from starter.ui import include_ui
+from workers.connection import connect
 
 log = structlog.get_logger("starter.api")
 
@@ -53,13 +59,6 @@ _ERROR_STATUS: dict[type[jobs.JobError], int] = {
     jobs.InvalidJobRequestError: 422,
     jobs.TemporalUnavailableError: 503,
 }
-
-
-class ApiError(Exception):
-    def __init__(self, status_code: int, detail: str):
-        super().__init__(detail)
-        self.status_code = status_code
-        self.detail = detail
 
 
 # ---------------------------------------------------------------------------------------------- state
@@ -84,7 +83,7 @@ class AppState:
         async with self._connect_lock:
             if self.temporal_client is None:
                 try:
-                    self.temporal_client = await jobs.connect(self.settings)
+                    self.temporal_client = await connect(self.settings)
                 except Exception as exc:
                     log.warning("temporal_connect_failed", address=self.settings.temporal.address, error=str(exc))
                     raise ApiError(503, f"Temporal is unavailable at {self.settings.temporal.address}") from exc
@@ -95,6 +94,9 @@ class AppState:
             raise ApiError(503, "job store is not open")
         return self.jobstore
 
+    def jobs(self) -> JobService:
+        return JobService(self.settings, self.store(), self.client)
+
 
 def _state(request: Request) -> AppState:
     return request.app.state.flywheel
@@ -102,8 +104,6 @@ def _state(request: Request) -> AppState:
 
 def _open_logstore(settings: Settings) -> tuple[Any, str | None]:
     try:
-        from flywheel.logstore import open_logstore
-
         return open_logstore(settings), None
     except Exception as exc:  # noqa: BLE001 - missing extra, bad path: ingest answers 503, the rest works
         log.warning("logstore_unavailable", error=str(exc))
@@ -154,10 +154,7 @@ jobs_router = APIRouter(prefix="/api", tags=["jobs"])
 async def create_job(body: JobRequest, request: Request) -> JobResponse:
     """Start a flywheel run for a workload/client (blueprint-compatible)."""
     state = _state(request)
-    doc = await jobs.start_job(
-        await state.client(),
-        state.settings,
-        state.store(),
+    doc = await state.jobs().start(
         workload_id=body.workload_id,
         client_id=body.client_id,
         data_split_config=body.data_split_config,
@@ -179,7 +176,7 @@ async def list_jobs(
 ) -> JobsListResponse:
     """Recent jobs, newest first, with pagination and filters."""
     filters = jobs.JobFilters(workload_id=workload_id, client_id=client_id, status=status.value if status else None)
-    docs, total = await jobs.list_jobs(_state(request).store(), filters, offset, limit)
+    docs, total = await _state(request).jobs().list(filters, offset, limit)
     items = [JobListItem.model_validate(d.summary()) for d in docs]
     return JobsListResponse(jobs=items, total=total, offset=offset, limit=limit)
 
@@ -188,7 +185,7 @@ async def list_jobs(
 async def get_job(job_id: str, request: Request) -> JSONResponse:
     """The full job document (live while the run is in progress)."""
     state = _state(request)
-    doc = await jobs.get_job(await state.client(), state.store(), job_id)
+    doc = await state.jobs().get(job_id)
     if doc is None:
         raise ApiError(404, f"Job with ID {job_id} not found")
     return JSONResponse(doc.model_dump(mode="json"))
@@ -198,7 +195,7 @@ async def get_job(job_id: str, request: Request) -> JSONResponse:
 async def cancel_job(job_id: str, request: Request) -> JobActionResponse:
     """Cancel a running job (400 if it has already finished)."""
     state = _state(request)
-    await jobs.cancel_job(await state.client(), state.store(), job_id)
+    await state.jobs().cancel(job_id)
     return JobActionResponse(id=job_id, message="Job cancellation initiated successfully.")
 
 
@@ -206,7 +203,7 @@ async def cancel_job(job_id: str, request: Request) -> JobActionResponse:
 async def delete_job(job_id: str, request: Request) -> JobActionResponse:
     """Delete a finished job's document (400 while running: cancel it first)."""
     state = _state(request)
-    await jobs.delete_job(await state.client(), state.store(), job_id)
+    await state.jobs().delete(job_id)
     return JobActionResponse(id=job_id, message="Job deleted.")
 
 
@@ -214,9 +211,7 @@ async def delete_job(job_id: str, request: Request) -> JobActionResponse:
 async def promote_job(job_id: str, body: PromoteBody, request: Request) -> ReviewResponse:
     """Promote a candidate of a run awaiting review (409 when the workflow refuses)."""
     state = _state(request)
-    result = await jobs.promote(
-        await state.client(), state.store(), job_id, model_name=body.model_name, note=body.note, by=body.by
-    )
+    result = await state.jobs().promote(job_id, model_name=body.model_name, note=body.note, by=body.by)
     return ReviewResponse(
         id=job_id, decision="promoted", model_name=body.model_name, message="Candidate promoted.", result=_plain(result)
     )
@@ -227,7 +222,7 @@ async def reject_job(job_id: str, request: Request, body: RejectBody | None = No
     """Reject the candidates of a run awaiting review (409 when the workflow refuses)."""
     state = _state(request)
     body = body or RejectBody()
-    result = await jobs.reject(await state.client(), state.store(), job_id, reason=body.reason, by=body.by)
+    result = await state.jobs().reject(job_id, reason=body.reason, by=body.by)
     return ReviewResponse(id=job_id, decision="rejected", message="Candidates rejected.", result=_plain(result))
 
 
@@ -257,8 +252,6 @@ async def ingest_logs(body: LogBatch, request: Request) -> JSONResponse:
                             f"(got {len(body.records)})")
     if state.logstore is None:
         raise ApiError(503, f"log store unavailable: {state.logstore_error or 'not configured'}")
-    from flywheel.ingest import ingest_records
-
     report = await asyncio.to_thread(
         ingest_records, body.records, state.logstore, workload_id=body.workload_id, client_id=body.client_id
     )
@@ -267,8 +260,6 @@ async def ingest_logs(body: LogBatch, request: Request) -> JSONResponse:
 
 
 def _jsonable(value: Any) -> Any:
-    from fastapi.encoders import jsonable_encoder
-
     return jsonable_encoder(_plain(value))
 
 

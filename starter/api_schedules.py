@@ -1,7 +1,4 @@
-"""Schedule routes: one Temporal Schedule per (workload, client), managed through starter/schedules.py.
-
-starter.schedules is imported lazily so the job API works even where schedules are not deployed.
-"""
+"""Schedule routes: one Temporal Schedule per (workload, client), managed through starter/schedules.py."""
 
 from __future__ import annotations
 
@@ -15,21 +12,16 @@ from fastapi.responses import JSONResponse
 from temporalio.client import ScheduleAlreadyRunningError
 from temporalio.service import RPCError, RPCStatusCode
 
+from starter import schedules
+from starter.api_errors import ApiError
 from starter.api_models import ScheduleActionResponse, ScheduleRequest
+from starter.job_service import resolve_data_split_config, settings_for
 
 schedules_router = APIRouter(prefix="/api/schedules", tags=["schedules"])
 
 
-def _schedules() -> Any:
-    from starter import schedules
-
-    return schedules
-
-
 @contextmanager
 def _schedule_errors(schedule_id: str | None = None) -> Iterator[None]:
-    from starter.api import ApiError
-
     try:
         yield
     except ScheduleAlreadyRunningError as exc:
@@ -56,13 +48,11 @@ async def create_schedule(body: ScheduleRequest, request: Request) -> ScheduleAc
 
     The runs use a snapshot of the settings taken now (``config_name`` picks a named config).
     """
-    from starter.client import resolve_data_split_config, settings_for
-
     settings = settings_for(request.app.state.flywheel.settings, body.config_name)
     split = resolve_data_split_config(settings, body.data_split_config)
     client = await _client(request)
     with _schedule_errors():
-        created = await _schedules().create_schedule(
+        created = await schedules.create_schedule(
             client,
             settings,
             workload_id=body.workload_id,
@@ -83,8 +73,8 @@ async def list_schedules(
     """Flywheel schedules (visibility is eventually consistent: a new schedule can take a moment to appear)."""
     client = await _client(request)
     with _schedule_errors():
-        items = await _schedules().list_schedules(client, workload_id=workload_id)
-    return JSONResponse(jsonable_encoder({"schedules": _schedules().to_json(items)}))
+        items = await schedules.list_schedules(client, workload_id=workload_id)
+    return JSONResponse(jsonable_encoder({"schedules": schedules.to_json(items)}))
 
 
 @schedules_router.get("/{schedule_id}")
@@ -92,14 +82,14 @@ async def describe_schedule(schedule_id: str, request: Request) -> JSONResponse:
     """One schedule: spec, state, recent and next runs."""
     client = await _client(request)
     with _schedule_errors(schedule_id):
-        described = await _schedules().describe_schedule(client, schedule_id)
-    return JSONResponse(jsonable_encoder(_schedules().to_json(described)))
+        described = await schedules.describe_schedule(client, schedule_id)
+    return JSONResponse(jsonable_encoder(schedules.to_json(described)))
 
 
 async def _act(request: Request, schedule_id: str, action: str, message: str) -> ScheduleActionResponse:
     client = await _client(request)
     with _schedule_errors(schedule_id):
-        await getattr(_schedules(), f"{action}_schedule")(client, schedule_id)
+        await getattr(schedules, f"{action}_schedule")(client, schedule_id)
     return ScheduleActionResponse(id=schedule_id, message=message)
 
 

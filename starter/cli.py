@@ -3,32 +3,30 @@
 Global options pick the configuration (`--config PATH` or `--config-name NAME`, else the
 FLYWHEEL_CONFIG / FLYWHEEL_CONFIG_NAME env vars, else config/default.yaml). An invalid
 configuration exits with code 2 and a message naming each offending field.
-Heavy modules (Temporal client, API, ingest) are imported only by the commands that use them.
+Heavy modules (Temporal client, API, worker assembly, demo stack) are imported only by the commands that
+use them.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-import sys
-from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
-from datetime import UTC
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from flywheel.config import ConfigError, Settings, load_settings
+from flywheel.ingest import load_jsonl
+from flywheel.logstore import open_logstore
+from flywheel.scoring import score_triples
+from starter.cli_progress import as_document, follow_job, is_settled, progress_view, results_table
 from starter.cli_schedule import schedule_app
+from starter.cli_session import CLIState, Session, console, fail, format_ingest_error, state
 
-T = TypeVar("T")
 HELP = {"help_option_names": ["-h", "--help"]}
-console = Console(width=None if sys.stdout.isatty() else 160)
-err_console = Console(stderr=True)
 
 app = typer.Typer(help="Temporal Data Flywheel: turn production LLM traffic into cheaper, evaluated models.",
                   no_args_is_help=True, context_settings=HELP, rich_markup_mode="rich", add_completion=False)
@@ -36,76 +34,6 @@ logs_app = typer.Typer(help="Production logs: load OpenAI-format JSONL into the 
                        no_args_is_help=True, context_settings=HELP)
 app.add_typer(logs_app, name="logs")
 app.add_typer(schedule_app, name="schedule")
-
-
-@dataclass
-class CLIState:
-    config_path: Path | None = None
-    config_name: str | None = None
-    _settings: Settings | None = field(default=None, repr=False)
-
-    def settings(self, default_name: str | None = None) -> Settings:
-        if self._settings is None:
-            try:
-                self._settings = load_settings(path=self.config_path, config_name=self.config_name or default_name)
-            except ConfigError as exc:
-                err_console.print(f"[red]configuration error:[/] {exc}", highlight=False, soft_wrap=True)
-                raise typer.Exit(2) from exc
-        return self._settings
-
-
-def state(ctx: typer.Context) -> CLIState:
-    root = ctx.find_root()
-    if not isinstance(root.obj, CLIState):
-        root.obj = CLIState()
-    return root.obj
-
-
-def fail(message: str, code: int = 1) -> typer.Exit:
-    err_console.print(f"[red]error:[/] {message}", highlight=False, soft_wrap=True)
-    return typer.Exit(code)
-
-
-class Session:
-    """One event loop, job store and (lazily) Temporal client for a command; sync code calls `run`."""
-
-    def __init__(self, settings: Settings) -> None:
-        from flywheel.jobstore import open_jobstore
-        from starter import client as client_mod
-
-        self.api = client_mod
-        self.settings = settings
-        self.jobstore = open_jobstore(settings)
-        self.loop = asyncio.new_event_loop()
-        self._client: Any = None
-
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            self._client = self.run(lambda: self.api.connect(self.settings))
-        return self._client
-
-    def run(self, make: Callable[[], Awaitable[T]]) -> T:
-        try:
-            return self.loop.run_until_complete(make())
-        except typer.Exit:
-            raise
-        except self.api.JobError as exc:  # typed, with a message meant for people
-            raise fail(str(exc)) from exc
-        except Exception as exc:  # connection refused, RPC errors
-            raise fail(f"{type(exc).__name__}: {exc} (Temporal at {self.settings.temporal.address})") from exc
-
-    def close(self) -> None:
-        self.loop.close()
-        close = getattr(self.jobstore, "close", None)
-        if callable(close):
-            close()
-
-    def __enter__(self) -> Session:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.close()
 
 
 def _jsonable(obj: Any) -> Any:
@@ -135,7 +63,9 @@ def demo(
     output: Path = typer.Option(Path("demo-output"), "--output", help="Where job.json, report.html and logs go."),
 ) -> None:
     """Run the whole flywheel on the embedded stack (Temporal dev server, workers, API, SQLite)."""
-    from starter.demo import run_demo
+    from starter.demo import (
+        run_demo,  # lazy (like workers and the API below): keeps every other command quick
+    )
 
     st = state(ctx)
     st.settings(default_name="demo")  # a bad config exits 2 before anything starts
@@ -160,8 +90,7 @@ def run(
     given = {"eval_size": eval_size, "limit": limit, "random_seed": seed}
     split = {k: v for k, v in given.items() if v is not None} or None
     with Session(settings) as s:
-        started = s.run(lambda: s.api.start_job(s.client, settings, s.jobstore, workload_id=workload_id,
-                                                client_id=client_id, data_split_config=split))
+        started = s.run(lambda: s.jobs.start(workload_id=workload_id, client_id=client_id, data_split_config=split))
         job_id = started.id
         console.print(f"started job [bold]{job_id}[/] for {workload_id}/{client_id} "
                       f"(workflow {started.workflow_id})", highlight=False, soft_wrap=True)
@@ -170,10 +99,8 @@ def run(
                           f"/workflows/{started.workflow_id}", highlight=False, soft_wrap=True)
         if not wait:
             return
-        from starter.cli_progress import follow_job, results_table
-
         try:
-            doc = follow_job(lambda: s.run(lambda: s.api.get_job(s.client, s.jobstore, job_id)), console)
+            doc = follow_job(lambda: s.run(lambda: s.jobs.get(job_id)), console)
         except KeyboardInterrupt:
             console.print(f"stopped watching; the job keeps running (flywheel status {job_id})")
             raise typer.Exit(130) from None
@@ -189,10 +116,8 @@ def status(
     as_json: bool = typer.Option(False, "--json", help="Print the job document as JSON."),
 ) -> None:
     """Show a job: stage, candidates, evaluation progress and results."""
-    from starter.cli_progress import as_document, is_settled, progress_view, results_table
-
     with Session(state(ctx).settings()) as s:
-        raw = s.run(lambda: s.api.get_job(s.client, s.jobstore, job_id))
+        raw = s.run(lambda: s.jobs.get(job_id))
     if raw is None:
         raise fail(f"job {job_id} not found")
     if as_json:
@@ -205,8 +130,6 @@ def status(
 
 
 def _age(doc: Any) -> float:
-    from datetime import datetime
-
     end = doc.finished_at or datetime.now(UTC)
     return (end - doc.started_at).total_seconds()
 
@@ -221,8 +144,8 @@ def list_jobs(
 ) -> None:
     """List jobs (newest first)."""
     with Session(state(ctx).settings()) as s:
-        jobs, total = s.run(lambda: s.api.list_jobs(s.jobstore, {"workload_id": workload_id, "client_id": client_id,
-                                                                  "status": status_filter}, 0, limit))
+        jobs, total = s.run(lambda: s.jobs.list({"workload_id": workload_id, "client_id": client_id,
+                                                      "status": status_filter}, 0, limit))
     rows = [j.model_dump(mode="json") for j in jobs]
     table = Table(title=f"{len(rows)} of {total} job(s), newest first")
     columns = ("id", "workload_id", "client_id", "status", "stage", "started_at")
@@ -237,7 +160,7 @@ def list_jobs(
 def cancel(ctx: typer.Context, job_id: str = typer.Argument(..., help="Job id.")) -> None:
     """Cancel a running job (candidates are torn down)."""
     with Session(state(ctx).settings()) as s:
-        s.run(lambda: s.api.cancel_job(s.client, s.jobstore, job_id))
+        s.run(lambda: s.jobs.cancel(job_id))
     console.print(f"cancellation requested for job {job_id}")
 
 
@@ -245,7 +168,7 @@ def cancel(ctx: typer.Context, job_id: str = typer.Argument(..., help="Job id.")
 def delete(ctx: typer.Context, job_id: str = typer.Argument(..., help="Job id.")) -> None:
     """Delete a finished job's record."""
     with Session(state(ctx).settings()) as s:
-        s.run(lambda: s.api.delete_job(s.client, s.jobstore, job_id))
+        s.run(lambda: s.jobs.delete(job_id))
     console.print(f"deleted job {job_id}")
 
 
@@ -258,7 +181,7 @@ def promote(
 ) -> None:
     """Promote a candidate of a job that awaits review."""
     with Session(state(ctx).settings()) as s:
-        result = s.run(lambda: s.api.promote(s.client, s.jobstore, job_id, model_name=model, note=note))
+        result = s.run(lambda: s.jobs.promote(job_id, model_name=model, note=note))
     console.print(f"promoted {model} for job {job_id}", _jsonable(result) or "")
 
 
@@ -270,17 +193,8 @@ def reject(
 ) -> None:
     """Reject all candidates of a job that awaits review."""
     with Session(state(ctx).settings()) as s:
-        result = s.run(lambda: s.api.reject(s.client, s.jobstore, job_id, reason=reason))
+        result = s.run(lambda: s.jobs.reject(job_id, reason=reason))
     console.print(f"rejected job {job_id}", _jsonable(result) or "")
-
-
-def format_ingest_error(err: Any) -> str:
-    """An ingest error as 'line N: reason: detail' (IngestError, or a {line, error} dict)."""
-    get = err.get if isinstance(err, dict) else (lambda k: getattr(err, k, None))
-    where = f"line {get('line')}" if get("line") is not None else (
-        f"record {get('index')}" if get("index") is not None else "")
-    what = ": ".join(str(x) for x in (get("reason"), get("detail") or get("error") or get("message")) if x)
-    return f"{where}: {what}" if where else (what or str(err))
 
 
 def _lines_with_progress(path: Path, progress: Any, task: Any) -> Iterator[str]:
@@ -301,21 +215,13 @@ def logs_load(
     """Load a JSONL file of production logs. Exits 0 if anything loaded (bad lines are reported), else 1."""
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from flywheel.ingest import load_jsonl
-    from flywheel.logstore import open_logstore
-
     settings = state(ctx).settings()
-    store = open_logstore(settings)
     columns = (TextColumn("loading {task.description}"), BarColumn(), DownloadColumn(), TimeRemainingColumn())
-    try:
-        with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as progress:
-            task = progress.add_task(file.name, total=file.stat().st_size)
-            report = load_jsonl(_lines_with_progress(file, progress, task), store,
-                                workload_id=workload_id, client_id=client_id)
-    finally:
-        close = getattr(store, "close", None)
-        if callable(close):
-            close()
+    with open_logstore(settings) as store, \
+            Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as progress:
+        task = progress.add_task(file.name, total=file.stat().st_size)
+        report = load_jsonl(_lines_with_progress(file, progress, task), store,
+                            workload_id=workload_id, client_id=client_id)
     console.print(f"loaded {report.loaded}, skipped {report.skipped}", highlight=False)
     if report.reasons:
         console.print("  skipped by reason: " + ", ".join(f"{k}={v}" for k, v in report.reasons.items()),
@@ -333,8 +239,6 @@ def logs_load(
 def score(triples: Path = typer.Argument(..., exists=True, dir_okay=False,
                                          help="JSONL of (request, reference, prediction) triples.")) -> None:
     """Score prediction triples with the evaluator of record; prints metrics JSON."""
-    from flywheel.scoring import score_triples
-
     with triples.open() as fh:
         result = score_triples(fh)
     print(json.dumps(_jsonable(result), indent=2, default=str))
@@ -353,7 +257,7 @@ def worker(
         argv += ["--config", str(st.config_path)]
     elif st.config_name:
         argv += ["--config-name", st.config_name]
-    from workers.main import main as worker_main
+    from workers.main import main as worker_main  # lazy: the whole worker assembly
 
     raise typer.Exit(worker_main(argv + list(ctx.args)) or 0)
 
@@ -367,7 +271,7 @@ def api(
     """Serve the starter API (blueprint-compatible /api/jobs)."""
     import uvicorn
 
-    from starter.api import create_app
+    from starter.api import create_app  # lazy: FastAPI and the Temporal client
 
     settings = state(ctx).settings()
     uvicorn.run(create_app(settings), host=host or settings.api.host, port=port or settings.api.port)

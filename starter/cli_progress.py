@@ -19,8 +19,11 @@ from rich.table import Table
 from rich.text import Text
 
 from flywheel.jobdoc import CustomizationDoc, EvaluationDoc, JobDocument, NimDoc, Stage
+from flywheel.metrics import ACCURACY_METRIC
+from flywheel.report import render_table
+from flywheel.vocabulary import ALL_EVAL_TYPES, EvalType
 
-EVAL_TYPES = ("base-eval", "icl-eval", "customized-eval")
+EVAL_TYPES = ALL_EVAL_TYPES
 SETTLED_STAGES = {Stage.awaiting_review, Stage.promoted, Stage.rejected, Stage.completed, Stage.cancelled,
                   Stage.failed}
 _STATUS_STYLE = {"completed": "green", "ready": "green", "failed": "red", "cancelled": "yellow",
@@ -65,7 +68,7 @@ def eval_cell(ev: EvaluationDoc | None) -> RenderableType:
     if ev.error:
         return Text(f"✗ {ev.error[:60]}", style="red")
     if ev.finished_at or ev.progress >= 100:
-        return Text(f"✓ args {_fmt(ev.scores.get('function_name_and_args_accuracy'))}", style="green")
+        return Text(f"✓ args {_fmt(ev.scores.get(ACCURACY_METRIC))}", style="green")
     return _bar(ev.progress, f"{ev.progress:.0f}%")
 
 
@@ -101,8 +104,8 @@ def progress_view(doc: JobDocument, elapsed_s: float, title: str | None = None) 
     for nim in doc.nims:
         table.add_row(
             nim.model_name, _styled(nim.status), _styled(nim.deployment_status),
-            eval_cell(nim.evaluation("base-eval")), eval_cell(nim.evaluation("icl-eval")),
-            customization_cell(nim), eval_cell(nim.evaluation("customized-eval")),
+            eval_cell(nim.evaluation(EvalType.base)), eval_cell(nim.evaluation(EvalType.icl)),
+            customization_cell(nim), eval_cell(nim.evaluation(EvalType.customized)),
         )
     parts: list[RenderableType] = [header]
     if doc.nims:
@@ -183,6 +186,4 @@ def follow_job(
 def results_table(doc: JobDocument) -> RenderableType:
     """Model × base-eval / icl-eval / customized-eval (scores, latency p50/p95, cost, gate); empty cells say
     why. One table for the CLI, the demo and the HTML report: :func:`flywheel.report.render_table`."""
-    from flywheel.report import render_table
-
     return render_table(doc)

@@ -8,19 +8,25 @@ from typing import Any
 import typer
 from rich.table import Table
 
+from starter.cli_session import Session, console, state
+
 schedule_app = typer.Typer(help="Recurring flywheel runs (one Temporal Schedule per workload/client).",
                            no_args_is_help=True, context_settings={"help_option_names": ["-h", "--help"]})
 
 
-def _session(ctx: typer.Context) -> Any:
-    from starter.cli import Session, state
+def _schedules() -> Any:
+    # Lazy: the Temporal client behind it is only needed by schedule commands (CLI start-up time).
+    from starter import schedules
 
+    return schedules
+
+
+def _session(ctx: typer.Context) -> Any:
     return Session(state(ctx).settings())
 
 
 def _print(value: Any) -> None:
-    from starter import schedules
-
+    schedules = _schedules()
     print(json.dumps(schedules.to_json(value), indent=2, default=str))
 
 
@@ -34,12 +40,10 @@ def create(
     note: str | None = typer.Option(None, "--note", help="Why this schedule exists."),
 ) -> None:
     """Create the schedule for a workload/client."""
-    from starter import schedules
-
+    schedules = _schedules()
     with _session(ctx) as s:
         created = s.run(lambda: schedules.create_schedule(
             s.client, s.settings, workload_id=workload_id, client_id=client_id, cron=cron, paused=paused, note=note))
-    from starter.cli import console
 
     console.print(f"created schedule {schedules.to_json(created)} ({cron}, overlap policy: skip)", highlight=False)
 
@@ -47,14 +51,12 @@ def create(
 @schedule_app.command("list")
 def list_(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """List flywheel schedules."""
-    from starter import schedules
-
+    schedules = _schedules()
     with _session(ctx) as s:
         items = schedules.to_json(s.run(lambda: schedules.list_schedules(s.client)))
     if as_json or not items or not isinstance(items[0], dict):
         _print(items)
         return
-    from starter.cli import console
 
     columns = list(dict.fromkeys(k for item in items for k in item))[:8]
     table = Table(title=f"{len(items)} schedule(s)")
@@ -68,17 +70,14 @@ def list_(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help
 @schedule_app.command("describe")
 def describe(ctx: typer.Context, schedule_id: str = typer.Argument(..., help="Schedule id.")) -> None:
     """Show one schedule: spec, state, recent and next runs."""
-    from starter import schedules
-
+    schedules = _schedules()
     with _session(ctx) as s:
         _print(s.run(lambda: schedules.describe_schedule(s.client, schedule_id)))
 
 
 def _action(name: str, done: str, doc: str) -> None:
     def command(ctx: typer.Context, schedule_id: str = typer.Argument(..., help="Schedule id.")) -> None:
-        from starter import schedules
-        from starter.cli import console
-
+        schedules = _schedules()
         with _session(ctx) as s:
             s.run(lambda: getattr(schedules, f"{name}_schedule")(s.client, schedule_id))
         console.print(f"schedule {schedule_id}: {done}", highlight=False)

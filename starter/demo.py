@@ -21,15 +21,20 @@ from rich.console import Console
 from rich.table import Table
 
 from flywheel.config import Settings, load_settings
+from flywheel.ingest import load_jsonl
 from flywheel.jobdoc import JobDocument, RunStatus
+from flywheel.logstore import open_logstore
+from flywheel.metrics import ACCURACY_METRIC
+from flywheel.report import write_report
 from starter.cli_progress import EVAL_TYPES, follow_job, results_table
+from starter.cli_session import format_ingest_error
 from starter.stack import REPO_ROOT, EmbeddedStack, StackError
 
 WORKLOAD_ID = "primary_assistant"
 DATA_DIR = REPO_ROOT / "data"
 CLIENTS = ("aiva-1", "aiva-2", "aiva-3")
 JOB_TIMEOUT_S = 3 * 3600
-METRIC = "function_name_and_args_accuracy"
+METRIC = ACCURACY_METRIC
 
 
 def sample_file(client_id: str) -> Path:
@@ -46,10 +51,6 @@ def ensure_samples(clients: tuple[str, ...], console: Console) -> None:
 
 def load_logs(settings: Settings, clients: tuple[str, ...], console: Console) -> dict[str, int]:
     """Load each client's sample file into the log store; returns records loaded per client."""
-    from flywheel.ingest import load_jsonl
-    from flywheel.logstore import open_logstore
-    from starter.cli import format_ingest_error
-
     loaded: dict[str, int] = {}
     store = open_logstore(settings)
     try:
@@ -101,8 +102,6 @@ def write_outputs(doc: JobDocument, out_dir: Path, console: Console) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "job.json").write_text(doc.model_dump_json(indent=2))
     try:
-        from flywheel.report import write_report
-
         page = write_report(doc, out_dir)
         console.print(f"wrote {out_dir / 'job.json'} and {page}", highlight=False)
     except Exception as exc:  # noqa: BLE001 - the JSON is the record; the HTML page is a convenience

@@ -4,7 +4,8 @@ Long activities (evaluation, training) report progress in their heartbeat detail
 see those, and must not (they hold orchestration only). When a job is read while it runs, the
 starter describes each candidate's child workflow and overlays the heartbeat details of its pending
 ``evaluate`` / ``customize`` activities onto the job document: evaluation ``progress`` (0..100),
-customization ``progress``, ``steps_completed``, ``epochs_completed``, ``loss`` and ``checkpoint``.
+customization ``progress``, ``steps_completed``, ``epochs_completed``, ``loss`` and ``checkpoint``. The
+details are read through the typed reports of :mod:`flywheel.progress`, which every platform emits.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import structlog
 from temporalio.client import Client
 
 from flywheel.jobdoc import CustomizationDoc, JobDocument, NimDoc
+from flywheel.progress import EvaluationProgress, TrainingProgress
+from flywheel.vocabulary import CustomizationStatus
 from workflows import models
 
 log = structlog.get_logger(__name__)
@@ -34,39 +37,36 @@ async def pending_activity_details(client: Client, workflow_id: str) -> list[tup
     return out
 
 
-def _percent(done: Any, total: Any) -> float | None:
-    if isinstance(done, (int, float)) and isinstance(total, (int, float)) and total > 0:
-        return round(100.0 * min(done, total) / total, 1)
-    return None
-
-
 def apply_evaluation_progress(nim: NimDoc, details: dict[str, Any]) -> None:
-    evaluation = nim.evaluation(str(details.get("eval_type", "")))
-    percent = _percent(details.get("done"), details.get("total"))
+    report = EvaluationProgress.read(details)
+    if report is None:
+        return
+    evaluation = nim.evaluation(str(report.eval_type or ""))
+    percent = report.percent_done()
     if evaluation is not None and percent is not None and evaluation.finished_at is None:
         evaluation.progress = percent
 
 
 def apply_customization_progress(nim: NimDoc, details: dict[str, Any]) -> None:
+    report = TrainingProgress.read(details)
+    if report is None:
+        return
     if not nim.customizations:
-        nim.customizations.append(CustomizationDoc(status="running"))
+        nim.customizations.append(CustomizationDoc(status=CustomizationStatus.running))
     customization = nim.customizations[-1]
     if customization.finished_at is not None:
         return
-    percent = _percent(details.get("step"), details.get("total_steps"))
-    if percent is None:
-        percent = details.get("progress") if isinstance(details.get("progress"), (int, float)) else None
-    if percent is not None:
+    if (percent := report.percent_done()) is not None:
         customization.progress = float(percent)
-    for source, target in (("step", "steps_completed"), ("steps_completed", "steps_completed"),
-                           ("epoch", "epochs_completed"), ("epochs_completed", "epochs_completed")):
-        if isinstance(details.get(source), (int, float)):
-            setattr(customization, target, int(details[source]))
-    if isinstance(details.get("loss"), (int, float)):
-        customization.loss = float(details["loss"])
-    if details.get("checkpoint"):
-        customization.checkpoint = str(details["checkpoint"])
-    customization.status = "running"
+    if (steps := report.steps()) is not None:
+        customization.steps_completed = steps
+    if (epochs := report.epochs()) is not None:
+        customization.epochs_completed = epochs
+    if report.loss is not None:
+        customization.loss = report.loss
+    if report.checkpoint:
+        customization.checkpoint = report.checkpoint
+    customization.status = CustomizationStatus.running
 
 
 async def overlay_live_progress(client: Client, doc: JobDocument) -> JobDocument:

@@ -21,9 +21,10 @@ from temporalio.client import (
     ScheduleSpec,
     ScheduleState,
 )
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
 from flywheel.config import DataSplitConfig, Settings
+from flywheel.jobdoc import Stage
+from starter.job_service import job_search_attributes
 from workflows.models import (
     FLYWHEEL_WORKFLOW,
     FlywheelJobInput,
@@ -58,17 +59,6 @@ def to_json(value: Any) -> Any:
     return value.to_dict() if isinstance(value, ScheduleInfo) else value
 
 
-def _search_attributes(workload_id: str, client_id: str, job_type: str) -> TypedSearchAttributes:
-    from workflows.common import KEY_CLIENT_ID, KEY_JOB_TYPE, KEY_STAGE, KEY_WORKLOAD_ID
-
-    return TypedSearchAttributes([
-        SearchAttributePair(KEY_WORKLOAD_ID, workload_id),
-        SearchAttributePair(KEY_CLIENT_ID, client_id),
-        SearchAttributePair(KEY_JOB_TYPE, job_type),
-        SearchAttributePair(KEY_STAGE, "pending"),
-    ])
-
-
 async def create_schedule(
     client: Client,
     settings: Settings,
@@ -94,7 +84,7 @@ async def create_schedule(
         job,
         id=schedule_workflow_id_prefix(workload_id, client_id),
         task_queue=settings.temporal.task_queues.orchestrator,
-        typed_search_attributes=_search_attributes(workload_id, client_id, job_type),
+        typed_search_attributes=job_search_attributes(workload_id, client_id, job_type, Stage.pending),
     )
     schedule = Schedule(
         action=action,

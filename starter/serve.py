@@ -53,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     configure_logging(args.log_format)
+    # Imported after logging is configured, so the API's module-level loggers log in the chosen format.
     import uvicorn
 
     from starter.api import create_app

@@ -27,9 +27,7 @@ from starter.processes import (  # noqa: F401  (re-exported: the stack's public 
     http_responds,
     port_accepts,
 )
-from workflows.models import SA_CLIENT_ID, SA_JOB_TYPE, SA_STAGE, SA_WORKLOAD_ID
-
-SEARCH_ATTRIBUTES = {SA_WORKLOAD_ID: "Keyword", SA_CLIENT_ID: "Keyword", SA_STAGE: "Keyword", SA_JOB_TYPE: "Keyword"}
+from workflows.search_attributes import dev_server_args
 
 
 def temporal_binary() -> str:
@@ -70,8 +68,7 @@ class TemporalDevServer(ManagedProcess):
             argv += ["--db-filename", str(self.db_file)]
         if namespace != "default":
             argv += ["--namespace", namespace]
-        for key, kind in SEARCH_ATTRIBUTES.items():
-            argv += ["--search-attribute", f"{key}={kind}"]
+        argv += dev_server_args()
         super().__init__("temporal", argv, log_path, port=(host, self.grpc_port), stop_timeout=10.0)
 
     @property

@@ -20,7 +20,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from tests.helpers import REPO_ROOT
-from workflows.common import SEARCH_ATTRIBUTE_KEYS
+from workflows.search_attributes import SEARCH_ATTRIBUTE_KEYS
 
 
 def _temporal_cli() -> Path:

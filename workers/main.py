@@ -22,10 +22,15 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
+import activities as acts
+from activities.common import close_platforms
 from flywheel.config import ConfigError, Settings, load_settings
+from workers.connection import connect
+from workers.search_attributes import ensure_search_attributes
+from workflows.candidate_run import CandidateRun
+from workflows.flywheel_run import FlywheelRun
 
 log = logging.getLogger("flywheel.workers")
 
@@ -80,9 +85,6 @@ def expand_queues(queue: str) -> list[str]:
 
 
 def workflows() -> list[type]:
-    from workflows.candidate_run import CandidateRun
-    from workflows.flywheel_run import FlywheelRun
-
     return [FlywheelRun, CandidateRun]
 
 
@@ -98,8 +100,6 @@ def build_workers(
     **worker_kwargs: Any,
 ) -> list[Worker]:
     """One Worker per requested queue. Tests pass fake activities (registered under the real names)."""
-    import activities as acts
-
     names = settings.temporal.task_queues
     common = {
         "graceful_shutdown_timeout": timedelta(seconds=graceful_shutdown_s),
@@ -129,11 +129,6 @@ def build_workers(
     return out
 
 
-async def connect(settings: Settings) -> Client:
-    return await Client.connect(settings.temporal.address, namespace=settings.temporal.namespace,
-                                data_converter=pydantic_data_converter)
-
-
 async def run_workers(workers: Sequence[Worker], stop: asyncio.Event) -> None:
     """Run until ``stop`` is set, then shut down gracefully (heartbeats/checkpoints flush)."""
     tasks = [asyncio.create_task(w.run()) for w in workers]
@@ -161,8 +156,6 @@ async def serve(settings: Settings, queues: Sequence[str], *, ensure_attributes:
                 **build_kwargs: Any) -> None:
     client = await connect(settings)
     if ensure_attributes:
-        from workers.search_attributes import ensure_search_attributes
-
         try:
             await ensure_search_attributes(client, settings.temporal.namespace)
         except Exception as exc:  # noqa: BLE001 - may lack operator rights on a real cluster
@@ -175,7 +168,10 @@ async def serve(settings: Settings, queues: Sequence[str], *, ensure_attributes:
         "address": settings.temporal.address, "namespace": settings.temporal.namespace,
         "task_queues": [w.task_queue for w in workers], "platform": settings.platform.kind,
         "config_name": settings.config_name})
-    await run_workers(workers, stop)
+    try:
+        await run_workers(workers, stop)
+    finally:
+        await close_platforms()  # model servers, HTTP clients: nothing outlives the worker process's run
     log.info("workers stopped")
 
 

@@ -1,4 +1,4 @@
-"""The custom search attributes FlywheelRun upserts, and a helper that registers missing ones.
+"""Registering the custom search attributes (workflows/search_attributes.py) on a Temporal namespace.
 
 Dev server: ``temporal server start-dev --search-attribute WorkloadId=Keyword --search-attribute
 ClientId=Keyword --search-attribute FlywheelStage=Keyword --search-attribute JobType=Keyword``.
@@ -15,20 +15,13 @@ from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSe
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from workflows.models import SEARCH_ATTRIBUTE_NAMES
+from workflows.search_attributes import SEARCH_ATTRIBUTE_NAMES
 
 log = logging.getLogger("flywheel.workers")
 
 SEARCH_ATTRIBUTES: dict[str, IndexedValueType.ValueType] = {
     name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD for name in SEARCH_ATTRIBUTE_NAMES
 }
-
-
-def dev_server_args() -> list[str]:
-    out: list[str] = []
-    for name in SEARCH_ATTRIBUTE_NAMES:
-        out += ["--search-attribute", f"{name}=Keyword"]
-    return out
 
 
 async def ensure_search_attributes(client: Client, namespace: str | None = None) -> list[str]:

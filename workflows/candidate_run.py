@@ -13,25 +13,18 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError, is_cancelled_exception
-from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
+    from activities.customization import customize
+    from activities.data import build_icl_dataset
+    from activities.deployment import deploy, teardown
+    from activities.evaluation import evaluate
     from flywheel.jobdoc import CustomizationDoc, DeploymentStatus, EvaluationDoc, NimDoc, NimStatus
-    from flywheel.platforms.base import (
-        CustomizationResult,
-        CustomizationSpec,
-        DatasetRef,
-        Endpoint,
-        EvalResult,
-        EvalSpec,
-    )
-    from workflows.common import error_text, error_type, retry_policy, short_options
+    from flywheel.platforms import customization_queue
+    from flywheel.types import CustomizationSpec, DatasetRef, Endpoint, EvalSpec
+    from flywheel.vocabulary import CustomizationStatus, EvalType, SplitName, TaskQueueRole
+    from workflows.common import error_text, error_type, long_options, short_options
     from workflows.models import (
-        ACT_BUILD_ICL,
-        ACT_CUSTOMIZE,
-        ACT_DEPLOY,
-        ACT_EVALUATE,
-        ACT_TEARDOWN,
         CANDIDATE_UPDATE_SIGNAL,
         CANDIDATE_WORKFLOW,
         STATUS_QUERY,
@@ -49,8 +42,18 @@ with workflow.unsafe.imports_passed_through():
 
 @workflow.defn(name=CANDIDATE_WORKFLOW)
 class CandidateRun:
-    def __init__(self) -> None:
-        self._nim: NimDoc | None = None
+    @workflow.init
+    def __init__(self, inp: CandidateInput) -> None:
+        self._inp = inp
+        self._timeouts = inp.timeouts or ActivityTimeouts()
+        self._wf_id = workflow.info().workflow_id
+        queues = inp.settings.temporal.task_queues
+        self._cpu = queues.cpu
+        self._train_queue = queues.gpu if customization_queue(inp.settings) == TaskQueueRole.gpu else queues.cpu
+        self._result = CandidateResult(model_name=inp.nim.model_name)
+        self._deployed: dict[str, Endpoint] = {}
+        self._nim = NimDoc(model_name=inp.nim.model_name, status=NimStatus.deploying,
+                           deployment_status=DeploymentStatus.pending)
 
     @workflow.query(name=STATUS_QUERY)
     def status(self) -> NimDoc | None:
@@ -59,16 +62,7 @@ class CandidateRun:
     # ------------------------------------------------------------------ run
     @workflow.run
     async def run(self, inp: CandidateInput) -> CandidateResult:
-        self._inp = inp
-        self._t = inp.timeouts or ActivityTimeouts()
-        self._wf_id = workflow.info().workflow_id
-        queues = inp.settings.temporal.task_queues
-        self._cpu = queues.cpu
-        self._train_queue = queues.gpu if inp.settings.platform.kind == "local" else queues.cpu
-        self._result = CandidateResult(model_name=inp.nim.model_name)
-        self._deployed: dict[str, Endpoint] = {}
-        nim = self._nim = NimDoc(model_name=inp.nim.model_name, status=NimStatus.deploying,
-                                 deployment_status=DeploymentStatus.pending)
+        nim = self._nim
         started = workflow.now()
         await self._notify()
         tasks: list[asyncio.Task[None]] = []
@@ -112,6 +106,8 @@ class CandidateRun:
         finally:
             if not evicted:
                 nim.runtime_seconds = (workflow.now() - started).total_seconds()
+                # shield(ensure_future(...)): the teardown runs to the end even though this run is being
+                # cancelled (an awaited coroutine would be cancelled with it and leak the deployments).
                 await asyncio.shield(asyncio.ensure_future(self._teardown_all()))
         await self._notify()
         self._result.nim = nim
@@ -120,24 +116,24 @@ class CandidateRun:
     def _branches(self, base: Endpoint) -> list[Any]:
         types, datasets = self._inp.eval_types, self._inp.datasets
         out = []
-        if "eval" not in datasets:
-            self._fail_eval(self._add_eval("base-eval"), "no eval dataset")
+        if SplitName.eval not in datasets:
+            self._fail_eval(self._add_eval(EvalType.base), "no eval dataset")
             return out
-        if "base-eval" in types:
-            out.append(self._evaluate("base-eval", datasets["eval"], base))
-        if "icl-eval" in types:
-            if "train" in datasets:
+        if EvalType.base in types:
+            out.append(self._evaluate(EvalType.base, datasets[SplitName.eval], base))
+        if EvalType.icl in types:
+            if SplitName.train in datasets:
                 out.append(self._icl(base))
             else:
-                self._fail_eval(self._add_eval("icl-eval"), "no train dataset to draw ICL examples from")
-        if "customized-eval" in types and self._inp.nim.customization_enabled:
-            if "train" in datasets:
+                self._fail_eval(self._add_eval(EvalType.icl), "no train dataset to draw ICL examples from")
+        if EvalType.customized in types and self._inp.nim.customization_enabled:
+            if SplitName.train in datasets:
                 out.append(self._customized())
             else:
-                self._fail_eval(self._add_eval("customized-eval"), "no train dataset to customize on")
+                self._fail_eval(self._add_eval(EvalType.customized), "no train dataset to customize on")
         return out
 
-    def _add_eval(self, eval_type: str) -> EvaluationDoc:
+    def _add_eval(self, eval_type: EvalType) -> EvaluationDoc:
         doc = EvaluationDoc(eval_type=eval_type, started_at=workflow.now())
         self._nim.evaluations.append(doc)
         return doc
@@ -166,15 +162,11 @@ class CandidateRun:
         # Recorded before the call: a cancelled/failed deploy may have created something.
         self._deployed[name] = Endpoint(deployment_name=name, model_name=nim.model_name,
                                         served_model=nim.model_name, base_url="", status="unknown")
+        t = self._timeouts
         endpoint = await workflow.execute_activity(
-            ACT_DEPLOY,
+            deploy,
             DeployInput(settings=self._inp.settings, nim=nim, name=name, adapter_uri=adapter_uri),
-            result_type=Endpoint,
-            task_queue=self._cpu,
-            start_to_close_timeout=timedelta(seconds=self._t.deploy_start_to_close_s),
-            heartbeat_timeout=timedelta(seconds=self._t.deploy_heartbeat_s),
-            retry_policy=retry_policy(self._t),
-            cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+            **long_options(t, self._cpu, start_to_close_s=t.deploy_start_to_close_s, heartbeat_s=t.deploy_heartbeat_s),
         )
         self._deployed[name] = endpoint
         return endpoint
@@ -183,16 +175,16 @@ class CandidateRun:
         for name, endpoint in list(self._deployed.items()):
             try:
                 await workflow.execute_activity(
-                    ACT_TEARDOWN,
+                    teardown,
                     TeardownInput(settings=self._inp.settings, endpoint=endpoint),
-                    **short_options(self._t, self._cpu, heartbeat_timeout=timedelta(
-                        seconds=self._t.deploy_heartbeat_s)),
+                    **short_options(self._timeouts, self._cpu, heartbeat_timeout=timedelta(
+                        seconds=self._timeouts.deploy_heartbeat_s)),
                 )
             except Exception as exc:  # noqa: BLE001 - recorded, never masks the run's outcome
                 self._result.errors[f"teardown:{name}"] = error_text(exc)
                 workflow.logger.warning("teardown of %s failed: %s", name, error_text(exc))
 
-    async def _evaluate(self, eval_type: str, dataset: DatasetRef, endpoint: Endpoint,
+    async def _evaluate(self, eval_type: EvalType, dataset: DatasetRef, endpoint: Endpoint,
                         doc: EvaluationDoc | None = None) -> None:
         if doc is None:
             doc = self._add_eval(eval_type)
@@ -204,16 +196,13 @@ class CandidateRun:
             temperature=s.evaluation.temperature, request_timeout_s=s.evaluation.request_timeout_s,
             max_retries=s.evaluation.max_retries,
         )
+        t = self._timeouts
         try:
             res = await workflow.execute_activity(
-                ACT_EVALUATE,
+                evaluate,
                 EvaluateInput(settings=s, spec=spec),
-                result_type=EvalResult,
-                task_queue=self._cpu,
-                start_to_close_timeout=timedelta(seconds=self._t.evaluate_start_to_close_s),
-                heartbeat_timeout=timedelta(seconds=self._t.evaluate_heartbeat_s),
-                retry_policy=retry_policy(self._t),
-                cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+                **long_options(t, self._cpu, start_to_close_s=t.evaluate_start_to_close_s,
+                               heartbeat_s=t.evaluate_heartbeat_s),
             )
         except Exception as exc:
             if is_cancelled_exception(exc):
@@ -221,94 +210,67 @@ class CandidateRun:
                 raise
             self._fail_eval(doc, error_text(exc))
             return
-        doc.finished_at = workflow.now()
-        doc.runtime_seconds = res.runtime_seconds or (doc.finished_at - doc.started_at).total_seconds()
-        doc.progress = 100.0
-        doc.scores = dict(res.scores)
-        doc.score_notes = dict(res.score_notes)
-        doc.per_tool = {k: v.model_dump(mode="json") for k, v in res.per_tool.items()}
-        doc.nmp_uri = res.nmp_uri
-        doc.num_records = res.num_records
-        doc.latency_p50_ms = res.latency_p50_ms
-        doc.latency_p95_ms = res.latency_p95_ms
-        doc.predictions_uri = res.predictions_uri
-        doc.num_errors = res.num_errors
-        doc.prompt_tokens = res.prompt_tokens
-        doc.completion_tokens = res.completion_tokens
+        doc.record_result(res, workflow.now())
         self._result.evaluations[eval_type] = res
         await self._notify()
 
     def _fail_eval(self, doc: EvaluationDoc, message: str) -> None:
-        doc.error = message
-        doc.finished_at = workflow.now()
-        if doc.started_at is not None:
-            doc.runtime_seconds = (doc.finished_at - doc.started_at).total_seconds()
+        doc.record_failure(message, workflow.now())
         self._result.errors[doc.eval_type] = message
 
     async def _icl(self, base: Endpoint) -> None:
-        doc = self._add_eval("icl-eval")
+        doc = self._add_eval(EvalType.icl)
+        datasets = self._inp.datasets
         try:
             ref = await workflow.execute_activity(
-                ACT_BUILD_ICL,
+                build_icl_dataset,
                 BuildICLInput(settings=self._inp.settings, name=f"{self._wf_id}-icl",
-                              eval_dataset=self._inp.datasets["eval"], train_dataset=self._inp.datasets["train"],
+                              eval_dataset=datasets[SplitName.eval], train_dataset=datasets[SplitName.train],
                               context_length=self._inp.nim.context_length),
-                result_type=DatasetRef,
-                **short_options(self._t, self._cpu, heartbeat_timeout=timedelta(
-                    seconds=self._t.evaluate_heartbeat_s)),
+                **short_options(self._timeouts, self._cpu, heartbeat_timeout=timedelta(
+                    seconds=self._timeouts.evaluate_heartbeat_s)),
             )
         except Exception as exc:
             if is_cancelled_exception(exc):
                 raise
             self._fail_eval(doc, f"building the ICL dataset failed: {error_text(exc)}")
             return
-        await self._evaluate("icl-eval", ref, base, doc)
+        await self._evaluate(EvalType.icl, ref, base, doc)
 
     async def _customized(self) -> None:
         inp, s = self._inp, self._inp.settings
-        cust = CustomizationDoc(started_at=workflow.now(), status="running")
+        cust = CustomizationDoc(started_at=workflow.now(), status=CustomizationStatus.running)
         self._nim.customizations.append(cust)
-        eval_doc = self._add_eval("customized-eval")
+        eval_doc = self._add_eval(EvalType.customized)
         eval_doc.started_at = None  # starts when the customized model is deployed
         await self._notify()
         spec = CustomizationSpec(
-            name=f"{self._wf_id}-customize", nim=inp.nim, train=inp.datasets["train"], val=inp.datasets.get("val"),
+            name=f"{self._wf_id}-customize", nim=inp.nim, train=inp.datasets[SplitName.train],
+            val=inp.datasets.get(SplitName.val),
             training=s.training_config, lora=s.lora_config,
             output_model=customized_model_name(inp.nim.model_name, inp.job_id),
         )
+        t = self._timeouts
         try:
             res = await workflow.execute_activity(
-                ACT_CUSTOMIZE,
+                customize,
                 CustomizeInput(settings=s, spec=spec),
-                result_type=CustomizationResult,
-                task_queue=self._train_queue,
-                start_to_close_timeout=timedelta(seconds=self._t.customize_start_to_close_s),
-                heartbeat_timeout=timedelta(seconds=self._t.customize_heartbeat_s),
-                retry_policy=retry_policy(self._t),
-                cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+                **long_options(t, self._train_queue, start_to_close_s=t.customize_start_to_close_s,
+                               heartbeat_s=t.customize_heartbeat_s),
             )
         except Exception as exc:
             if is_cancelled_exception(exc):
-                cust.status = "cancelled"
+                cust.status = CustomizationStatus.cancelled
                 raise
             unavailable = error_type(exc) == "CapabilityUnavailable"
-            cust.status = "unavailable" if unavailable else "failed"
+            cust.status = CustomizationStatus.unavailable if unavailable else CustomizationStatus.failed
             cust.error = error_text(exc)
             cust.finished_at = workflow.now()
             self._result.errors["customization"] = cust.error
             self._fail_eval(eval_doc, f"customization {'unavailable' if unavailable else 'failed'}: {cust.error}")
             await self._notify()
             return
-        cust.finished_at = workflow.now()
-        cust.runtime_seconds = (cust.finished_at - cust.started_at).total_seconds()
-        cust.progress = 100.0
-        cust.status = "completed"
-        cust.epochs_completed = res.epochs_completed
-        cust.steps_completed = res.steps_completed
-        cust.customized_model = res.customized_model
-        cust.nmp_uri = res.nmp_uri
-        cust.loss = res.final_loss
-        cust.checkpoint = res.adapter_uri
+        cust.record_result(res, workflow.now())
         self._result.customization = res
         eval_doc.started_at = workflow.now()
         await self._notify()
@@ -319,5 +281,5 @@ class CandidateRun:
                 raise
             self._fail_eval(eval_doc, f"deploying the customized model failed: {error_text(exc)}")
             return
-        await self._evaluate("customized-eval", inp.datasets["eval"], endpoint, eval_doc)
+        await self._evaluate(EvalType.customized, inp.datasets[SplitName.eval], endpoint, eval_doc)
 

@@ -1,4 +1,4 @@
-"""Workflow-side helpers: retry policies, activity options, error text, search-attribute keys.
+"""Workflow-side helpers: retry policies, activity options, error text.
 
 Deterministic code only (imported by the workflow sandbox).
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from temporalio.common import RetryPolicy, SearchAttributeKey
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
@@ -18,21 +18,9 @@ from temporalio.exceptions import (
 from temporalio.exceptions import (
     TimeoutError as TemporalTimeoutError,
 )
+from temporalio.workflow import ActivityCancellationType
 
-from workflows.models import (
-    NON_RETRYABLE_ERROR_TYPES,
-    SA_CLIENT_ID,
-    SA_JOB_TYPE,
-    SA_STAGE,
-    SA_WORKLOAD_ID,
-    ActivityTimeouts,
-)
-
-KEY_WORKLOAD_ID = SearchAttributeKey.for_keyword(SA_WORKLOAD_ID)
-KEY_CLIENT_ID = SearchAttributeKey.for_keyword(SA_CLIENT_ID)
-KEY_STAGE = SearchAttributeKey.for_keyword(SA_STAGE)
-KEY_JOB_TYPE = SearchAttributeKey.for_keyword(SA_JOB_TYPE)
-SEARCH_ATTRIBUTE_KEYS = [KEY_WORKLOAD_ID, KEY_CLIENT_ID, KEY_STAGE, KEY_JOB_TYPE]
+from workflows.models import NON_RETRYABLE_ERROR_TYPES, ActivityTimeouts
 
 
 def retry_policy(t: ActivityTimeouts, max_attempts: int | None = None) -> RetryPolicy:
@@ -45,12 +33,31 @@ def retry_policy(t: ActivityTimeouts, max_attempts: int | None = None) -> RetryP
 
 
 def short_options(t: ActivityTimeouts, task_queue: str, **extra: Any) -> dict[str, Any]:
+    """Options of a quick activity (persist, aggregate, report, teardown, ICL selection)."""
     return {
         "task_queue": task_queue,
         "start_to_close_timeout": timedelta(seconds=t.short_start_to_close_s),
         "retry_policy": retry_policy(t),
         **extra,
     }
+
+
+def long_options(t: ActivityTimeouts, task_queue: str, *, start_to_close_s: float, heartbeat_s: float,
+                 wait_for_cancellation: bool = True) -> dict[str, Any]:
+    """Options of a long, heartbeating activity (prepare data, deploy, evaluate, customize).
+
+    ``wait_for_cancellation``: on cancel the workflow waits until the activity has finished cancelling
+    (remote job cancelled, trainer checkpointed) before it tears down what the activity was using.
+    """
+    options: dict[str, Any] = {
+        "task_queue": task_queue,
+        "start_to_close_timeout": timedelta(seconds=start_to_close_s),
+        "heartbeat_timeout": timedelta(seconds=heartbeat_s),
+        "retry_policy": retry_policy(t),
+    }
+    if wait_for_cancellation:
+        options["cancellation_type"] = ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
+    return options
 
 
 def root_failure(exc: BaseException) -> BaseException:

@@ -8,38 +8,30 @@ query and persisted to the JobStore at every stage change, so it outlives Tempor
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError, is_cancelled_exception
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
+    from activities.data import prepare_data
+    from activities.persistence import aggregate_results, log_mlflow, persist_job, write_report
     from flywheel.jobdoc import DatasetDoc, JobDocument, NimDoc, NimStatus, RunStatus, Stage
+    from flywheel.vocabulary import TERMINAL_CUSTOMIZATION_STATUSES, CustomizationStatus, ReviewOutcome
     from workflows.candidate_run import CandidateRun
     from workflows.common import (
-        KEY_CLIENT_ID,
-        KEY_JOB_TYPE,
-        KEY_STAGE,
-        KEY_WORKLOAD_ID,
         error_text,
         error_type,
         failure_details,
+        long_options,
         retry_policy,
         short_options,
     )
     from workflows.models import (
-        ACT_AGGREGATE,
-        ACT_LOG_MLFLOW,
-        ACT_PERSIST_JOB,
-        ACT_PREPARE_DATA,
-        ACT_WRITE_REPORT,
         CANDIDATE_UPDATE_SIGNAL,
-        DECISION_PROMOTED,
-        DECISION_REJECTED,
-        DECISION_SKIPPED,
-        DECISION_TIMED_OUT,
         FLYWHEEL_WORKFLOW,
         PROMOTE_UPDATE,
         REJECT_UPDATE,
@@ -59,17 +51,18 @@ with workflow.unsafe.imports_passed_through():
         candidate_workflow_id,
         job_id_from_workflow_id,
     )
+    from workflows.search_attributes import KEY_CLIENT_ID, KEY_JOB_TYPE, KEY_STAGE, KEY_WORKLOAD_ID
 
+T = TypeVar("T")
 _TERMINAL_NIM = (NimStatus.completed, NimStatus.failed, NimStatus.cancelled)
-_TERMINAL_CUSTOMIZATION = ("completed", "failed", "cancelled", "unavailable")
 
 
 def _mark_unfinished_cancelled(nim: NimDoc, now: datetime) -> None:
     """On cancel, whatever a child last reported as running is cancelled (a cancelled child does not report
     again), so the stored document never shows a dead run's steps as running."""
     for cust in nim.customizations:
-        if cust.status not in _TERMINAL_CUSTOMIZATION:
-            cust.status, cust.finished_at = "cancelled", cust.finished_at or now
+        if cust.status not in TERMINAL_CUSTOMIZATION_STATUSES:
+            cust.status, cust.finished_at = CustomizationStatus.cancelled, cust.finished_at or now
     for evaluation in nim.evaluations:
         if evaluation.finished_at is None and evaluation.error is None:
             evaluation.error = "cancelled"
@@ -77,8 +70,12 @@ def _mark_unfinished_cancelled(nim: NimDoc, now: datetime) -> None:
 
 @workflow.defn(name=FLYWHEEL_WORKFLOW)
 class FlywheelRun:
-    def __init__(self) -> None:
-        self._doc: JobDocument | None = None
+    @workflow.init
+    def __init__(self, inp: FlywheelJobInput) -> None:
+        self._inp, self._settings = inp, inp.settings
+        self._timeouts = inp.timeouts or ActivityTimeouts()
+        self._cpu = inp.settings.temporal.task_queues.cpu
+        self._doc: JobDocument | None = None  # built by run(): its times come from workflow.now()
         self._decision: ReviewDecision | None = None
 
     # ------------------------------------------------------------------ messages
@@ -96,7 +93,7 @@ class FlywheelRun:
 
     @workflow.update(name=PROMOTE_UPDATE)
     async def promote(self, req: PromoteRequest) -> ReviewDecision:
-        return self._decide(ReviewDecision(decision=DECISION_PROMOTED, model_name=req.model_name,
+        return self._decide(ReviewDecision(decision=ReviewOutcome.promoted, model_name=req.model_name,
                                            note=req.note, by=req.by), Stage.promoted)
 
     @promote.validator
@@ -112,7 +109,7 @@ class FlywheelRun:
 
     @workflow.update(name=REJECT_UPDATE)
     async def reject(self, req: RejectRequest) -> ReviewDecision:
-        return self._decide(ReviewDecision(decision=DECISION_REJECTED, note=req.reason, by=req.by), Stage.rejected)
+        return self._decide(ReviewDecision(decision=ReviewOutcome.rejected, note=req.reason, by=req.by), Stage.rejected)
 
     @reject.validator
     def _validate_reject(self, req: RejectRequest) -> None:
@@ -142,10 +139,7 @@ class FlywheelRun:
     @workflow.run
     async def run(self, inp: FlywheelJobInput) -> JobDocument:
         info = workflow.info()
-        settings = inp.settings
-        self._inp, self._settings = inp, settings
-        self._t = inp.timeouts or ActivityTimeouts()
-        self._cpu = settings.temporal.task_queues.cpu
+        settings = self._settings
         job_id = inp.job_id or job_id_from_workflow_id(info.workflow_id, inp.workload_id, inp.client_id)
         self._doc = doc = JobDocument(
             id=job_id, workload_id=inp.workload_id, client_id=inp.client_id, status=RunStatus.running,
@@ -156,15 +150,13 @@ class FlywheelRun:
         try:
             await self._set_stage(Stage.preparing_data)
             split = inp.data_split_config or settings.data_split_config
-            prepared: PreparedData = await workflow.execute_activity(
-                ACT_PREPARE_DATA,
+            t = self._timeouts
+            prepared = await workflow.execute_activity(
+                prepare_data,
                 PrepareDataInput(settings=settings, workflow_id=info.workflow_id, job_id=job_id,
                                  workload_id=inp.workload_id, client_id=inp.client_id, data_split_config=split),
-                result_type=PreparedData,
-                task_queue=self._cpu,
-                start_to_close_timeout=timedelta(seconds=self._t.prepare_start_to_close_s),
-                heartbeat_timeout=timedelta(seconds=self._t.evaluate_heartbeat_s),
-                retry_policy=retry_policy(self._t),
+                **long_options(t, self._cpu, start_to_close_s=t.prepare_start_to_close_s,
+                               heartbeat_s=t.evaluate_heartbeat_s, wait_for_cancellation=False),
             )
             doc.num_records = prepared.num_records
             doc.curation = prepared.curation
@@ -179,7 +171,7 @@ class FlywheelRun:
             for outcome in outcomes:
                 if isinstance(outcome, BaseException):
                     raise outcome
-            await self._finish_results()
+            await self._aggregate_and_report()
             await self._review(inp)
             doc.status = RunStatus.completed
             doc.finished_at = workflow.now()
@@ -197,12 +189,13 @@ class FlywheelRun:
                     if nim.status not in _TERMINAL_NIM:
                         nim.status = NimStatus.cancelled
                     _mark_unfinished_cancelled(nim, doc.finished_at)
+                # shield(ensure_future(...)): the final write must finish although this run is being cancelled.
                 await asyncio.shield(asyncio.ensure_future(self._persist(final=True, stage=Stage.cancelled)))
                 raise
             doc.status, doc.stage = RunStatus.failed, Stage.failed
             doc.error = error_text(exc)
             doc.finished_at = workflow.now()
-            await asyncio.shield(asyncio.ensure_future(self._persist(final=True, stage=Stage.failed)))
+            await asyncio.shield(asyncio.ensure_future(self._persist(final=True, stage=Stage.failed)))  # as above
             raise ApplicationError(doc.error, type=error_type(exc), non_retryable=True) from exc
 
     # ------------------------------------------------------------------ stages
@@ -210,7 +203,7 @@ class FlywheelRun:
         self._doc.stage = stage
         await self._persist(stage=stage)
 
-    def _upsert(self, stage: Stage) -> None:
+    def _upsert_search_attributes(self, stage: Stage) -> None:
         doc = self._doc
         workflow.upsert_search_attributes([
             KEY_WORKLOAD_ID.value_set(doc.workload_id),
@@ -223,13 +216,13 @@ class FlywheelRun:
         """Upsert the stage search attribute and write the doc to the JobStore (failures are logged:
         a job-store outage must not lose the run; the final write retries for longer)."""
         if stage is not None:
-            self._upsert(stage)
+            self._upsert_search_attributes(stage)
         self._doc.revision += 1  # the store keeps the highest revision: a late retry of an older write loses
         try:
             await workflow.execute_activity(
-                ACT_PERSIST_JOB,
+                persist_job,
                 PersistJobInput(settings=self._settings, doc=self._doc),
-                **short_options(self._t, self._cpu, retry_policy=retry_policy(self._t, max_attempts=0),
+                **short_options(self._timeouts, self._cpu, retry_policy=retry_policy(self._timeouts, max_attempts=0),
                                 schedule_to_close_timeout=timedelta(seconds=3600 if final else 600)),
             )
         except Exception as exc:
@@ -264,42 +257,37 @@ class FlywheelRun:
                 return
             doc.nims[index] = result.nim or doc.nims[index]
 
-    async def _finish_results(self) -> None:
-        doc = self._doc
-        try:
-            aggregated: JobDocument = await workflow.execute_activity(
-                ACT_AGGREGATE, AggregateInput(settings=self._settings, doc=doc), result_type=JobDocument,
-                **short_options(self._t, self._cpu))
+    async def _aggregate_and_report(self) -> None:
+        """CIs, gate and cost (aggregation), then MLflow and the report page: each best-effort (a failure
+        becomes a warning in the document; the run still reaches review)."""
+        doc, options = self._doc, short_options(self._timeouts, self._cpu)
+        aggregated = await self._best_effort("aggregation", workflow.execute_activity(
+            aggregate_results, AggregateInput(settings=self._settings, doc=doc), **options))
+        if aggregated is not None:
             doc.nims = aggregated.nims  # CIs, gate, cost; the rest of the doc stays this workflow's
-        except Exception as exc:
-            if is_cancelled_exception(exc):
-                raise
-            self._warn(f"aggregation failed: {error_text(exc)}")
         if self._settings.mlflow_config.enabled:
-            try:
-                uris: dict[str, str] = await workflow.execute_activity(
-                    ACT_LOG_MLFLOW, ReportInput(settings=self._settings, doc=doc), result_type=dict,
-                    **short_options(self._t, self._cpu))
-                for nim in doc.nims:
-                    for ev in nim.evaluations:
-                        ev.mlflow_uri = uris.get(f"{nim.model_name}/{ev.eval_type}", ev.mlflow_uri)
-            except Exception as exc:
-                if is_cancelled_exception(exc):
-                    raise
-                self._warn(f"MLflow logging failed: {error_text(exc)}")
+            uris = await self._best_effort("MLflow logging", workflow.execute_activity(
+                log_mlflow, ReportInput(settings=self._settings, doc=doc), **options))
+            for nim in doc.nims if uris is not None else []:
+                for ev in nim.evaluations:
+                    ev.mlflow_uri = uris.get(f"{nim.model_name}/{ev.eval_type}", ev.mlflow_uri)
+        report_uri = await self._best_effort("report", workflow.execute_activity(
+            write_report, ReportInput(settings=self._settings, doc=doc), **options))
+        if report_uri is not None:
+            doc.report_uri = report_uri
+
+    async def _best_effort(self, stage: str, call: Awaitable[T]) -> T | None:
+        """The stage's result, or None with a warning in the document when it failed (cancellation propagates)."""
         try:
-            doc.report_uri = await workflow.execute_activity(
-                ACT_WRITE_REPORT, ReportInput(settings=self._settings, doc=doc), result_type=str,
-                **short_options(self._t, self._cpu))
+            return await call
         except Exception as exc:
             if is_cancelled_exception(exc):
                 raise
-            self._warn(f"report failed: {error_text(exc)}")
+            self._warn(f"{stage} failed: {error_text(exc)}")
+            return None
 
     def _warn(self, message: str) -> None:
-        warnings = list(getattr(self._doc, "warnings", None) or [])
-        warnings.append(message)
-        self._doc.warnings = warnings
+        self._doc.warnings.append(message)
         workflow.logger.warning(message)
 
     async def _review(self, inp: FlywheelJobInput) -> None:
@@ -311,6 +299,6 @@ class FlywheelRun:
             except TimeoutError:
                 pass
         if self._decision is None:
-            self._decide(ReviewDecision(decision=DECISION_TIMED_OUT if timeout > 0 else DECISION_SKIPPED),
+            self._decide(ReviewDecision(decision=ReviewOutcome.timed_out if timeout > 0 else ReviewOutcome.skipped),
                          Stage.completed)
-        self._upsert(self._doc.stage)
+        self._upsert_search_attributes(self._doc.stage)

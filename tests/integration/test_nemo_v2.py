@@ -16,8 +16,12 @@ import pytest
 
 from flywheel.config import LoRAConfig, NIMConfig, Settings, TrainingConfig
 from flywheel.metrics import aggregate, score_tool_calls, tool_keys
-from flywheel.platforms.base import CapabilityUnavailable, CustomizationSpec, EvalSpec
 from flywheel.platforms.nemo_v2 import NO_TRAINING, NemoV2Platform, NemoV2Timing
+from flywheel.types import (
+    CapabilityUnavailable,
+    CustomizationSpec,
+    EvalSpec,
+)
 from tests.emulators.openai_scripted import ScriptedOpenAI
 
 pytestmark = pytest.mark.nemo_platform
@@ -144,4 +148,4 @@ async def test_real_platform_tool_calling_matches_evaluator_of_record(nemo_platf
         for provider in ("cand-endpoint", "judge"):
             await platform._call("DELETE", f"/apis/models/v2/workspaces/{ws}/providers/{provider}",
                                  ok=(200, 202, 204, 404))
-        await platform.aclose()
+        await platform.close()

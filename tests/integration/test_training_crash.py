@@ -47,7 +47,7 @@ from flywheel.config import ModelSource, Settings
 from flywheel.jobdoc import JobDocument, NimStatus, RunStatus
 from flywheel.jobstore import open_jobstore
 from flywheel.platforms.local import checkpoints as ckpts
-from flywheel.platforms.local.models import provision
+from flywheel.platforms.local.weights import provision
 from starter.live_progress import pending_activity_details
 from tests.helpers import REPO_ROOT
 from tests.helpers.sample_logs import SAMPLE_CLIENT, SAMPLE_LOGS, SAMPLE_WORKLOAD

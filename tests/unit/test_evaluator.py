@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 
 from flywheel.config import LLMJudgeConfig
 from flywheel.evaluator import evaluate
-from flywheel.platforms.base import DatasetRef, Endpoint, EvalSpec, PlatformError
+from flywheel.types import DatasetRef, Endpoint, EvalSpec, PlatformError
 
 TOOLS = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
 

@@ -2,8 +2,8 @@ import hashlib
 
 import pytest
 
-from flywheel.platforms.base import PlatformError
 from flywheel.platforms.local import datasets
+from flywheel.types import PlatformError
 
 ROWS = [{"request": {"messages": [{"role": "user", "content": f"q{i} é"}]}, "i": i} for i in range(3)]
 

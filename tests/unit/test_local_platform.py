@@ -1,9 +1,10 @@
 import pytest
 
 from flywheel.config import NIMConfig, Settings
-from flywheel.platforms.base import Endpoint, Platform, PlatformError
+from flywheel.platforms.base import Platform
 from flywheel.platforms.local import LocalPlatform
 from flywheel.platforms.local.platform import adapter_file
+from flywheel.types import Endpoint, PlatformError
 
 
 @pytest.fixture
@@ -57,7 +58,7 @@ async def test_evaluations_of_one_deployment_take_turns(platform, monkeypatch, t
     import asyncio
 
     import flywheel.evaluator
-    from flywheel.platforms.base import DatasetRef, EvalResult, EvalSpec
+    from flywheel.types import DatasetRef, EvalResult, EvalSpec
 
     active, overlaps, seen_concurrency = [0], [0], []
 

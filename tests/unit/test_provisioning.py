@@ -4,8 +4,8 @@ from pathlib import Path
 import pytest
 
 from flywheel.config import ModelSource
-from flywheel.platforms.local import models
-from flywheel.platforms.local.models import ModelProvisioningError, PinnedModel, provision, provision_package
+from flywheel.platforms.local import weights as models
+from flywheel.platforms.local.weights import ModelProvisioningError, PinnedModel, provision, provision_package
 
 
 def sha(data: bytes) -> str:

@@ -7,8 +7,8 @@ import pytest
 pytest.importorskip("torch")
 
 from flywheel.config import LoRAConfig, NIMConfig, TrainingConfig
-from flywheel.platforms.base import CustomizationSpec, DatasetRef
 from flywheel.platforms.local.train_state import Plan, run_fingerprint
+from flywheel.types import CustomizationSpec, DatasetRef
 
 
 def spec(**training) -> CustomizationSpec:

@@ -18,7 +18,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.persistence import aggregate_results, persist_job
-from flywheel.platforms.base import CustomizationResult, DatasetRef, Endpoint, EvalResult
+from flywheel.types import CustomizationResult, DatasetRef, Endpoint, EvalResult
 from workflows.models import (
     BuildICLInput,
     CustomizeInput,

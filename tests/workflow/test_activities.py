@@ -10,7 +10,7 @@ from temporalio.testing import ActivityEnvironment
 
 from activities import common
 from flywheel.config import NIMConfig, Settings
-from flywheel.platforms.base import CapabilityUnavailable, CustomizationResult, DatasetRef, PlatformError
+from flywheel.types import CapabilityUnavailable, CustomizationResult, DatasetRef, PlatformError
 
 
 async def test_pump_heartbeats_latest_progress_and_converts_errors() -> None:
@@ -78,12 +78,18 @@ async def test_cancellation_runs_remote_cancel() -> None:
 async def test_customize_resumes_with_previous_heartbeat(monkeypatch) -> None:
     from activities.customization import customize
     from flywheel.config import LoRAConfig, TrainingConfig
-    from flywheel.platforms.base import CustomizationSpec
+    from flywheel.types import CustomizationSpec
     from workflows.models import CustomizeInput
 
     seen: dict = {}
 
-    class Platform:
+    from flywheel.platforms.base import Platform as PlatformProtocol
+    from flywheel.vocabulary import TaskQueueRole
+
+    class Platform(PlatformProtocol):
+        kind = "fake"
+        customization_queue = TaskQueueRole.gpu  # like the local trainer: holds a device from the pool
+
         async def customize(self, spec, progress=None):
             seen["name"] = spec.name
             progress({"step": 6, "checkpoint": "file:///ckpt/6"})

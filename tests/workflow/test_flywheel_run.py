@@ -16,7 +16,6 @@ from flywheel.jobstore import open_jobstore
 from tests.helpers.polling import wait_for
 from tests.helpers.temporal_workers import FAST, make_settings, running_workers
 from tests.workflow.fakes import calls
-from workflows.common import KEY_STAGE
 from workflows.flywheel_run import FlywheelRun
 from workflows.models import (
     PROMOTE_UPDATE,
@@ -28,6 +27,7 @@ from workflows.models import (
     candidate_workflow_id,
     flywheel_workflow_id,
 )
+from workflows.search_attributes import KEY_STAGE
 
 
 async def start(client: Client, settings, *, workload: str = "wl", review_timeout_s: int | None = None,

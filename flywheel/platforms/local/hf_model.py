@@ -24,6 +24,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from flywheel.types import PlatformError
+
 log = logging.getLogger(__name__)
 
 LORA_TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -35,8 +37,6 @@ def resolve_device(requested: str | None) -> torch.device:
     if requested:
         device = torch.device(requested)
         if device.type == "cuda" and not torch.cuda.is_available():
-            from flywheel.platforms.base import PlatformError
-
             raise PlatformError(f"device {requested!r} requested but CUDA is not available on this worker",
                                 retryable=False, error_type="TrainingConfigError")
         return device

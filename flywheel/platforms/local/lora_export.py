@@ -26,7 +26,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from flywheel.platforms.base import PlatformError
+from flywheel.types import PlatformError
 
 # Architectures whose HF→GGUF conversion reorders q/k rows (the adapter's B gets the same).
 _PERMUTED_QK = {"llama"}

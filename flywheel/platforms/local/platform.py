@@ -1,8 +1,9 @@
 """The embedded local :class:`~flywheel.platforms.base.Platform`.
 
 * datasets: JSONL files under ``<data_dir>/datasets`` (:mod:`.datasets`)
-* deploy / teardown: provisioned GGUF (:mod:`.models`, cached in ``<data_dir>/models``) served by a
-  llama.cpp model-server process (:mod:`.serving`, state in ``<data_dir>/deployments``)
+* deploy / teardown: GGUF weights provisioned by :mod:`.weights` (cached in ``<data_dir>/models``),
+  served by a llama.cpp model-server process (:mod:`.model_server`) that :mod:`.server_processes`
+  starts and stops (state in ``<data_dir>/deployments``)
 * evaluate: our evaluator of record, in process (:mod:`flywheel.evaluator`)
 * customize: the peft LoRA trainer (:mod:`.trainer`)
 """
@@ -17,8 +18,14 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from flywheel import evaluator
 from flywheel.config import NIMConfig, Settings
-from flywheel.platforms.base import (
+from flywheel.platforms.base import Platform
+from flywheel.platforms.local import datasets
+from flywheel.platforms.local.server_processes import ModelServerManager
+from flywheel.platforms.local.weights import provision
+from flywheel.progress import DeploymentProgress, EvaluationProgress
+from flywheel.types import (
     CustomizationResult,
     CustomizationSpec,
     DatasetRef,
@@ -27,10 +34,10 @@ from flywheel.platforms.base import (
     EvalSpec,
     PlatformError,
     ProgressFn,
+    WorkerShutdownProbe,
+    never_shutting_down,
 )
-from flywheel.platforms.local import datasets
-from flywheel.platforms.local.models import provision
-from flywheel.platforms.local.serving import ModelServerManager
+from flywheel.vocabulary import TaskQueueRole
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +58,11 @@ def adapter_file(adapter_uri: str) -> Path:
     return path
 
 
-class LocalPlatform:
+class LocalPlatform(Platform):
     kind = "local"
+    customization_queue = TaskQueueRole.gpu  # trains in the worker process, one slot per device
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, is_worker_shutdown: WorkerShutdownProbe = never_shutting_down) -> None:
         self.settings = settings
         self.data_dir = Path(settings.platform.data_dir)
         self.models_dir = self.data_dir / "models"
@@ -109,15 +117,13 @@ class LocalPlatform:
                                 f"redeploy information", retryable=False, error_type="EndpointGone")
         log.info("model server %s is not serving; redeploying", endpoint.deployment_name)
         if progress:
-            progress({"stage": "redeploying", "deployment": endpoint.deployment_name})
+            progress(DeploymentProgress(stage="redeploying", deployment=endpoint.deployment_name).details())
         nim = NIMConfig.model_validate(redeploy["nim"])
         return await self.deploy(nim, endpoint.deployment_name, redeploy.get("adapter_uri"), progress)
 
     # ------------------------------------------------------------------ evaluation and customization
 
     async def evaluate(self, spec: EvalSpec, progress: ProgressFn | None = None) -> EvalResult:
-        from flywheel.evaluator import evaluate
-
         endpoint = await self.ensure_serving(spec.endpoint, progress)
         if endpoint is not spec.endpoint:
             spec = spec.model_copy(update={"endpoint": endpoint})
@@ -126,13 +132,15 @@ class LocalPlatform:
         spec = spec.model_copy(update={"concurrency": 1})
         turn = self._eval_turns.setdefault(spec.endpoint.deployment_name, asyncio.Lock())
         if turn.locked() and progress:
-            progress({"status": "queued", "detail": "waiting for another evaluation of this deployment"})
+            progress(EvaluationProgress(status="queued",
+                                        detail="waiting for another evaluation of this deployment").details())
         async with turn:
-            return await evaluate(spec, rows, predictions_path=predictions_path, progress=progress)
+            return await evaluator.evaluate(spec, rows, predictions_path=predictions_path, progress=progress)
 
     async def customize(self, spec: CustomizationSpec, progress: ProgressFn | None = None) -> CustomizationResult:
         """LoRA-train in a thread; ``work_dir`` is keyed by the spec's deterministic name, so a retried
         attempt resumes from the trainer's newest complete checkpoint."""
+        # Lazy: the trainer pulls in torch/transformers/peft, which only training needs.
         from flywheel.platforms.local.trainer import TrainingStopped, train
 
         model_path = await self._weights(spec.nim, progress)
@@ -169,3 +177,8 @@ class LocalPlatform:
     def shutdown(self) -> list[str]:
         """Stop the model servers this process started (worker shutdown); returns their names."""
         return self.servers.teardown_all_started_here()
+
+    async def close(self) -> None:
+        """Worker shutdown: stop the model servers this process started (they would die with it anyway);
+        the next evaluation anywhere revives a deployment from its recorded state."""
+        await asyncio.to_thread(self.shutdown)

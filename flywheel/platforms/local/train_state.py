@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from flywheel.platforms.base import CustomizationSpec
 from flywheel.platforms.local import checkpoints as ckpts
+from flywheel.types import CustomizationSpec
 
 
 @dataclass(frozen=True)

@@ -34,8 +34,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from flywheel.platforms.base import CustomizationResult, CustomizationSpec, PlatformError, ProgressFn
 from flywheel.platforms.local import checkpoints as ckpts
+from flywheel.platforms.local import sft_data
+from flywheel.platforms.local.lora_export import check_base, export_gguf_adapter
+from flywheel.progress import TrainingProgress
+from flywheel.types import CustomizationResult, CustomizationSpec, PlatformError, ProgressFn
 
 log = logging.getLogger(__name__)
 
@@ -158,16 +161,27 @@ def train(spec: CustomizationSpec, *, model_path: Path, work_dir: Path, rows_tra
             raise
 
 
+def _training_reports(progress: ProgressFn | None) -> ProgressFn:
+    """Each report checked as a :class:`TrainingProgress` (the shape the live job view reads)."""
+    def emit(fields: dict[str, Any]) -> None:
+        if progress is not None:
+            progress(TrainingProgress(**fields).details())
+
+    return emit
+
+
 def _train(spec: CustomizationSpec, model_path: Path, work_dir: Path, rows_train: list[dict],  # noqa: C901
            rows_val: list[dict] | None, progress: ProgressFn | None, should_stop: Callable[[], bool] | None,
            resume: bool, seed: int, cache_root: Path | None) -> CustomizationResult:
     import torch
     from transformers import get_linear_schedule_with_warmup
 
-    from flywheel.platforms.local import hf_model, sft_data
+    # Lazy, like torch above: these modules import torch at load time; this module must stay importable
+    # (request_stop, TrainingStopped) on workers without the training stack.
+    from flywheel.platforms.local import hf_model
     from flywheel.platforms.local import train_state as ts
 
-    emit = progress or (lambda _info: None)
+    emit = _training_reports(progress)
     fingerprint = ts.run_fingerprint(spec, model_path, rows_train, seed)
     finished = _read_result(work_dir, fingerprint) if resume else None
     if finished is not None:
@@ -185,8 +199,6 @@ def _train(spec: CustomizationSpec, model_path: Path, work_dir: Path, rows_train
         log.warning("checkpoints in %s were made with other inputs; moved to %s, starting over", ckpt_root, stale)
         ckpt_root.rename(stale)
         start = None
-
-    from flywheel.platforms.local.lora_export import check_base
 
     check_base(model_path)  # an adapter we could not serve is not worth training
     device = hf_model.resolve_device(spec.device)
@@ -295,8 +307,6 @@ def _train(spec: CustomizationSpec, model_path: Path, work_dir: Path, rows_train
 def _finish(spec, model, tokenizer, info, model_path: Path, work_dir: Path, plan, step: int,
             loss_history: list[float], latest, fingerprint: str, data, rows_val, device, pad_id: int,
             emit: ProgressFn) -> CustomizationResult:
-    from flywheel.platforms.local.lora_export import export_gguf_adapter
-
     adapter_dir = work_dir / "adapter"
     tmp = work_dir / "adapter.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -338,7 +348,7 @@ def validation_loss(model: Any, tokenizer: Any, info: Any, rows: list[dict], max
     """Mean target-token loss over up to :data:`VAL_MAX_EXAMPLES` validation records."""
     import torch
 
-    from flywheel.platforms.local import hf_model, sft_data
+    from flywheel.platforms.local import hf_model  # imports torch (see _train)
 
     data = sft_data.build_examples(rows[:VAL_MAX_EXAMPLES], tokenizer, info, max_seq_length, max_tools)
     if not data.examples:

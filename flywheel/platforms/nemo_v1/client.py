@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 
 from flywheel.config import Settings
-from flywheel.platforms.base import PlatformError, ProgressFn
+from flywheel.types import PlatformError, ProgressFn
 
 # Job states (docs/platforms.md). Anything else is "unknown": reported, never silently ignored.
 NON_TERMINAL = frozenset({"created", "pending", "running", "cancelling"})

@@ -22,7 +22,6 @@ import logging
 import time
 from typing import Any
 
-from flywheel.platforms.base import CustomizationResult, CustomizationSpec, PlatformError, ProgressFn
 from flywheel.platforms.nemo_v1.client import NemoV1Clients, is_ambiguous, status_error, to_platform_error
 from flywheel.platforms.nemo_v1.jobs import (
     cancel_if_live,
@@ -32,6 +31,8 @@ from flywheel.platforms.nemo_v1.jobs import (
     poll_job,
     reusable,
 )
+from flywheel.progress import TrainingProgress
+from flywheel.types import CustomizationResult, CustomizationSpec, PlatformError, ProgressFn
 
 log = logging.getLogger(__name__)
 NAME_FIELD = "flywheel_name"
@@ -168,9 +169,9 @@ class CustomizationV1:
         timing = self.c.timing
 
         def describe(st: dict[str, Any]) -> dict[str, Any]:
-            return {"progress": st.get("percentage_done"), "epochs_completed": st.get("epochs_completed"),
-                    "steps_completed": st.get("steps_completed"), "train_loss": st.get("train_loss"),
-                    "status_logs": log_messages(st.get("status_logs")), "customized_model": model}
+            return TrainingProgress(progress=st.get("percentage_done"), epochs_completed=st.get("epochs_completed"),
+                                    steps_completed=st.get("steps_completed"), loss=st.get("train_loss"),
+                                    status_logs=log_messages(st.get("status_logs")), customized_model=model).details()
 
         try:
             final = await poll_job(kind="customization", job_id=job_id, nmp_uri=uri,

@@ -16,8 +16,8 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from flywheel.platforms.base import DatasetRef, PlatformError
 from flywheel.platforms.nemo_v1.client import NemoV1Clients, status_error, to_platform_error
+from flywheel.types import DatasetRef, PlatformError
 
 SPLIT_FOLDERS = {"train": "training", "val": "validation", "eval": "testing"}
 

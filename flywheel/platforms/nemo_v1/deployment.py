@@ -20,8 +20,9 @@ import time
 from typing import Any
 
 from flywheel.config import NIMConfig
-from flywheel.platforms.base import Endpoint, PlatformError, ProgressFn
 from flywheel.platforms.nemo_v1.client import NemoV1Clients, is_ambiguous, status_error, to_platform_error
+from flywheel.progress import DeploymentProgress
+from flywheel.types import Endpoint, PlatformError, ProgressFn
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,8 @@ class DeploymentV1:
                                     details={"deployment": dname})
             details = dep.get("status_details") or {}
             state = str(details.get("status") or "")
-            info = {"kind": "deployment", "deployment": dname, "status": state, "message": details.get("description")}
+            info = DeploymentProgress(kind="deployment", deployment=dname, status=state,
+                                      message=details.get("description")).details()
             if state not in ("created", "pending", "running", "ready", "failed", "cancelled", "cancelling",
                              "completed"):
                 info["unknown_state"] = state

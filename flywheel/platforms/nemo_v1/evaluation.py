@@ -17,9 +17,12 @@ import time
 from typing import Any
 
 from flywheel.config import LLMJudgeConfig
-from flywheel.platforms.base import EvalResult, EvalSpec, PlatformError, ProgressFn
+from flywheel.metrics import ACCURACY_METRIC, METRICS, METRICS_BY_NAME
+from flywheel.metrics import JUDGE_METRIC as JUDGE_SCORE  # ours; JUDGE_METRIC below is NeMo's metric name
 from flywheel.platforms.nemo_v1.client import NemoV1Clients, status_error, to_platform_error
 from flywheel.platforms.nemo_v1.jobs import cancel_if_live, create_once, find_named_job, poll_job, reusable
+from flywheel.progress import EvaluationProgress
+from flywheel.types import EvalResult, EvalSpec, PlatformError, ProgressFn
 
 log = logging.getLogger(__name__)
 
@@ -108,24 +111,21 @@ def parse_results(result: dict[str, Any], spec: EvalSpec, judged: bool) -> EvalR
         value = (((metrics.get(metric) or {}).get("scores") or {}).get(name) or {}).get("value")
         return None if value is None else float(value)
 
-    fn = score(TOOL_METRIC, "function_name_accuracy")
-    if fn is None:
-        fn = score(TOOL_METRIC, "function_name")
-    args = score(TOOL_METRIC, "function_name_and_args_accuracy")
+    # Each registered metric NeMo v1 reports, from the first of its score names present.
+    found = {m.name: next((v for v in (score(TOOL_METRIC, n) for n in m.nemo_v1) if v is not None), None)
+             for m in METRICS if m.nemo_v1}
     notes: dict[str, str] = {}
-    if fn is None or args is None:
+    if any(v is None for v in found.values()):
         raise PlatformError(f"evaluation result for {spec.name} lacks tool-calling scores: {metrics}", retryable=False)
     correctness = score(JUDGE_METRIC, "rating") if judged else None
     if not judged:
-        notes["tool_calling_correctness"] = "no LLM judge configured"
+        notes[JUDGE_SCORE] = "no LLM judge configured"
     elif correctness is None:
-        notes["tool_calling_correctness"] = "the Evaluator returned no judge rating"
-    tool_scores = (metrics.get(TOOL_METRIC) or {}).get("scores") or {}
-    stats = (tool_scores.get("function_name_and_args_accuracy") or {}).get("stats") or {}
+        notes[JUDGE_SCORE] = "the Evaluator returned no judge rating"
+    counted = METRICS_BY_NAME[ACCURACY_METRIC].nemo_v1[0]
+    stats = (((metrics.get(TOOL_METRIC) or {}).get("scores") or {}).get(counted) or {}).get("stats") or {}
     return EvalResult(eval_type=spec.eval_type, num_records=int(stats.get("count") or spec.dataset.num_records),
-                      scores={"function_name": fn, "function_name_and_args_accuracy": args,
-                              "tool_calling_correctness": correctness},
-                      score_notes=notes)
+                      scores={**found, JUDGE_SCORE: correctness}, score_notes=notes)
 
 
 class EvaluationV1:
@@ -174,7 +174,7 @@ class EvaluationV1:
 
         def describe(job: dict[str, Any]) -> dict[str, Any]:
             details = job.get("status_details") or {}
-            return {"progress": details.get("progress"), "message": details.get("message")}
+            return EvaluationProgress(progress=details.get("progress"), message=details.get("message")).details()
 
         try:
             await poll_job(kind="evaluation", job_id=job_id, nmp_uri=uri, fetch=lambda: self.c.get_json(uri),

@@ -14,7 +14,6 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from flywheel.platforms.base import PlatformError, ProgressFn
 from flywheel.platforms.nemo_v1.client import (
     INFRA_MARKERS,
     NON_TERMINAL,
@@ -22,6 +21,7 @@ from flywheel.platforms.nemo_v1.client import (
     is_ambiguous,
     to_platform_error,
 )
+from flywheel.types import PlatformError, ProgressFn
 
 log = logging.getLogger(__name__)
 WAITING = frozenset({"created", "pending"})

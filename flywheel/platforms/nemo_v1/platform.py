@@ -6,7 +6,13 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from flywheel.config import NIMConfig, Settings
-from flywheel.platforms.base import (
+from flywheel.platforms.base import Platform
+from flywheel.platforms.nemo_v1.client import NemoV1Clients, NemoV1Timing
+from flywheel.platforms.nemo_v1.customization import CustomizationV1
+from flywheel.platforms.nemo_v1.datasets import DatasetsV1
+from flywheel.platforms.nemo_v1.deployment import DeploymentV1
+from flywheel.platforms.nemo_v1.evaluation import EvaluationV1
+from flywheel.types import (
     CustomizationResult,
     CustomizationSpec,
     DatasetRef,
@@ -14,25 +20,9 @@ from flywheel.platforms.base import (
     EvalResult,
     EvalSpec,
     ProgressFn,
+    WorkerShutdownProbe,
+    never_shutting_down,
 )
-from flywheel.platforms.nemo_v1.client import NemoV1Clients, NemoV1Timing
-from flywheel.platforms.nemo_v1.customization import CustomizationV1
-from flywheel.platforms.nemo_v1.datasets import DatasetsV1
-from flywheel.platforms.nemo_v1.deployment import DeploymentV1
-from flywheel.platforms.nemo_v1.evaluation import EvaluationV1
-
-
-def cancel_remote_unless_worker_shutdown() -> bool:
-    """On activity cancellation, cancel the remote job too — except when the Temporal worker is shutting
-    down: then the activity is retried elsewhere and must re-attach to the still-running job."""
-    try:
-        from temporalio import activity
-
-        if activity.in_activity() and activity.is_worker_shutdown():
-            return False
-    except Exception:  # noqa: BLE001 - outside an activity / no temporalio
-        pass
-    return True
 
 
 def timing_from_settings(settings: Settings) -> NemoV1Timing:
@@ -46,11 +36,15 @@ def timing_from_settings(settings: Settings) -> NemoV1Timing:
     return timing
 
 
-class NemoV1Platform:
+class NemoV1Platform(Platform):
     kind = "nemo_v1"
 
     def __init__(self, settings: Settings, timing: NemoV1Timing | None = None, *, register_models: bool = False,
-                 cleanup_on_cancel: Callable[[], bool] = cancel_remote_unless_worker_shutdown) -> None:
+                 is_worker_shutdown: WorkerShutdownProbe = never_shutting_down,
+                 cleanup_on_cancel: Callable[[], bool] | None = None) -> None:
+        """``cleanup_on_cancel`` decides, when an activity is cancelled, whether the remote job is cancelled
+        too; by default yes, except during a worker shutdown: then the activity is retried elsewhere and
+        must re-attach to the still-running job."""
         self.settings = settings
         self.timing = timing or timing_from_settings(settings)
         self.clients = NemoV1Clients(settings, self.timing)
@@ -58,9 +52,9 @@ class NemoV1Platform:
         self.evaluation = EvaluationV1(self.clients, register_models=register_models)
         self.customization = CustomizationV1(self.clients)
         self.deployment = DeploymentV1(self.clients)
-        self.cleanup_on_cancel = cleanup_on_cancel
+        self.cleanup_on_cancel = cleanup_on_cancel or (lambda: not is_worker_shutdown())
 
-    async def aclose(self) -> None:
+    async def close(self) -> None:
         await self.clients.aclose()
 
     async def put_datasets(self, run_key: str, splits: Mapping[str, Iterable[dict[str, Any]]]) -> dict[str, DatasetRef]:

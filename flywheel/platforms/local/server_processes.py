@@ -25,7 +25,8 @@ from typing import Any
 import httpx
 import psutil
 
-from flywheel.platforms.base import Endpoint, PlatformError, ProgressFn
+from flywheel.progress import DeploymentProgress
+from flywheel.types import Endpoint, PlatformError, ProgressFn
 
 SERVER_MODULE = "flywheel.platforms.local.model_server"
 HOST = "127.0.0.1"
@@ -164,8 +165,8 @@ class ModelServerManager:
                 self.state_path(name).unlink(missing_ok=True)
             state = self._spawn(name, wanted, threads)
             if progress:
-                progress({"stage": "model_server_starting", "deployment": name, "pid": state["pid"],
-                          "port": state["port"]})
+                progress(DeploymentProgress(stage="model_server_starting", deployment=name, pid=state["pid"],
+                                            port=state["port"]).details())
             try:
                 await self._wait_ready(name, state, ready_timeout_s, progress)
             except BaseException:
@@ -208,8 +209,8 @@ class ModelServerManager:
                     resp = await client.get(url)
                     if resp.status_code == 200 and resp.json().get("pid") == state["pid"]:
                         if progress:
-                            progress({"stage": "model_server_ready", "deployment": name,
-                                      "seconds": round(time.monotonic() - started, 1)})
+                            progress(DeploymentProgress(stage="model_server_ready", deployment=name,
+                                                        seconds=round(time.monotonic() - started, 1)).details())
                         return
                 except (httpx.HTTPError, ValueError):
                     pass
@@ -226,7 +227,8 @@ class ModelServerManager:
                         error_type="ModelServerTimeout", details={"deployment": name, "log": state["log"]})
                 if progress and elapsed - last_report >= 5:
                     last_report = elapsed
-                    progress({"stage": "model_server_loading", "deployment": name, "elapsed_s": round(elapsed)})
+                    progress(DeploymentProgress(stage="model_server_loading", deployment=name,
+                                                elapsed_s=round(elapsed)).details())
                 await asyncio.sleep(0.25)
 
     def _raise_start_failure(self, name: str, state: dict[str, Any]) -> None:

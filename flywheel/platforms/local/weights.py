@@ -21,7 +21,7 @@ from importlib import resources
 from pathlib import Path
 
 from flywheel.config import ModelSource
-from flywheel.platforms.base import PlatformError
+from flywheel.types import PlatformError
 
 _BLOCK = 8 * 1024 * 1024
 

@@ -1,0 +1,50 @@
+"""Results of a finished run: confidence intervals per score, cost per 1k requests and the promotion
+gate per candidate. Pure: a document in, a new document out.
+"""
+
+from __future__ import annotations
+
+from flywheel.config import Settings
+from flywheel.jobdoc import JobDocument
+from flywheel.stats import confidence_interval, cost_per_1k_requests, gate_verdict
+from flywheel.vocabulary import EvalType
+
+# The production model's responses are the ground truth, so its own agreement score is 1.0:
+# the gate asks that a candidate stays within max_drop_vs_reference of it.
+REFERENCE_SCORE = 1.0
+
+
+def aggregate(doc: JobDocument, settings: Settings) -> JobDocument:
+    """Confidence intervals per score, cost per 1k requests and the promotion gate per candidate (pure)."""
+    doc = doc.model_copy(deep=True)
+    prices = {n.model_name: n.cost_per_1k_tokens for n in settings.nims}
+    for nim in doc.nims:
+        costed = nim.evaluation(EvalType.base) or next(iter(nim.evaluations), None)
+        if costed is not None and not costed.error and costed.num_records and nim.model_name in prices:
+            nim.cost_per_1k_requests = cost_per_1k_requests(
+                int(getattr(costed, "prompt_tokens", 0) or 0), int(getattr(costed, "completion_tokens", 0) or 0),
+                costed.num_records, prices[nim.model_name])
+        best = None
+        for ev in nim.evaluations:
+            n = ev.num_records or 0
+            if ev.error or n <= 0:
+                continue
+            cis: dict[str, list[float]] = {}
+            for metric, score in ev.scores.items():
+                if score is None:
+                    continue
+                # Wilson needs only the mean and the count (scores are per-record 0/1).
+                hits = round(float(score) * n)
+                lo, hi = confidence_interval([1.0] * hits + [0.0] * (n - hits))
+                cis[metric] = [round(lo, 4), round(hi, 4)]
+            ev.confidence_intervals = cis
+            score = ev.scores.get(settings.gate.metric)
+            if score is not None and (best is None or score > best[1]):
+                best = (ev, score)
+        if best is None:
+            nim.gate = {"passed": False, "reasons": ["no successful evaluation"], "eval_type": None}
+            continue
+        verdict = gate_verdict(best[0].scores, REFERENCE_SCORE, settings.gate)
+        nim.gate = {**verdict, "eval_type": best[0].eval_type, "metric": settings.gate.metric,
+                    "score": best[1], "reference_score": REFERENCE_SCORE}
+    return doc
