@@ -10,15 +10,22 @@ from collections.abc import Callable
 from activities.customization import customize
 from activities.data import build_icl_dataset, prepare_data
 from activities.deployment import deploy, teardown
+from activities.embedding import (
+    customize_embedding,
+    evaluate_retrieval,
+    mine_triplets,
+    prepare_retrieval_data,
+)
 from activities.evaluation import evaluate
 from activities.persistence import aggregate_results, log_mlflow, persist_job, write_report
 
 
 def all_activities() -> list[Callable]:
     return [prepare_data, build_icl_dataset, deploy, teardown, evaluate, customize, persist_job,
-            aggregate_results, write_report, log_mlflow]
+            aggregate_results, write_report, log_mlflow,
+            prepare_retrieval_data, evaluate_retrieval, mine_triplets, customize_embedding]
 
 
 def gpu_activities() -> list[Callable]:
     """What the gpu queue serves: local training (and local serving, should a workflow route it there)."""
-    return [customize, deploy, teardown, evaluate]
+    return [customize, deploy, teardown, evaluate, customize_embedding]

@@ -1,5 +1,10 @@
 """Results of a finished run: confidence intervals per score, cost per 1k requests and the promotion
 gate per candidate. Pure: a document in, a new document out.
+
+An ``embedding_job``'s evaluations arrive with their own intervals (bootstrap over queries: nDCG and MRR
+are not 0/1 per query), which are kept; its gate reads ``embedding_config.gate_metric`` against the
+candidate's own base model (the production retriever's logged scores are optimistic by construction, see
+docs/retrieval.md), so a fine-tuned retriever qualifies when it is no worse than what it started from.
 """
 
 from __future__ import annotations
@@ -7,7 +12,7 @@ from __future__ import annotations
 from flywheel.config import Settings
 from flywheel.jobdoc import JobDocument
 from flywheel.stats import confidence_interval, cost_per_1k_requests, gate_verdict
-from flywheel.vocabulary import EvalType
+from flywheel.vocabulary import EvalType, JobType
 
 # The production model's responses are the ground truth, so its own agreement score is 1.0:
 # the gate asks that a candidate stays within max_drop_vs_reference of it.
@@ -17,6 +22,8 @@ REFERENCE_SCORE = 1.0
 def aggregate(doc: JobDocument, settings: Settings) -> JobDocument:
     """Confidence intervals per score, cost per 1k requests and the promotion gate per candidate (pure)."""
     doc = doc.model_copy(deep=True)
+    if doc.job_type == JobType.embedding:
+        return _aggregate_retrieval(doc, settings)
     prices = {n.model_name: n.cost_per_1k_tokens for n in settings.nims}
     for nim in doc.nims:
         costed = nim.evaluation(EvalType.base) or next(iter(nim.evaluations), None)
@@ -47,4 +54,22 @@ def aggregate(doc: JobDocument, settings: Settings) -> JobDocument:
         verdict = gate_verdict(best[0].scores, REFERENCE_SCORE, settings.gate)
         nim.gate = {**verdict, "eval_type": best[0].eval_type, "metric": settings.gate.metric,
                     "score": best[1], "reference_score": REFERENCE_SCORE}
+    return doc
+
+
+def _aggregate_retrieval(doc: JobDocument, settings: Settings) -> JobDocument:
+    metric = settings.embedding_config.gate_metric
+    gate = settings.gate.model_copy(update={"metric": metric})
+    for nim in doc.nims:
+        scored = [ev for ev in nim.evaluations if not ev.error and ev.scores.get(metric) is not None]
+        if not scored:
+            nim.gate = {"passed": False, "reasons": ["no successful evaluation"], "eval_type": None}
+            continue
+        best = max(scored, key=lambda ev: ev.scores[metric])
+        base = nim.evaluation(EvalType.base)
+        reference = base.scores.get(metric) if base is not None and not base.error else None
+        verdict = gate_verdict(best.scores, reference, gate)
+        nim.gate = {**verdict, "eval_type": best.eval_type, "metric": metric, "score": best.scores[metric]}
+        if reference is not None:
+            nim.gate["reference_score"] = reference
     return doc
