@@ -22,6 +22,7 @@ from rich.table import Table
 from flywheel.ingest import load_jsonl
 from flywheel.logstore import open_logstore
 from flywheel.scoring import score_triples
+from flywheel.vocabulary import JobType
 from starter.cli_progress import as_document, follow_job, is_settled, progress_view, results_table
 from starter.cli_schedule import schedule_app
 from starter.cli_session import CLIState, Session, console, fail, format_ingest_error, state
@@ -61,6 +62,8 @@ def demo(
     continuous: bool = typer.Option(False, "--continuous", help="Run aiva-1, aiva-2, aiva-3 in sequence and show "
                                     "how accuracy moves with more data."),
     output: Path = typer.Option(Path("demo-output"), "--output", help="Where job.json, report.html and logs go."),
+    job_type: str = typer.Option("llm_job", "--job-type", help="llm_job (tool-calling sample) or embedding_job "
+                                 "(retrieval sample: base vs fine-tuned MiniLM, Recall@k / nDCG@k)."),
 ) -> None:
     """Run the whole flywheel on the embedded stack (Temporal dev server, workers, API, SQLite)."""
     from starter.demo import (
@@ -69,7 +72,10 @@ def demo(
 
     st = state(ctx)
     st.settings(default_name="demo")  # a bad config exits 2 before anything starts
-    code = run_demo(output=output, keep_running=keep_running, continuous=continuous,
+    if job_type not in {t.value for t in JobType}:
+        console.print(f"--job-type must be one of {', '.join(t.value for t in JobType)} (got {job_type!r})")
+        raise typer.Exit(2)
+    code = run_demo(output=output, keep_running=keep_running, continuous=continuous, job_type=JobType(job_type),
                     config_name=st.config_name or (None if st.config_path else "demo"), config_path=st.config_path,
                     console=console)
     raise typer.Exit(code)

@@ -8,8 +8,9 @@ from pydantic import BaseModel, Field
 
 from flywheel.retrieval.config import EmbeddingCandidateConfig, RetrievalConfig
 from flywheel.types import DatasetRef
+from flywheel.vocabulary import SplitName
 
-CORPUS_SPLIT = "corpus"
+CORPUS_SPLIT = SplitName.corpus
 TRIPLETS_SPLIT = "triplets"
 VAL_TRIPLETS_SPLIT = "val_triplets"
 
