@@ -39,3 +39,20 @@ def test_gate_fails_when_fine_tuning_made_retrieval_worse():
 def test_llm_jobs_keep_wilson_intervals():
     out = aggregate(doc_with(0.5, 0.6, job_type="llm_job"), Settings())
     assert out.nims[0].evaluations[0].confidence_intervals["ndcg_at_10"] != [0.45, 0.54]
+
+
+def test_report_table_shows_ranking_scores_and_says_icl_does_not_apply():
+    from rich.console import Console
+
+    from flywheel.report import render_table, results_rows
+
+    doc = aggregate(doc_with(0.71, 0.94), Settings())
+    doc.not_applicable = {"icl-eval": "in-context learning does not apply to embedding models"}
+    rows = {r["eval_type"]: r for r in results_rows(doc)}
+    assert rows["icl-eval"]["note"].startswith("n/a: in-context learning")
+    assert rows["customized-eval"]["ndcg_at_10_ci"] == [0.94 - 0.05, 0.94 + 0.04]
+    console = Console(width=200, record=True)
+    console.print(render_table(doc))
+    text = console.export_text()
+    assert "nDCG@10 0.940 [0.89, 0.98]" in text and "Recall@5 0.710" in text
+    assert "name+args" not in text
