@@ -10,7 +10,7 @@ export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 PYTEST := $(BIN)/python -m pytest
 
-.PHONY: help venv demo lint test test-slow test-cluster test-all bench clean nemo-platform
+.PHONY: help venv demo lint test test-slow test-cluster test-all bench clean nemo-platform image-tools
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
@@ -35,7 +35,7 @@ test: venv ## default test suite (unit, workflow on a real Temporal dev server, 
 # Assembled models (and the trainer's dequantised weights) are shared by the slow test modules.
 export FLYWHEEL_TEST_MODEL_CACHE ?= $(CURDIR)/.flywheel-test-models
 
-test-slow: venv nemo-platform ## slow lanes CI also runs: real model, real training, crash tests, NeMo Platform
+test-slow: venv nemo-platform image-tools ## slow lanes CI also runs: real model, real training, crash tests, NeMo Platform
 	$(PYTEST) -m "(slow or nemo_platform) and not bench and not cluster" $(PYTEST_ARGS)
 
 test-cluster: venv ## several hosts in network namespaces (root + iproute2); says why when it cannot run
@@ -48,6 +48,9 @@ bench: venv ## benchmarks (ratios printed side by side)
 
 nemo-platform: ## separate Python 3.12+/3.13 venv for the real NeMo Platform services (skipped when no such Python)
 	@bash scripts/nemo_platform_venv.sh || echo "nemo-platform venv not prepared (see message above); nemo_platform tests will say so"
+
+image-tools: ## buildah + debootstrap for the slow image test (apt-get; skipped with a message when not root)
+	@bash scripts/install_image_tools.sh || echo "image tools not installed (see message above); the image test will say so"
 
 clean: ## remove caches and demo output (keeps the venv)
 	rm -rf demo-output .pytest_cache .flywheel

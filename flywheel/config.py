@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from flywheel.retrieval.config import RetrievalConfig
+from flywheel.security_config import SecurityConfig
 
 CONFIG_DIR = Path(os.environ.get("FLYWHEEL_CONFIG_DIR", Path(__file__).resolve().parent.parent / "config"))
 ENV_PREFIX = "FLYWHEEL__"
@@ -352,9 +353,32 @@ class TaskQueues(_Section):
     gpu: str = "flywheel-gpu"
 
 
+class TemporalTLS(_Section):
+    """TLS to the Temporal frontend. Files are read at connect time; their contents never enter config or logs."""
+
+    enabled: bool = Field(False, description="Use TLS (implied by any path below and by temporal.api_key_env).")
+    server_ca_path: str | None = Field(None, description="PEM CA bundle for the server (default: system CAs).")
+    client_cert_path: str | None = Field(None, description="PEM client certificate for mutual TLS.")
+    client_key_path: str | None = Field(None, description="PEM private key of the client certificate.")
+    server_name: str | None = Field(None, description="Name to verify on the server certificate (SNI).")
+
+    @model_validator(mode="after")
+    def _cert_with_key(self) -> TemporalTLS:
+        if bool(self.client_cert_path) != bool(self.client_key_path):
+            raise ValueError("client_cert_path and client_key_path must be set together")
+        return self
+
+    @property
+    def active(self) -> bool:
+        return self.enabled or any((self.server_ca_path, self.client_cert_path, self.server_name))
+
+
 class TemporalConfig(_Section):
     address: str = "localhost:7233"
     namespace: str = "default"
+    tls: TemporalTLS = TemporalTLS()
+    api_key_env: str | None = Field(
+        None, description="Name of the env var holding a Temporal Cloud API key (never the key); implies TLS.")
     task_queues: TaskQueues = TaskQueues()
     max_parallel_candidates: int = Field(2, ge=1)
     review_timeout_s: int = Field(7 * 24 * 3600, ge=0)
@@ -400,6 +424,7 @@ class Settings(_Section):
     gate: GateConfig = GateConfig()
     # job_type embedding_job: candidate embedding models, metrics cut-offs, mining and contrastive training.
     embedding_config: RetrievalConfig = RetrievalConfig()
+    security: SecurityConfig = SecurityConfig()
 
     @field_validator("nims")
     @classmethod
@@ -477,6 +502,11 @@ def validate_settings(data: dict[str, Any]) -> Settings:
         raise ConfigError(f"invalid configuration: {format_validation_error(exc)}") from exc
 
 
+def available_config_names() -> list[str]:
+    """The names ``config_name`` may take: the YAML files directly in CONFIG_DIR."""
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml") if p.is_file())
+
+
 def load_settings(
     path: str | Path | None = None,
     config_name: str | None = None,
@@ -494,10 +524,11 @@ def load_settings(
     if path:
         data = _deep_merge(data, _read_yaml(Path(path)))
     elif config_name and config_name != "default":
-        named = CONFIG_DIR / f"{config_name}.yaml"
-        if not named.exists():
-            available = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+        # A name, never a path: only the configs that exist in CONFIG_DIR can be named.
+        available = available_config_names()
+        if config_name not in available:
             raise ConfigError(f"config_name: no config named {config_name!r} (available: {', '.join(available)})")
+        named = CONFIG_DIR / f"{config_name}.yaml"
         data = _deep_merge(data, _read_yaml(named))
         data["config_name"] = config_name
     data = _deep_merge(data, _env_overrides(environ))

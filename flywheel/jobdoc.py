@@ -214,6 +214,7 @@ class JobDocument(_Doc):
     curation: dict[str, Any] = Field(default_factory=dict)
     manifest_hash: str | None = None
     review: ReviewDoc | None = None
+    requested_by: str | None = None  # the authenticated principal that started the run (or its schedule)
     report_uri: str | None = None
     # Document version: every writer bumps it; a store never replaces a higher revision with a lower one,
     # so a late or retried write of an older state cannot undo a newer one.

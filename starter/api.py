@@ -2,7 +2,7 @@
 
 ``create_app(settings)`` builds the app; its lifespan connects to Temporal and opens the stores. The API
 keeps serving (``/health`` says ``temporal: error``; job routes answer 503) while Temporal is down and
-reconnects on the next request. Run with ``python -m starter.api [--config PATH | --config-name NAME]``.
+reconnects on the next request. Run with ``python -m starter.serve [--config PATH | --config-name NAME]``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import structlog
-from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -41,6 +41,8 @@ from starter.api_models import (
     ReviewResponse,
 )
 from starter.api_schedules import schedules_router
+from starter.api_security import audit, authorize, principal_of, secure_app
+from starter.ids import ClientIdQuery, JobIdPath, WorkloadIdQuery
 from starter.job_service import JobService
 from starter.ui import include_ui
 from workers.connection import connect
@@ -160,7 +162,9 @@ async def create_job(body: JobRequest, request: Request) -> JobResponse:
         data_split_config=body.data_split_config,
         job_type=body.job_type,
         config_name=body.config_name,
+        requested_by=principal_of(request).label,
     )
+    audit(request, "job.create", job_id=doc.id, workload_id=body.workload_id, client_id=body.client_id)
     # "queued" / "NIM workflow started" are what the blueprint answers; GET shows the run status.
     return JobResponse(id=doc.id, status="queued", message="NIM workflow started")
 
@@ -170,8 +174,8 @@ async def list_jobs(
     request: Request,
     offset: int = Query(0, ge=0, description="Jobs to skip (newest first)."),
     limit: int = Query(50, ge=1, le=MAX_PAGE_SIZE, description="Page size."),
-    workload_id: str | None = Query(None, max_length=200),
-    client_id: str | None = Query(None, max_length=200),
+    workload_id: WorkloadIdQuery = None,
+    client_id: ClientIdQuery = None,
     status: RunStatus | None = Query(None, description="Run status filter."),
 ) -> JobsListResponse:
     """Recent jobs, newest first, with pagination and filters."""
@@ -182,7 +186,7 @@ async def list_jobs(
 
 
 @jobs_router.get("/jobs/{job_id}", response_model=JobDocument)
-async def get_job(job_id: str, request: Request) -> JSONResponse:
+async def get_job(job_id: JobIdPath, request: Request) -> JSONResponse:
     """The full job document (live while the run is in progress)."""
     state = _state(request)
     doc = await state.jobs().get(job_id)
@@ -192,37 +196,44 @@ async def get_job(job_id: str, request: Request) -> JSONResponse:
 
 
 @jobs_router.post("/jobs/{job_id}/cancel", response_model=JobActionResponse)
-async def cancel_job(job_id: str, request: Request) -> JobActionResponse:
+async def cancel_job(job_id: JobIdPath, request: Request) -> JobActionResponse:
     """Cancel a running job (400 if it has already finished)."""
     state = _state(request)
     await state.jobs().cancel(job_id)
+    audit(request, "job.cancel", job_id=job_id)
     return JobActionResponse(id=job_id, message="Job cancellation initiated successfully.")
 
 
 @jobs_router.delete("/jobs/{job_id}", response_model=JobActionResponse)
-async def delete_job(job_id: str, request: Request) -> JobActionResponse:
+async def delete_job(job_id: JobIdPath, request: Request) -> JobActionResponse:
     """Delete a finished job's document (400 while running: cancel it first)."""
     state = _state(request)
     await state.jobs().delete(job_id)
+    audit(request, "job.delete", job_id=job_id)
     return JobActionResponse(id=job_id, message="Job deleted.")
 
 
 @jobs_router.post("/jobs/{job_id}/promote", response_model=ReviewResponse)
-async def promote_job(job_id: str, body: PromoteBody, request: Request) -> ReviewResponse:
-    """Promote a candidate of a run awaiting review (409 when the workflow refuses)."""
+async def promote_job(job_id: JobIdPath, body: PromoteBody, request: Request) -> ReviewResponse:
+    """Promote a candidate of a run awaiting review (409 when the workflow refuses). The decision is
+    recorded as made by the authenticated caller."""
     state = _state(request)
-    result = await state.jobs().promote(job_id, model_name=body.model_name, note=body.note, by=body.by)
+    by = principal_of(request).label
+    result = await state.jobs().promote(job_id, model_name=body.model_name, note=body.note, by=by)
+    audit(request, "job.promote", job_id=job_id, model_name=body.model_name)
     return ReviewResponse(
         id=job_id, decision="promoted", model_name=body.model_name, message="Candidate promoted.", result=_plain(result)
     )
 
 
 @jobs_router.post("/jobs/{job_id}/reject", response_model=ReviewResponse)
-async def reject_job(job_id: str, request: Request, body: RejectBody | None = None) -> ReviewResponse:
+async def reject_job(job_id: JobIdPath, request: Request, body: RejectBody | None = None) -> ReviewResponse:
     """Reject the candidates of a run awaiting review (409 when the workflow refuses)."""
     state = _state(request)
     body = body or RejectBody()
-    result = await state.jobs().reject(job_id, reason=body.reason, by=body.by)
+    by = principal_of(request).label
+    result = await state.jobs().reject(job_id, reason=body.reason, by=by)
+    audit(request, "job.reject", job_id=job_id)
     return ReviewResponse(id=job_id, decision="rejected", message="Candidates rejected.", result=_plain(result))
 
 
@@ -255,7 +266,8 @@ async def ingest_logs(body: LogBatch, request: Request) -> JSONResponse:
     report = await asyncio.to_thread(
         ingest_records, body.records, state.logstore, workload_id=body.workload_id, client_id=body.client_id
     )
-    log.info("logs_ingested", records=len(body.records), workload_id=body.workload_id, client_id=body.client_id)
+    audit(request, "logs.ingest", records=len(body.records), loaded=report.loaded, duplicates=report.duplicates,
+          skipped=report.skipped, workload_id=body.workload_id, client_id=body.client_id)
     return JSONResponse(_jsonable(report))
 
 
@@ -293,8 +305,14 @@ def create_app(
     logstore: Any = None,
     max_log_batch_records: int = MAX_LOG_BATCH_RECORDS,
     max_log_batch_bytes: int = MAX_LOG_BATCH_BYTES,
+    bind_host: str | None = None,
 ) -> FastAPI:
-    """The starter API. Stores passed in are used as they are (and not closed); otherwise opened from settings."""
+    """The starter API. Stores passed in are used as they are (and not closed); otherwise opened from settings.
+
+    Every route but /health needs a principal with the route's permission (starter/api_security.py).
+    ``bind_host`` (default ``api.host``) is where it will listen: anonymous reads need a loopback bind.
+    Raises ConfigError for insecure or incomplete security settings.
+    """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -327,6 +345,7 @@ def create_app(
         description="Blueprint-compatible job API (/api/jobs) running flywheel jobs as Temporal workflows.",
         version="0.1.0",
         lifespan=lifespan,
+        dependencies=[Depends(authorize)],
     )
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
@@ -354,12 +373,6 @@ def create_app(
     app.include_router(schedules_router)
     app.include_router(misc_router)
     include_ui(app)  # the reviewer's page at /ui (reads and acts through the routes above)
+    secure_app(app, settings, bind_host=bind_host)
     return app
 
-
-if __name__ == "__main__":
-    import sys
-
-    from starter.serve import main
-
-    sys.exit(main())

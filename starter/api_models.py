@@ -8,18 +8,19 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from flywheel.jobdoc import DatasetDoc
+from starter.ids import ClientId, ConfigName, ModelName, WorkloadId
 
 
 class JobRequest(BaseModel):
     """``POST /api/jobs``. Unknown keys are ignored, as the blueprint does."""
 
-    workload_id: str = Field(min_length=1, max_length=200, description="Workload (agent node) whose logs to use.")
-    client_id: str = Field(min_length=1, max_length=200, description="Client (application) whose logs to use.")
+    workload_id: WorkloadId = Field(description="Workload (agent node) whose logs to use.")
+    client_id: ClientId = Field(description="Client (application) whose logs to use.")
     data_split_config: dict[str, Any] | None = Field(
         None, description="Per-job override of data_split_config; fields not given keep the configured values."
     )
     job_type: Literal["llm_job", "embedding_job"] = "llm_job"
-    config_name: str | None = Field(None, max_length=200, description="Named config (config/<name>.yaml).")
+    config_name: ConfigName | None = Field(None, description="One of the named configs (config/<name>.yaml).")
 
 
 class JobResponse(BaseModel):
@@ -56,16 +57,15 @@ class JobActionResponse(BaseModel):
 class PromoteBody(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
-    model_name: str = Field(min_length=1, max_length=300, description="The candidate to promote.")
+    model_name: ModelName = Field(description="The candidate to promote.")
     note: str | None = Field(None, max_length=4000)
-    by: str | None = Field(None, max_length=200, description="Who decided (free text, for the audit trail).")
+    # No "by": who decided is the authenticated caller, never a field anyone can fill in.
 
 
 class RejectBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     reason: str | None = Field(None, max_length=4000)
-    by: str | None = Field(None, max_length=200)
 
 
 class ReviewResponse(BaseModel):
@@ -80,20 +80,20 @@ class LogBatch(BaseModel):
     """``POST /api/logs``: raw log records; ids given here fill records that lack them."""
 
     records: list[Any] = Field(description="Log records ({timestamp, workload_id, client_id, request, response}).")
-    workload_id: str | None = Field(None, max_length=200)
-    client_id: str | None = Field(None, max_length=200)
+    workload_id: WorkloadId | None = None
+    client_id: ClientId | None = None
 
 
 class ScheduleRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    workload_id: str = Field(min_length=1, max_length=200)
-    client_id: str = Field(min_length=1, max_length=200)
+    workload_id: WorkloadId
+    client_id: ClientId
     cron: str = Field(min_length=1, max_length=200, description="Cron spec, e.g. '0 3 * * *'.")
     data_split_config: dict[str, Any] | None = Field(
         None, description="Override of data_split_config for every scheduled run (merged over the config)."
     )
-    config_name: str | None = Field(None, max_length=200, description="Named config the runs use.")
+    config_name: ConfigName | None = Field(None, description="Named config the runs use.")
     job_type: Literal["llm_job", "embedding_job"] = "llm_job"
     paused: bool = False
     note: str | None = Field(None, max_length=1000)

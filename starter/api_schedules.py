@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from temporalio.client import ScheduleAlreadyRunningError
@@ -15,6 +15,8 @@ from temporalio.service import RPCError, RPCStatusCode
 from starter import schedules
 from starter.api_errors import ApiError
 from starter.api_models import ScheduleActionResponse, ScheduleRequest
+from starter.api_security import audit, principal_of
+from starter.ids import ScheduleIdPath, WorkloadIdQuery
 from starter.job_service import resolve_data_split_config, settings_for
 
 schedules_router = APIRouter(prefix="/api/schedules", tags=["schedules"])
@@ -62,13 +64,15 @@ async def create_schedule(body: ScheduleRequest, request: Request) -> ScheduleAc
             job_type=body.job_type,
             paused=body.paused,
             note=body.note,
+            requested_by=principal_of(request).label,
         )
+    audit(request, "schedule.create", schedule_id=str(created), workload_id=body.workload_id, client_id=body.client_id)
     return ScheduleActionResponse(id=str(created), message="Schedule created.")
 
 
 @schedules_router.get("")
 async def list_schedules(
-    request: Request, workload_id: str | None = Query(None, max_length=200, description="Only this workload.")
+    request: Request, workload_id: WorkloadIdQuery = None
 ) -> JSONResponse:
     """Flywheel schedules (visibility is eventually consistent: a new schedule can take a moment to appear)."""
     client = await _client(request)
@@ -78,7 +82,7 @@ async def list_schedules(
 
 
 @schedules_router.get("/{schedule_id}")
-async def describe_schedule(schedule_id: str, request: Request) -> JSONResponse:
+async def describe_schedule(schedule_id: ScheduleIdPath, request: Request) -> JSONResponse:
     """One schedule: spec, state, recent and next runs."""
     client = await _client(request)
     with _schedule_errors(schedule_id):
@@ -90,24 +94,25 @@ async def _act(request: Request, schedule_id: str, action: str, message: str) ->
     client = await _client(request)
     with _schedule_errors(schedule_id):
         await getattr(schedules, f"{action}_schedule")(client, schedule_id)
+    audit(request, f"schedule.{action}", schedule_id=schedule_id)
     return ScheduleActionResponse(id=schedule_id, message=message)
 
 
 @schedules_router.post("/{schedule_id}/pause", response_model=ScheduleActionResponse)
-async def pause_schedule(schedule_id: str, request: Request) -> ScheduleActionResponse:
+async def pause_schedule(schedule_id: ScheduleIdPath, request: Request) -> ScheduleActionResponse:
     return await _act(request, schedule_id, "pause", "Schedule paused.")
 
 
 @schedules_router.post("/{schedule_id}/unpause", response_model=ScheduleActionResponse)
-async def unpause_schedule(schedule_id: str, request: Request) -> ScheduleActionResponse:
+async def unpause_schedule(schedule_id: ScheduleIdPath, request: Request) -> ScheduleActionResponse:
     return await _act(request, schedule_id, "unpause", "Schedule unpaused.")
 
 
 @schedules_router.post("/{schedule_id}/trigger", response_model=ScheduleActionResponse)
-async def trigger_schedule(schedule_id: str, request: Request) -> ScheduleActionResponse:
+async def trigger_schedule(schedule_id: ScheduleIdPath, request: Request) -> ScheduleActionResponse:
     return await _act(request, schedule_id, "trigger", "Schedule triggered: a run starts now.")
 
 
 @schedules_router.delete("/{schedule_id}", response_model=ScheduleActionResponse)
-async def delete_schedule(schedule_id: str, request: Request) -> ScheduleActionResponse:
+async def delete_schedule(schedule_id: ScheduleIdPath, request: Request) -> ScheduleActionResponse:
     return await _act(request, schedule_id, "delete", "Schedule deleted.")

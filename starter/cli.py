@@ -19,11 +19,13 @@ from typing import Any
 import typer
 from rich.table import Table
 
+from flywheel.config import ConfigError
 from flywheel.ingest import load_jsonl
 from flywheel.logstore import open_logstore
 from flywheel.scoring import score_triples
 from flywheel.vocabulary import JobType
 from starter.cli_progress import as_document, follow_job, is_settled, progress_view, results_table
+from starter.cli_remote import keys_app, remote_app
 from starter.cli_schedule import schedule_app
 from starter.cli_session import CLIState, Session, console, fail, format_ingest_error, state
 
@@ -35,6 +37,19 @@ logs_app = typer.Typer(help="Production logs: load OpenAI-format JSONL into the 
                        no_args_is_help=True, context_settings=HELP)
 app.add_typer(logs_app, name="logs")
 app.add_typer(schedule_app, name="schedule")
+app.add_typer(keys_app, name="keys")
+app.add_typer(remote_app, name="remote")
+
+
+def cli_principal() -> str:
+    """Who acts through the direct (Temporal) commands, for the audit trail: the operating-system user.
+    (These commands need Temporal's own credentials; `flywheel remote` goes through the API's roles.)"""
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no passwd entry and no USER/LOGNAME (some containers)
+        return "cli:unknown"
 
 
 def _jsonable(obj: Any) -> Any:
@@ -96,7 +111,8 @@ def run(
     given = {"eval_size": eval_size, "limit": limit, "random_seed": seed}
     split = {k: v for k, v in given.items() if v is not None} or None
     with Session(settings) as s:
-        started = s.run(lambda: s.jobs.start(workload_id=workload_id, client_id=client_id, data_split_config=split))
+        started = s.run(lambda: s.jobs.start(workload_id=workload_id, client_id=client_id, data_split_config=split,
+                                             requested_by=cli_principal()))
         job_id = started.id
         console.print(f"started job [bold]{job_id}[/] for {workload_id}/{client_id} "
                       f"(workflow {started.workflow_id})", highlight=False, soft_wrap=True)
@@ -187,7 +203,7 @@ def promote(
 ) -> None:
     """Promote a candidate of a job that awaits review."""
     with Session(state(ctx).settings()) as s:
-        result = s.run(lambda: s.jobs.promote(job_id, model_name=model, note=note))
+        result = s.run(lambda: s.jobs.promote(job_id, model_name=model, note=note, by=cli_principal()))
     console.print(f"promoted {model} for job {job_id}", _jsonable(result) or "")
 
 
@@ -199,7 +215,7 @@ def reject(
 ) -> None:
     """Reject all candidates of a job that awaits review."""
     with Session(state(ctx).settings()) as s:
-        result = s.run(lambda: s.jobs.reject(job_id, reason=reason))
+        result = s.run(lambda: s.jobs.reject(job_id, reason=reason, by=cli_principal()))
     console.print(f"rejected job {job_id}", _jsonable(result) or "")
 
 
@@ -218,7 +234,8 @@ def logs_load(
     client_id: str = typer.Option(..., "--client-id", help="Client id to store the records under."),
     show_errors: int = typer.Option(10, "--show-errors", min=0, help="How many line errors to print."),
 ) -> None:
-    """Load a JSONL file of production logs. Exits 0 if anything loaded (bad lines are reported), else 1."""
+    """Load a JSONL file of production logs. Loading the same file again stores nothing new. Exits 0 if any
+    record is stored (now or before; bad lines are reported), else 1."""
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
     settings = state(ctx).settings()
@@ -228,7 +245,8 @@ def logs_load(
         task = progress.add_task(file.name, total=file.stat().st_size)
         report = load_jsonl(_lines_with_progress(file, progress, task), store,
                             workload_id=workload_id, client_id=client_id)
-    console.print(f"loaded {report.loaded}, skipped {report.skipped}", highlight=False)
+    already = f" ({report.duplicates} already stored)" if report.duplicates else ""
+    console.print(f"loaded {report.loaded}, skipped {report.skipped}{already}", highlight=False)
     if report.reasons:
         console.print("  skipped by reason: " + ", ".join(f"{k}={v}" for k, v in report.reasons.items()),
                       highlight=False, markup=False)
@@ -237,7 +255,7 @@ def logs_load(
         console.print(f"  {format_ingest_error(err)}", highlight=False, markup=False, soft_wrap=True)
     if report.skipped > min(len(errors), show_errors):
         console.print(f"  … {report.skipped - min(len(errors), show_errors)} more skipped line(s)", highlight=False)
-    if report.loaded == 0:
+    if report.loaded == 0 and report.duplicates == 0:
         raise typer.Exit(1)
 
 
@@ -280,7 +298,12 @@ def api(
     from starter.api import create_app  # lazy: FastAPI and the Temporal client
 
     settings = state(ctx).settings()
-    uvicorn.run(create_app(settings), host=host or settings.api.host, port=port or settings.api.port)
+    bind = host or settings.api.host
+    try:
+        application = create_app(settings, bind_host=bind)  # refuses insecure security settings for this bind
+    except ConfigError as exc:
+        raise fail(f"configuration error: {exc}", code=2) from exc
+    uvicorn.run(application, host=bind, port=port or settings.api.port)
 
 
 if __name__ == "__main__":

@@ -72,11 +72,13 @@ def load_logs(settings: Settings, clients: tuple[str, ...], console: Console) ->
 
 
 class DemoAPI:
-    """The few starter-API calls the demo makes (the same ones users' notebooks make)."""
+    """The few starter-API calls the demo makes (the same ones users' notebooks make), with the demo's key."""
 
-    def __init__(self, base_url: str) -> None:
+    def __init__(self, base_url: str, api_key: str) -> None:
+        from starter.api_client import auth_headers
+
         self.base_url = base_url
-        self.http = httpx.Client(base_url=base_url, timeout=30.0)
+        self.http = httpx.Client(base_url=base_url, timeout=30.0, headers=auth_headers(api_key))
 
     def start_job(self, client_id: str, data_split_config: dict[str, Any] | None = None,
                   job_type: str = "llm_job") -> str:
@@ -156,6 +158,30 @@ def accuracy_trajectory(runs: list[tuple[str, JobDocument]]) -> Table:
     return table
 
 
+DEMO_KEY_NAME = "demo"
+
+
+def demo_api_key(settings: Settings) -> str:
+    """A fresh local key for this demo (operator + reviewer); the previous demo's key is revoked."""
+    from starter.auth import KeyStore
+    from starter.auth.authenticator import default_keys_file
+
+    store = KeyStore(default_keys_file(settings))
+    store.revoke(DEMO_KEY_NAME)
+    token, _ = store.create(DEMO_KEY_NAME, ["operator", "reviewer"])
+    return token
+
+
+def print_key_usage(api_key: str, api_url: str | None, console: Console) -> None:
+    console.print("API key for this demo (roles operator, reviewer; shown once, valid until the next demo):",
+                  highlight=False)
+    console.print(f"  export FLYWHEEL_API_KEY={api_key}", highlight=False, markup=False, soft_wrap=True)
+    console.print(f'  curl -H "Authorization: Bearer $FLYWHEEL_API_KEY" {api_url}/api/jobs', highlight=False,
+                  markup=False, soft_wrap=True)
+    console.print("  Reads from this machine need no key (the demo profile enables anonymous read-only access "
+                  "on the loopback bind); starting, cancelling and reviewing jobs do.", highlight=False)
+
+
 def _print_urls(stack: EmbeddedStack, console: Console) -> None:
     console.print(f"Temporal UI: {stack.ui_url}", highlight=False)
     console.print(f"Starter API: {stack.api_url}/api/jobs  (OpenAPI docs: {stack.api_url}/docs)", highlight=False)
@@ -207,7 +233,9 @@ def run_demo(
     try:
         with stack:
             _print_urls(stack, console)
-            api = DemoAPI(stack.api_url or "")
+            api_key = demo_api_key(settings)
+            print_key_usage(api_key, stack.api_url, console)
+            api = DemoAPI(stack.api_url or "", api_key)
             console.print("[bold]3. flywheel run(s)[/]")
             for client_id in clients:
                 out_dir = output if not continuous else output / client_id

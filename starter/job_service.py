@@ -179,8 +179,10 @@ class JobService:
         data_split_config: DataSplitConfig | dict[str, Any] | None = None,
         job_type: str = JobType.llm,
         config_name: str | None = None,
+        requested_by: str | None = None,
     ) -> JobDocument:
-        """Persist a pending job document, then start its FlywheelRun workflow.
+        """Persist a pending job document, then start its FlywheelRun workflow (``requested_by``: the
+        authenticated principal, recorded in the document and the run's input).
 
         The document is written first so the job is listable even if the start fails; on a failed start
         it is marked ``failed`` with the reason and the error is raised.
@@ -202,6 +204,7 @@ class JobService:
             stage=Stage.pending,
             config_name=job_settings.config_name,
             job_type=job_type,
+            requested_by=requested_by,
         )
         await asyncio.to_thread(self._jobstore.put, doc)
         job_input = models.FlywheelJobInput(
@@ -212,6 +215,7 @@ class JobService:
             data_split_config=split_override,
             job_type=job_type,
             config_name=job_settings.config_name,
+            requested_by=requested_by,
         )
         try:
             await client.start_workflow(

@@ -70,6 +70,7 @@ async def create_schedule(
     paused: bool = False,
     job_type: str = "llm_job",
     note: str | None = None,
+    requested_by: str | None = None,
 ) -> str:
     """Create the schedule (id ``flywheel-schedule-{workload}-{client}``); returns its id.
 
@@ -78,7 +79,7 @@ async def create_schedule(
     sid = schedule_id(workload_id, client_id)
     job = FlywheelJobInput(job_id="", workload_id=workload_id, client_id=client_id, settings=settings,
                            data_split_config=data_split_config, job_type=job_type,
-                           config_name=settings.config_name)
+                           config_name=settings.config_name, requested_by=requested_by)
     action = ScheduleActionStartWorkflow(
         FLYWHEEL_WORKFLOW,
         job,

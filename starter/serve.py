@@ -1,4 +1,4 @@
-"""Serve the starter API with uvicorn: ``python -m starter.serve`` (or ``python -m starter.api``).
+"""Serve the starter API with uvicorn: ``python -m starter.serve``.
 
 Options: ``--config PATH`` / ``--config-name NAME`` (else FLYWHEEL_CONFIG / FLYWHEEL_CONFIG_NAME),
 ``--host`` / ``--port`` (else ``api.host`` / ``api.port`` from the config).
@@ -13,7 +13,7 @@ from flywheel.config import ConfigError, load_settings
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="starter.api", description="Temporal Data Flywheel starter API")
+    parser = argparse.ArgumentParser(prog="starter.serve", description="Temporal Data Flywheel starter API")
     parser.add_argument("--config", help="Path to a YAML config (wins over --config-name).")
     parser.add_argument("--config-name", help="Named config in config/ (e.g. demo).")
     parser.add_argument("--host", help="Bind address (default: api.host).")
@@ -58,12 +58,13 @@ def main(argv: list[str] | None = None) -> int:
 
     from starter.api import create_app
 
-    uvicorn.run(
-        create_app(settings),
-        host=args.host or settings.api.host,
-        port=args.port or settings.api.port,
-        log_level=args.log_level,
-    )
+    host = args.host or settings.api.host
+    try:
+        app = create_app(settings, bind_host=host)  # refuses insecure security settings for this bind
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    uvicorn.run(app, host=host, port=args.port or settings.api.port, log_level=args.log_level)
     return 0
 
 

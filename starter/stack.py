@@ -181,7 +181,7 @@ class EmbeddedStack:
         if self.with_api:
             self.on_status("starting the starter API")
             api = ManagedProcess(
-                "api", [sys.executable, "-m", "starter.api"] + self._config_args(),
+                "api", [sys.executable, "-m", "starter.serve"] + self._config_args(),
                 self.log_dir / "api.log", env, cwd=os.getcwd(),
                 health_url=f"{self.api_url}/health", stop_timeout=10.0)
             self.processes.append(api)

@@ -4,6 +4,8 @@
 - cpu: every activity (I/O: extract, split, upload, deploy/poll, evaluate, persist)
 - gpu: local training (one slot per visible CUDA GPU, or 1 on a CPU-only host)
 
+``--health-port PORT`` serves ``/healthz`` and ``/readyz`` for Kubernetes probes (:mod:`workers.health`).
+
 SIGTERM/SIGINT → graceful shutdown: running activities get ``graceful_shutdown_timeout`` to finish
 or flush their last heartbeat (checkpoint URI) before being cancelled. Workers never purge queues
 or tear down running jobs on start/stop: another worker picks the work up.
@@ -28,6 +30,7 @@ import activities as acts
 from activities.common import close_platforms
 from flywheel.config import ConfigError, Settings, load_settings
 from workers.connection import connect
+from workers.payload_codec import PayloadKeyError, data_converter_for
 from workers.search_attributes import ensure_search_attributes
 from workflows.candidate_run import CandidateRun
 from workflows.embedding_candidate_run import EmbeddingCandidateRun
@@ -66,6 +69,13 @@ def configure_logging(level: str = "INFO") -> None:
 
 
 HEARTBEAT_THROTTLE_S = 5.0
+
+# How long a gpu worker needs after SIGTERM to suspend a training: the trainer stops at the next micro-batch
+# boundary and writes a checkpoint (adapter, optimizer, scheduler, RNG, data position; see docs/training.md).
+# One micro-batch at max_seq_length on a slow CPU node is tens of seconds and a checkpoint a few more; this
+# budget leaves ample room. Deployments give the gpu worker --graceful-shutdown-s >= this and a pod grace
+# period above that (deploy/ tests check both).
+TRAINING_SUSPEND_BUDGET_S = 300
 
 
 def gpu_slots() -> tuple[int, str]:
@@ -154,26 +164,61 @@ def install_signal_handlers(stop: asyncio.Event) -> None:
 
 
 async def serve(settings: Settings, queues: Sequence[str], *, ensure_attributes: bool = True,
-                **build_kwargs: Any) -> None:
-    client = await connect(settings)
-    if ensure_attributes:
-        try:
-            await ensure_search_attributes(client, settings.temporal.namespace)
-        except Exception as exc:  # noqa: BLE001 - may lack operator rights on a real cluster
-            log.warning("could not ensure search attributes (create them with `temporal operator "
-                        "search-attribute create`)", extra={"error": str(exc)})
-    workers = build_workers(client, settings, queues, **build_kwargs)
-    stop = asyncio.Event()
-    install_signal_handlers(stop)
-    log.info("workers started", extra={
-        "address": settings.temporal.address, "namespace": settings.temporal.namespace,
-        "task_queues": [w.task_queue for w in workers], "platform": settings.platform.kind,
-        "config_name": settings.config_name})
+                health_port: int | None = None, health_host: str = "0.0.0.0", **build_kwargs: Any) -> None:
+    """Connect, run the queues' workers until SIGTERM/SIGINT; with ``health_port``, serve /healthz and /readyz."""
+    from workers.health import HealthServer, WorkerHealth, monitor
+
+    health = WorkerHealth() if health_port is not None else None
+    server = HealthServer(health, health_port, health_host).start() if health is not None else None
+    # Liveness beats from the start; readiness waits for the connection and the pollers.
+    watcher = asyncio.create_task(monitor(health, None)) if health is not None else None
     try:
-        await run_workers(workers, stop)
+        client = await connect(settings)
+        if ensure_attributes:
+            try:
+                await ensure_search_attributes(client, settings.temporal.namespace)
+            except Exception as exc:  # noqa: BLE001 - may lack operator rights on a real cluster
+                log.warning("could not ensure search attributes (create them with `temporal operator "
+                            "search-attribute create`)", extra={"error": str(exc)})
+        if health is not None:
+            build_kwargs["interceptors"] = [*build_kwargs.get("interceptors", ()), health.interceptor()]
+        workers = build_workers(client, settings, queues, **build_kwargs)
+        if health is not None:
+            for worker in workers:
+                health.add_queue(*_slot_capacity(worker))
+            watcher.cancel()
+            watcher = asyncio.create_task(monitor(health, client))
+            health.polling = True
+        stop = asyncio.Event()
+        install_signal_handlers(stop)
+        log.info("workers started", extra={
+            "address": settings.temporal.address, "namespace": settings.temporal.namespace,
+            "task_queues": [w.task_queue for w in workers], "platform": settings.platform.kind,
+            "config_name": settings.config_name, "health_port": server.port if server else None})
+        try:
+            await run_workers(workers, stop)
+        finally:
+            await close_platforms()  # model servers, HTTP clients: nothing outlives the worker process's run
+        log.info("workers stopped")
     finally:
-        await close_platforms()  # model servers, HTTP clients: nothing outlives the worker process's run
-    log.info("workers stopped")
+        if health is not None:
+            health.polling = False
+        if watcher is not None:
+            watcher.cancel()
+        if server is not None:
+            server.stop()
+
+
+# temporalio's slot count when a Worker is given no max_concurrent_* (and no tuner).
+SDK_DEFAULT_SLOTS = 100
+
+
+def _slot_capacity(worker: Worker) -> tuple[str, str, int]:
+    """(task queue, slot kind, capacity) as the health endpoint reports it."""
+    config = worker.config()
+    if config.get("workflows"):
+        return worker.task_queue, "workflow_task", config.get("max_concurrent_workflow_tasks") or SDK_DEFAULT_SLOTS
+    return worker.task_queue, "activity", config.get("max_concurrent_activities") or SDK_DEFAULT_SLOTS
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -184,6 +229,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--graceful-shutdown-s", type=float, default=30.0)
     parser.add_argument("--no-ensure-search-attributes", action="store_true")
     parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--health-port", type=int, default=None,
+                        help="serve GET /healthz (liveness) and /readyz (Temporal connectivity, slot usage) here")
+    parser.add_argument("--health-host", default="0.0.0.0")
     return parser.parse_args(argv)
 
 
@@ -192,11 +240,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     configure_logging(args.log_level)
     try:
         settings = load_settings(args.config, args.config_name)
-    except ConfigError as exc:
+        data_converter_for(settings)  # a payload key that is missing or malformed stops us here, by its env var
+    except (ConfigError, PayloadKeyError) as exc:
         log.error("invalid configuration", extra={"error": str(exc)})
         raise SystemExit(2) from exc
     asyncio.run(serve(settings, expand_queues(args.queue), ensure_attributes=not args.no_ensure_search_attributes,
-                      graceful_shutdown_s=args.graceful_shutdown_s))
+                      graceful_shutdown_s=args.graceful_shutdown_s, health_port=args.health_port,
+                      health_host=args.health_host))
 
 
 if __name__ == "__main__":

@@ -158,6 +158,7 @@ class FlywheelRun:
             started_at=workflow.now(), workflow_id=info.workflow_id, job_type=inp.job_type,
             config_name=inp.config_name or settings.config_name,
             nims=[NimDoc(model_name=n.model_name) for n in self._candidates()],
+            requested_by=inp.requested_by,
         )
         embedding = inp.job_type == JobType.embedding
         if embedding:

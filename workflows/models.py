@@ -49,6 +49,7 @@ class FlywheelJobInput(BaseModel):
     review_timeout_s: int | None = None  # None: settings.temporal.review_timeout_s
     config_name: str | None = None
     timeouts: ActivityTimeouts | None = None  # None: production defaults
+    requested_by: str | None = None  # principal that started the run / created its schedule (audit trail)
 
 
 class PreparedData(BaseModel):

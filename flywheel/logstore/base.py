@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 
@@ -12,6 +12,14 @@ class LogStore(Protocol):
         """Store raw record dicts as given (JSON), indexed by workload_id, client_id, timestamp.
 
         Returns the number stored.
+        """
+
+    def add_unique(self, items: Sequence[tuple[str, dict[str, Any]]]) -> list[bool]:
+        """Store each ``(content_hash, record)`` whose hash is not stored yet, all in ONE transaction.
+
+        Returns per item whether it was stored (False: a duplicate of a stored record or of an
+        earlier item). On any error nothing of the call is stored. Ingest relies on this to make
+        resending a batch a no-op and one request one transaction.
         """
 
     def extract(self, workload_id: str, client_id: str, *, start: float | None = None, end: float | None = None,

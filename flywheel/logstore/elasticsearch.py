@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
@@ -145,6 +145,44 @@ class AsyncElasticsearchLogStore:
             chunk = following
         return report
 
+    async def add_unique(self, items: Sequence[tuple[str, dict[str, Any]]]) -> list[bool]:
+        """Create each record under its content hash as document id; an existing id is a duplicate (409).
+
+        Elasticsearch has no multi-document transaction. The ids make a request idempotent instead: if a
+        chunk fails part-way (raised as :class:`LogIngestError`, after the rest is stored), resending the
+        same records stores exactly what is missing, never a second copy.
+        """
+        stored: list[bool] = []
+        report = IngestReport()
+        for start in range(0, len(items), self.config.bulk_chunk):
+            chunk = items[start:start + self.config.bulk_chunk]
+            seq = _SEQUENCE.take(len(chunk))
+            operations: list[dict[str, Any]] = []
+            for i, (content_hash, record) in enumerate(chunk):
+                operations.append({"create": {"_index": self.index, "_id": content_hash}})
+                operations.append({**record, SEQ_FIELD: seq + i})
+            last = start + self.config.bulk_chunk >= len(items)
+            try:
+                answer = await self.wire.bulk(operations, refresh=last)
+            except (ApiError, TransportError) as exc:
+                raise LogStoreError(f"bulk ingest into {self.index!r} failed after {sum(stored)} "
+                                    f"stored: {exc}") from exc
+            for i, item in enumerate(answer.get("items", [])):
+                result = next(iter(item.values()))
+                status = int(result.get("status", 500))
+                stored.append(200 <= status < 300)
+                if status == 409 or 200 <= status < 300:
+                    continue
+                error = result.get("error") or {}
+                report.errors.append(IngestError(
+                    position=start + i, status=status,
+                    type=str(error.get("type", "error")) if isinstance(error, dict) else "error",
+                    reason=str(error.get("reason", error)) if isinstance(error, dict) else str(error)))
+        report.stored = sum(stored)
+        if report.errors:
+            raise LogIngestError(report)
+        return stored
+
     def _filter(self, workload_id: str | None, client_id: str | None) -> list[dict[str, Any]]:
         return [{"term": {self._fields[name]: value}}
                 for name, value in (("workload_id", workload_id), ("client_id", client_id)) if value is not None]
@@ -250,6 +288,9 @@ class ElasticsearchLogStore:
         if report.errors:
             raise LogIngestError(report)
         return report.stored
+
+    def add_unique(self, items: Sequence[tuple[str, dict[str, Any]]]) -> list[bool]:
+        return self._loop.run(self.inner.add_unique(list(items)))
 
     def extract(self, workload_id: str, client_id: str, *, start: float | None = None, end: float | None = None,
                 limit: int | None = None) -> Iterator[dict[str, Any]]:

@@ -6,7 +6,7 @@ import json
 import secrets
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from itertools import islice
 from pathlib import Path
@@ -20,10 +20,14 @@ CREATE TABLE IF NOT EXISTS logs (
     workload_id TEXT,
     client_id TEXT,
     timestamp REAL,
-    record TEXT NOT NULL
+    record TEXT NOT NULL,
+    content_hash TEXT
 );
 CREATE INDEX IF NOT EXISTS logs_by_client_time ON logs (workload_id, client_id, timestamp);
 """
+# After the column exists (stores created before content hashes get it added first). NULLs are
+# distinct for a UNIQUE index: records added without a hash (add()) are never deduplicated.
+_HASH_INDEX = "CREATE UNIQUE INDEX IF NOT EXISTS logs_by_content_hash ON logs (content_hash)"
 
 
 def _timestamp(value: Any) -> float | None:
@@ -158,6 +162,10 @@ class SQLiteLogStore:
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.executescript(_SCHEMA)
+        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(logs)")}
+        if "content_hash" not in columns:
+            self._conn.execute("ALTER TABLE logs ADD COLUMN content_hash TEXT")
+        self._conn.execute(_HASH_INDEX)
 
     def add(self, records: Iterable[dict[str, Any]]) -> int:
         total = 0
@@ -177,6 +185,30 @@ class SQLiteLogStore:
                     raise
             total += len(rows)
         return total
+
+    def add_unique(self, items: Sequence[tuple[str, dict[str, Any]]]) -> list[bool]:
+        """Store each (content_hash, record) whose hash is not stored yet, ALL in one transaction.
+
+        Returns, per item, whether it was stored (False: a duplicate, of a stored record or of an
+        earlier item). Either every new record is stored or, on any error, none is.
+        """
+        encode = _batch_encoder()
+        rows = [(_text(r.get("workload_id")), _text(r.get("client_id")), _timestamp(r.get("timestamp")), encode(r), h)
+                for h, r in items]
+        stored: list[bool] = []
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                for row in rows:
+                    cursor = self._conn.execute(
+                        "INSERT OR IGNORE INTO logs (workload_id, client_id, timestamp, record, content_hash) "
+                        "VALUES (?, ?, ?, ?, ?)", row)
+                    stored.append(cursor.rowcount == 1)
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+        return stored
 
     def extract(self, workload_id: str, client_id: str, *, start: float | None = None, end: float | None = None,
                 limit: int | None = None) -> Iterator[dict[str, Any]]:

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import uuid
 
-import httpx
 import pytest
 from temporalio.worker import Worker
 
 from flywheel.config import load_settings
 from starter.api import create_app
+from starter.auth import KeyStore
+from starter.auth.authenticator import default_keys_file
 from tests.api.fake_flywheel import FAKE_CANDIDATES, FakeFlywheelRun
+from tests.helpers.api import NEVER_ISSUED_KEY, ROLES, authed_client
 
 
 @pytest.fixture(scope="session")
@@ -46,9 +48,18 @@ async def app(api_settings, temporal_env, fake_worker):
 
 
 @pytest.fixture(scope="session")
-async def api(app):
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://api.test", timeout=30) as client:
+def role_keys(api_settings) -> dict[str, str]:
+    """One API key per role (and "none": a well-formed key that was never issued)."""
+    store = KeyStore(default_keys_file(api_settings))
+    keys = {role: store.create(f"test-{role}", [role])[0] for role in ROLES}
+    keys["none"] = NEVER_ISSUED_KEY
+    return keys
+
+
+@pytest.fixture(scope="session")
+async def api(app, role_keys):
+    """The API as an admin (the tests of behaviour; test_api_security.py checks who may do what)."""
+    async with authed_client(app, role_keys["admin"]) as client:
         yield client
 
 

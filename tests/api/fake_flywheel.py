@@ -71,7 +71,8 @@ class FakeFlywheelRun:
     @workflow.update(name=PROMOTE_UPDATE)
     def promote(self, request: PromoteRequest) -> dict:
         self._doc.stage = Stage.promoted
-        self._doc.review = {"decision": "promoted", "model_name": request.model_name, "note": request.note}
+        self._doc.review = {"decision": "promoted", "model_name": request.model_name, "note": request.note,
+                            "by": request.by}
         self._decided = True
         return self._doc.review
 
@@ -85,7 +86,7 @@ class FakeFlywheelRun:
     @workflow.update(name=REJECT_UPDATE)
     def reject(self, request: RejectRequest) -> dict:
         self._doc.stage = Stage.rejected
-        self._doc.review = {"decision": "rejected", "reason": request.reason}
+        self._doc.review = {"decision": "rejected", "reason": request.reason, "by": request.by}
         self._decided = True
         return self._doc.review
 

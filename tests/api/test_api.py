@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -10,6 +9,7 @@ import pytest
 
 from flywheel.jobdoc import JobDocument, RunStatus
 from tests.api.fake_flywheel import FAKE_CANDIDATES
+from tests.helpers.api import awaiting_review, closed_as, create_job, log_record, unique, wait_for
 
 JOB_DOC_KEYS = {
     "id", "workload_id", "client_id", "status", "started_at", "finished_at", "num_records",
@@ -17,37 +17,6 @@ JOB_DOC_KEYS = {
 }
 NIM_KEYS = {"model_name", "status", "deployment_status", "runtime_seconds", "evaluations", "customizations", "error"}
 SUMMARY_KEYS = {"id", "workload_id", "client_id", "status", "started_at", "finished_at", "datasets", "error"}
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-async def create_job(api, workload_id: str | None = None, client_id: str = "client-1", **extra) -> str:
-    body = {"workload_id": workload_id or unique("wl"), "client_id": client_id, **extra}
-    response = await api.post("/api/jobs", json=body)
-    assert response.status_code == 200, response.text
-    return response.json()["id"]
-
-
-async def wait_for(api, job_id: str, predicate, timeout: float = 15.0) -> dict:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        doc = (await api.get(f"/api/jobs/{job_id}")).json()
-        if predicate(doc):
-            return doc
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting on job {job_id}: {doc}")
-        await asyncio.sleep(0.1)
-
-
-def awaiting_review(doc: dict) -> bool:
-    return doc.get("stage") == "awaiting_review"
-
-
-def closed_as(status: str):
-    """The run has ended (not just marked) with this status."""
-    return lambda doc: doc["status"] == status and doc["finished_at"] is not None
 
 
 # ---------------------------------------------------------------------------------------------- jobs
@@ -251,24 +220,6 @@ async def test_openapi_docs(api):
 
 
 # ---------------------------------------------------------------------------------------------- logs
-
-
-def log_record(n: int) -> dict:
-    return {
-        "timestamp": 1767229491.0 + n,
-        "request": {
-            "model": "prod-model",
-            "messages": [{"role": "user", "content": f"where is order ORD-{n:06d}?"}],
-            "tools": [{"type": "function", "function": {
-                "name": "get_order_status",
-                "parameters": {"type": "object", "properties": {"order_id": {"type": "string"}}},
-            }}],
-        },
-        "response": {"choices": [{"message": {"role": "assistant", "content": None, "tool_calls": [
-            {"id": f"call_{n}", "type": "function",
-             "function": {"name": "get_order_status", "arguments": f'{{"order_id": "ORD-{n:06d}"}}'}},
-        ]}}]},
-    }
 
 
 async def test_post_logs_stores_good_and_reports_bad_by_index(api, app):

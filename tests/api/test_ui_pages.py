@@ -192,7 +192,9 @@ async def test_user_controlled_strings_are_escaped_in_the_job_fragment(api, jobs
     doc.client_id = HOSTILE_IMG
     doc.curation[HOSTILE] = 1
     doc.datasets.append(DatasetDoc(name=HOSTILE_IMG, num_records=1, nmp_uri=HOSTILE))
-    doc.nims[0].gate = {"verdict": HOSTILE, "reasons": [HOSTILE_IMG], "eval_type": HOSTILE, HOSTILE: HOSTILE}
+    # eval_type is an enum the document itself refuses to hold markup in; free-text gate fields carry it instead.
+    doc.nims[0].gate = {"verdict": HOSTILE, "reasons": [HOSTILE_IMG], "eval_type": "icl-eval", "metric": HOSTILE,
+                        HOSTILE: HOSTILE}
     response = await render_stored(api, jobstore, doc)
     assert response.status_code == 200, response.text
     html = response.text

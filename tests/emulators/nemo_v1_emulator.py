@@ -148,7 +148,7 @@ class NemoV1Emulator:
     def _run_evaluation(self, job: Job) -> dict[str, Any]:
         config, target = job.body["config"], job.body["target"]
         model = target["model"]
-        if isinstance(model, str):  # an Entity Store reference: it must be registered (seed 001's 404 otherwise)
+        if isinstance(model, str):  # an Entity Store reference: it must be registered (else the real 404)
             model = self.models[model]
         endpoint = model["api_endpoint"]
         tasks_out: dict[str, Any] = {}
@@ -314,7 +314,7 @@ class NemoV1Emulator:
         def create_eval(body: dict[str, Any]):
             target = body["target"].get("model")
             if isinstance(target, str) and target not in emu.models:
-                return error(404, f"Not Found: {emu.url}/v1/models/{target}")  # seed 001
+                return error(404, f"Not Found: {emu.url}/v1/models/{target}")  # as the real Evaluator
             with emu.lock:
                 job = Job("evaluation", body, [dict(s) for s in emu.eval_script])
                 emu.jobs[job.id] = job

@@ -112,7 +112,7 @@ async def test_evaluation_inline_target_scores_equal_evaluator_of_record(platfor
     progress: list[dict] = []
     result = await platform.evaluate(spec, progress.append)
     job = next(j for j in emu.jobs.values() if j.kind == "evaluation")
-    assert job.body["target"]["model"]["api_endpoint"]["model_id"] == BASE  # inline: no Entity Store lookup (seed 001)
+    assert job.body["target"]["model"]["api_endpoint"]["model_id"] == BASE  # inline: no Entity Store lookup (no 404)
     assert emu.count("GET", r"/v1/models/.*") == 0
     # pending is no failure
     assert [p["status"] for p in progress][1:] == ["created", "pending", "running", "completed"]

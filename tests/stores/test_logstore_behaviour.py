@@ -103,3 +103,24 @@ def test_empty_store(make_store):
     assert list(store.extract("w", "c")) == []
     assert store.count() == 0
     assert store.add([]) == 0
+
+
+def test_add_unique_stores_each_content_hash_once(make_store):
+    store = make_store()
+    first = store.add_unique([("h1", rec(100, 1)), ("h2", rec(101, 2)), ("h1", rec(100, 1))])
+    assert first == [True, True, False]  # a repeat within the call is a duplicate too
+    assert store.add_unique([("h2", rec(101, 2)), ("h3", rec(102, 3))]) == [False, True]
+    assert ids(store.extract("w", "c")) == [3, 2, 1] and store.count() == 3
+
+
+def test_ingest_resend_is_a_no_op_on_every_store(make_store):
+    from flywheel.ingest import ingest_records
+    from tests.helpers.api import log_record
+
+    store = make_store()
+    records = [log_record(n) for n in range(5)] + [log_record(0)]  # a retry logged twice is kept
+    report = ingest_records(records, store, workload_id="w", client_id="c")
+    again = ingest_records(records, store, workload_id="w", client_id="c")
+    assert (report.loaded, report.duplicates) == (6, 0)
+    assert (again.loaded, again.duplicates) == (0, 6)
+    assert store.count("w", "c") == 6

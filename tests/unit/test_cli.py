@@ -93,6 +93,21 @@ def test_logs_load_reports_bad_lines_with_numbers(sandbox):
         assert store.count("wl", "cl") == 3
 
 
+def test_logs_load_twice_stores_nothing_new_and_succeeds(sandbox):
+    from flywheel.config import load_settings
+    from flywheel.logstore import open_logstore
+
+    path = sandbox / "logs.jsonl"
+    path.write_text("\n".join(json.dumps(_record(q)) for q in ("q1", "q2")) + "\n")
+    args = ["logs", "load", str(path), "--workload-id", "wl", "--client-id", "again"]
+    assert runner.invoke(app, args).exit_code == 0
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "loaded 0, skipped 0 (2 already stored)" in result.output
+    with open_logstore(load_settings()) as store:
+        assert store.count("wl", "again") == 2
+
+
 def test_logs_load_exits_1_when_nothing_loaded(sandbox):
     path = sandbox / "bad.jsonl"
     path.write_text("oops\n{\n")

@@ -1,8 +1,10 @@
 """Customization (LoRA SFT) on NeMo Microservices v1.
 
 * Config: ``POST /v1/customization/configs``. A 409 ``uq_customization_config`` means the name exists, maybe
-  with other options (seed 002). We compare options (``custom_fields.flywheel_options_hash``, else the fields
-  themselves): same → reuse; different → a new name versioned by the options hash.
+  with other options (a second deployment, or a rerun after a config change, hits the unique constraint on
+  namespace + name and the blueprint's job fails). We compare options
+  (``custom_fields.flywheel_options_hash``, else the fields themselves): same → reuse; different → a new
+  name versioned by the options hash.
 * Job: deterministic ``name`` kept in ``custom_fields.flywheel_name``; looked up before creating, so a retried
   activity re-attaches to the job an earlier attempt created (one create per name). An ambiguous create
   (dropped connection / 5xx) is resolved by looking the name up again.

@@ -2,8 +2,9 @@
 
 The target model is given INLINE by ``api_endpoint`` (url + model_id): the Evaluator then never asks the
 Entity Store about the model, which is what failed for base NIMs deployed by the NIM Operator
-(seed 001: ``404 ... /v1/models/meta/llama-3.2-1b-instruct``). Registering the model in the Entity Store
-(``POST /v1/models``) is optional (``register_models=True``).
+(the Evaluator answered ``404 ... /v1/models/meta/llama-3.2-1b-instruct`` for a NIM it had not
+registered). Registering the model in the Entity Store (``POST /v1/models``) is optional
+(``register_models=True``).
 
 Jobs carry our deterministic name in ``custom_fields.flywheel_name``; before creating we look the name up,
 so a retried activity re-attaches to the job an earlier attempt created.

@@ -7,7 +7,6 @@
   "use strict";
 
   const KEY_STORAGE = "flywheel.apiKey";
-  const REVIEWER_STORAGE = "flywheel.reviewer";
   const FINISHED = new Set(["completed", "cancelled", "failed"]);
   const page = document.body.dataset.page;
   const pollMs = Number(document.body.dataset.pollMs) || 3000;
@@ -27,10 +26,9 @@
   async function request(method, path, body, accept) {
     const headers = { Accept: accept || "application/json", ...authHeaders() };
     const init = { method, headers, credentials: "same-origin", cache: "no-store" };
-    if (body !== undefined) {
-      headers["Content-Type"] = "application/json";
-      init.body = JSON.stringify(body);
-    }
+    // The API refuses any POST that is not application/json, body or not (no cross-site "simple" requests).
+    if (method !== "GET") headers["Content-Type"] = "application/json";
+    if (body !== undefined) init.body = JSON.stringify(body);
     const response = await fetch(path, init);
     if (!response.ok) {
       let detail = response.statusText || "request failed";
@@ -112,7 +110,6 @@
   function setUpHeader(onChange) {
     const keyInput = byId("api-key");
     const state = byId("auth-state");
-    const reviewer = byId("reviewer");
     const show = () => {
       state.textContent = sessionStorage.getItem(KEY_STORAGE)
         ? "key set: requests carry Authorization: Bearer"
@@ -131,12 +128,9 @@
       show();
       onChange();
     });
-    reviewer.value = sessionStorage.getItem(REVIEWER_STORAGE) || "";
-    reviewer.addEventListener("change", () => sessionStorage.setItem(REVIEWER_STORAGE, reviewer.value.trim()));
     show();
   }
 
-  const reviewerName = () => (byId("reviewer").value || "").trim() || undefined;
 
   // ------------------------------------------------------------------------------------------ jobs page
 
@@ -250,10 +244,10 @@
     const note = () => byId("review-note").value.trim() || undefined;
     byId("promote-button").addEventListener("click", () => {
       if (!select.value) return;
-      act("Promote", "POST", path + "/promote", { model_name: select.value, note: note(), by: reviewerName() });
+      act("Promote", "POST", path + "/promote", { model_name: select.value, note: note() });
     });
     byId("reject-button").addEventListener("click", () => {
-      act("Reject", "POST", path + "/reject", { reason: note(), by: reviewerName() });
+      act("Reject", "POST", path + "/reject", { reason: note() });
     });
     byId("cancel-button").addEventListener("click", () => {
       if (window.confirm("Cancel this job? Running evaluations and training stop.")) {
