@@ -1,5 +1,10 @@
 """Results of a finished run: confidence intervals per score, cost per 1k requests and the promotion
 gate (flywheel.gate) over every candidate configuration. Pure: a document in, a new document out.
+
+An ``embedding_job``'s evaluations arrive with their own intervals (bootstrap over queries: nDCG and MRR
+are not 0/1 per query), which are kept; its gate reads ``embedding_config.gate_metric`` against the
+candidate's own base model (the production retriever's logged scores are optimistic by construction, see
+docs/retrieval.md), so a fine-tuned retriever qualifies when it is no worse than what it started from.
 """
 
 from __future__ import annotations
@@ -7,8 +12,8 @@ from __future__ import annotations
 from flywheel.config import Settings
 from flywheel.gate_inputs import apply_gate
 from flywheel.jobdoc import JobDocument
-from flywheel.stats import confidence_interval, cost_per_1k_requests
-from flywheel.vocabulary import EvalType
+from flywheel.stats import confidence_interval, cost_per_1k_requests, gate_verdict
+from flywheel.vocabulary import EvalType, JobType
 
 
 def aggregate(doc: JobDocument, settings: Settings) -> JobDocument:
@@ -18,6 +23,8 @@ def aggregate(doc: JobDocument, settings: Settings) -> JobDocument:
     gate asks whether each candidate configuration is non-inferior to it within the configured margin.
     """
     doc = doc.model_copy(deep=True)
+    if doc.job_type == JobType.embedding:
+        return _aggregate_retrieval(doc, settings)
     prices = {n.model_name: n.cost_per_1k_tokens for n in settings.nims}
     for nim in doc.nims:
         costed = nim.evaluation(EvalType.base) or next(iter(nim.evaluations), None)
@@ -39,3 +46,21 @@ def aggregate(doc: JobDocument, settings: Settings) -> JobDocument:
                 cis[metric] = [round(lo, 4), round(hi, 4)]
             ev.confidence_intervals = cis
     return apply_gate(doc, settings)
+
+
+def _aggregate_retrieval(doc: JobDocument, settings: Settings) -> JobDocument:
+    metric = settings.embedding_config.gate_metric
+    gate = settings.gate.model_copy(update={"metric": metric})
+    for nim in doc.nims:
+        scored = [ev for ev in nim.evaluations if not ev.error and ev.scores.get(metric) is not None]
+        if not scored:
+            nim.gate = {"passed": False, "reasons": ["no successful evaluation"], "eval_type": None}
+            continue
+        best = max(scored, key=lambda ev: ev.scores[metric])
+        base = nim.evaluation(EvalType.base)
+        reference = base.scores.get(metric) if base is not None and not base.error else None
+        verdict = gate_verdict(best.scores, reference, gate)
+        nim.gate = {**verdict, "eval_type": best.eval_type, "metric": metric, "score": best.scores[metric]}
+        if reference is not None:
+            nim.gate["reference_score"] = reference
+    return doc

@@ -17,6 +17,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from flywheel.retrieval.config import RetrievalConfig
 from flywheel.security_config import SecurityConfig
 
 CONFIG_DIR = Path(os.environ.get("FLYWHEEL_CONFIG_DIR", Path(__file__).resolve().parent.parent / "config"))
@@ -517,6 +518,8 @@ class Settings(_Section):
     curation: CurationConfig = CurationConfig()
     gate: GateConfig = GateConfig()
     promotion: PromotionConfig = PromotionConfig()
+    # job_type embedding_job: candidate embedding models, metrics cut-offs, mining and contrastive training.
+    embedding_config: RetrievalConfig = RetrievalConfig()
     security: SecurityConfig = SecurityConfig()
 
     @field_validator("nims")

@@ -2,8 +2,10 @@
 
 Nothing lost, nothing duplicated:
 
-- every record is checked BEFORE anything is written: it must validate
-  (:func:`flywheel.records.parse_record`) and be storable (JSON without NaN/Infinity, valid UTF-8,
+- every record is checked BEFORE anything is written: it must validate (chat records with
+  :func:`flywheel.records.parse_record`, retrieval records — a ``retrieval`` object, see
+  :mod:`flywheel.retrieval.records` — with :func:`~flywheel.retrieval.records.parse_retrieval_record`) and be
+  storable (JSON without NaN/Infinity, valid UTF-8,
   nested at most ``MAX_DEPTH`` deep); a record that is not is reported with its position and reason;
 - the records of one batch are written in one transaction (``LogStore.add_unique``): all or none;
 - each record's content hash (SHA-256 of its canonical JSON) is stored with it, so sending the same
@@ -31,6 +33,7 @@ from pydantic import BaseModel, Field
 from flywheel.ids import InvalidId, check_id
 from flywheel.logstore.base import LogStore
 from flywheel.records import RecordError, parse_record
+from flywheel.retrieval.records import is_retrieval_record, parse_retrieval_record
 
 MAX_REPORTED_ERRORS = 100  # files: the first ones are listed, every one is counted in ``reasons``
 MAX_DEPTH = 100  # real records nest ~10 deep (tool schemas); deeper is hostile and breaks JSON readers
@@ -105,7 +108,11 @@ def prepare(raw: Any, workload_id: str | None, client_id: str | None) -> tuple[s
                 raise RecordError("invalid_id", str(exc)) from exc
     digest = content_hash(record)  # before validation: parse_record assumes valid text
     try:
-        parse_record(record)  # validation only; parse_record never mutates its input
+        # Validation only; neither parser mutates its input.
+        if is_retrieval_record(record):
+            parse_retrieval_record(record)
+        else:
+            parse_record(record)
     except RecordError:
         raise
     except (ValueError, TypeError, RecursionError) as exc:  # anything else the validator trips on

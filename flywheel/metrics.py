@@ -45,7 +45,9 @@ NO_CALL = "(no call)"
 class Metric:
     name: str  # key in EvalResult.scores and the job document
     label: str  # short label in tables
-    source: str  # "record": per-record tool-call score (RecordScore); "judge": LLM judge; "generic": token F1
+    source: str  # "record": per-record tool-call score (RecordScore); "judge": LLM judge; "generic": token F1;
+    # "retrieval": an embedding_job's per-query ranking score (flywheel.retrieval.metrics; every k is reported,
+    # the table shows these)
     nemo_v1: tuple[str, ...] = ()  # NeMo v1 tool-calling score names that carry it (first found wins)
     nemo_v2: str | None = None  # NeMo Platform aggregate score name that carries it
     shown: bool = True  # a line in the results table cell
@@ -63,6 +65,10 @@ METRICS: tuple[Metric, ...] = (
     Metric("tool_calling_correctness", "judge", "judge"),
     Metric("similarity", "similarity 1-10", "judge"),  # the judge's rating for workloads without tools
     Metric("token_f1", "token F1", "generic"),
+    Metric("recall_at_5", "Recall@5", "retrieval"),
+    Metric("ndcg_at_10", "nDCG@10", "retrieval"),
+    Metric("mrr_at_10", "MRR@10", "retrieval"),
+    Metric("production_agreement_at_10", "agreement@10", "retrieval"),
 )
 METRICS_BY_NAME = {m.name: m for m in METRICS}
 METRIC_NAMES = tuple(m.name for m in METRICS if m.source == "record")  # the per-record tool-call scores

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 
 EVAL_TYPES = ALL_EVAL_TYPES
 ACCURACY = ACCURACY_METRIC
+# Scores shown with their interval: the headline tool-call accuracy and the retrieval scores.
+_CI_COLUMNS = (ACCURACY, *(m.name for m in METRICS if m.source == "retrieval"))
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 REPORT_TEMPLATE = "report.html.jinja"
 VERDICT_STYLES = {"pass": "green", "fail": "red", "inconclusive": "yellow"}
@@ -90,6 +92,9 @@ def missing_reason(doc: JobDocument, nim: NimDoc, eval_type: str) -> str:
     ev = nim.evaluation(eval_type)
     if ev is not None and ev.error:
         return f"failed: {ev.error}"
+    not_applicable = (getattr(doc, "not_applicable", None) or {}).get(eval_type)
+    if ev is None and not_applicable:
+        return f"n/a: {not_applicable}"
     if ev is not None and ev.score_notes:
         return "; ".join(f"{k}: {v}" for k, v in ev.score_notes.items())
     if eval_type == EvalType.customized:
@@ -131,7 +136,7 @@ def results_rows(doc: JobDocument) -> list[dict[str, Any]]:
                 "model_name": nim.model_name,
                 "eval_type": eval_type,
                 **{m.name: scores.get(m.name) for m in METRICS},
-                f"{ACCURACY}_ci": list(cis[ACCURACY]) if ACCURACY in cis else None,
+                **{f"{name}_ci": list(cis[name]) if name in cis else None for name in _CI_COLUMNS},
                 "num_records": ev.num_records if ev is not None else None,
                 "latency_p50_ms": ev.latency_p50_ms if ev is not None else None,
                 "latency_p95_ms": ev.latency_p95_ms if ev is not None else None,
@@ -169,12 +174,16 @@ def _cell_text(row: dict[str, Any]) -> str:
     if row["note"]:
         return row["note"]
     lines = []
+    retrieval = any(row[m.name] is not None for m in METRICS if m.source == "retrieval")
     for metric in METRICS:  # tool-call scores always (— when missing); the judge and similarity when present
         value = row[metric.name]
         if not metric.shown or (metric.source != "record" and value is None):
             continue
-        ci = row[f"{ACCURACY}_ci"] if metric.name == ACCURACY else None
-        lines.append(f"{metric.label} {fmt_score_ci(value, ci)}")
+        if retrieval and metric.source == "record":
+            continue  # an embedding_job's row: ranking scores, no tool calls
+        lines.append(f"{metric.label} {fmt_score_ci(value, row.get(f'{metric.name}_ci'))}")
+    if retrieval:
+        return "\n".join(lines)
     lines.append(f"p50 {fmt_ms(row['latency_p50_ms'])} · p95 {fmt_ms(row['latency_p95_ms'])}")
     return "\n".join(lines)
 

@@ -27,6 +27,7 @@ class SplitName(StrEnum):
     eval = "eval"
     train = "train"
     val = "val"
+    corpus = "corpus"  # embedding_job: the passages retrieval is evaluated over (no rows of its own)
 
 
 class CustomizationStatus(StrEnum):

@@ -23,6 +23,7 @@ from flywheel.config import ConfigError
 from flywheel.ingest import load_jsonl
 from flywheel.logstore import open_logstore
 from flywheel.scoring import score_triples
+from flywheel.vocabulary import JobType
 from starter.cli_progress import as_document, follow_job, is_settled, progress_view, results_table
 from starter.cli_remote import keys_app, remote_app
 from starter.cli_schedule import schedule_app
@@ -79,6 +80,8 @@ def demo(
     eval_size: int | None = typer.Option(None, "--eval-size", min=1,
                                          help="Eval records per run (the demo profile uses 20: the gate is then "
                                               "mostly inconclusive; ~200 lets it decide)."),
+    job_type: str = typer.Option("llm_job", "--job-type", help="llm_job (tool-calling sample) or embedding_job "
+                                 "(retrieval sample: base vs fine-tuned MiniLM, Recall@k / nDCG@k)."),
 ) -> None:
     """Run the whole flywheel on the embedded stack (Temporal dev server, workers, API, SQLite)."""
     # lazy: the demo loads the embedded stack and the API key store (FastAPI); keeps every other command quick.
@@ -86,7 +89,10 @@ def demo(
 
     st = state(ctx)
     st.settings(default_name="demo")  # a bad config exits 2 before anything starts
-    code = run_demo(output=output, keep_running=keep_running, continuous=continuous,
+    if job_type not in {t.value for t in JobType}:
+        console.print(f"--job-type must be one of {', '.join(t.value for t in JobType)} (got {job_type!r})")
+        raise typer.Exit(2)
+    code = run_demo(output=output, keep_running=keep_running, continuous=continuous, job_type=JobType(job_type),
                     config_name=st.config_name or (None if st.config_path else "demo"), config_path=st.config_path,
                     console=console, eval_size=eval_size)
     raise typer.Exit(code)

@@ -68,6 +68,8 @@ def eval_cell(ev: EvaluationDoc | None) -> RenderableType:
     if ev.error:
         return Text(f"✗ {ev.error[:60]}", style="red")
     if ev.finished_at or ev.progress >= 100:
+        if ACCURACY_METRIC not in ev.scores and "ndcg_at_10" in ev.scores:  # an embedding_job's evaluation
+            return Text(f"✓ nDCG@10 {_fmt(ev.scores['ndcg_at_10'])}", style="green")
         return Text(f"✓ args {_fmt(ev.scores.get(ACCURACY_METRIC))}", style="green")
     return _bar(ev.progress, f"{ev.progress:.0f}%")
 

@@ -26,6 +26,8 @@ from flywheel.jobdoc import JobDocument, RunStatus
 from flywheel.logstore import open_logstore
 from flywheel.metrics import ACCURACY_METRIC
 from flywheel.report import gate_table, write_report
+from flywheel.vocabulary import JobType
+from starter import demo_embedding
 from starter.api_client import auth_headers
 from starter.auth import KeyStore
 from starter.auth.authenticator import default_keys_file
@@ -79,8 +81,9 @@ class DemoAPI:
         self.base_url = base_url
         self.http = httpx.Client(base_url=base_url, timeout=30.0, headers=auth_headers(api_key))
 
-    def start_job(self, client_id: str, data_split_config: dict[str, Any] | None = None) -> str:
-        body: dict[str, Any] = {"workload_id": WORKLOAD_ID, "client_id": client_id}
+    def start_job(self, client_id: str, data_split_config: dict[str, Any] | None = None,
+                  job_type: str = "llm_job") -> str:
+        body: dict[str, Any] = {"workload_id": WORKLOAD_ID, "client_id": client_id, "job_type": job_type}
         if data_split_config:
             body["data_split_config"] = data_split_config
         resp = self.http.post("/api/jobs", json=body)
@@ -113,12 +116,15 @@ def write_outputs(doc: JobDocument, out_dir: Path, console: Console) -> None:
 
 
 def run_one(stack: EmbeddedStack, api: DemoAPI, settings: Settings, client_id: str, records: int,
-            out_dir: Path, console: Console, eval_size: int | None = None) -> JobDocument:
+            out_dir: Path, console: Console, eval_size: int | None = None,
+            job_type: str = JobType.llm) -> JobDocument:
+    embedding = job_type == JobType.embedding
     # Let the run see every record of this client (the demo profile caps extraction at 300).
-    split: dict[str, Any] = {"limit": max(settings.data_split_config.limit, records)}
+    split: dict[str, Any] = (dict(demo_embedding.SPLIT) if embedding
+                             else {"limit": max(settings.data_split_config.limit, records)})
     if eval_size is not None:  # a larger eval split: the gate can then decide instead of saying inconclusive
         split["eval_size"] = eval_size
-    job_id = api.start_job(client_id, split)
+    job_id = api.start_job(client_id, split, job_type)
     console.print(f"\n[bold]job {job_id}[/] — {WORKLOAD_ID}/{client_id}, {records:,} records in the log store")
     try:
         doc = follow_job(lambda: api.get_job(job_id), console, interval_s=1.0, timeout_s=JOB_TIMEOUT_S,
@@ -127,7 +133,7 @@ def run_one(stack: EmbeddedStack, api: DemoAPI, settings: Settings, client_id: s
         console.print(f"cancelling job {job_id}…")
         api.cancel_job(job_id)
         raise
-    console.print(results_table(doc))
+    console.print(demo_embedding.retrieval_table(doc) if embedding else results_table(doc))
     if doc.gate:
         console.print(gate_table(doc))
     write_outputs(doc, out_dir, console)
@@ -194,6 +200,7 @@ def run_demo(
     config_path: Path | None = None,
     console: Console | None = None,
     eval_size: int | None = None,
+    job_type: str = JobType.llm,
 ) -> int:
     """Run the demo; returns the process exit code (0 ok, 1 a run failed, 130 interrupted)."""
     console = console or Console(width=None if sys.stdout.isatty() else 160)
@@ -202,9 +209,14 @@ def run_demo(
     state_dir = output / "state"
     overrides = {"platform": {"data_dir": str(state_dir)}}
     settings = load_settings(path=config_path, config_name=config_name, overrides=overrides)
-    clients = CLIENTS if continuous else CLIENTS[:1]
-    console.rule("[bold]Temporal Data Flywheel — demo")
-    ensure_samples(clients, console)
+    embedding = job_type == JobType.embedding
+    clients = (demo_embedding.CLIENT_ID,) if embedding else CLIENTS if continuous else CLIENTS[:1]
+    continuous = continuous and not embedding
+    console.rule(f"[bold]Temporal Data Flywheel — demo ({job_type})")
+    if embedding:
+        demo_embedding.ensure_sample()
+    else:
+        ensure_samples(clients, console)
     # Fresh Temporal database and log store each demo: no abandoned run from an earlier demo resumes
     # and competes for the CPU, and re-loading the samples does not duplicate records.
     logstore = Path(settings.logstore.path or state_dir / "logs.sqlite")
@@ -218,7 +230,8 @@ def run_demo(
     console.print("[bold]2. embedded stack[/] (logs in " f"{output / 'logs'})")
     stack = EmbeddedStack(config_name=config_name, config_path=config_path, log_dir=output / "logs",
                           db_file=state_dir / "temporal.db", namespace=settings.temporal.namespace,
-                          extra_env={"FLYWHEEL__PLATFORM__DATA_DIR": str(state_dir.resolve())},
+                          extra_env={"FLYWHEEL__PLATFORM__DATA_DIR": str(state_dir.resolve()),
+                                     **(demo_embedding.stack_env() if embedding else {})},
                           on_status=lambda msg: console.print(f"  {msg}…"))
     runs: list[tuple[str, JobDocument]] = []
     code = 0
@@ -232,7 +245,7 @@ def run_demo(
             for client_id in clients:
                 out_dir = output if not continuous else output / client_id
                 doc = run_one(stack, api, settings, client_id, records.get(client_id, 0), out_dir, console,
-                              eval_size=eval_size)
+                              eval_size=eval_size, job_type=job_type)
                 runs.append((client_id, doc))
                 if doc.status == RunStatus.failed:
                     code = 1

@@ -19,6 +19,7 @@ from flywheel.jobdoc import CustomizationDoc, JobDocument, NimDoc
 from flywheel.progress import EvaluationProgress, TrainingProgress
 from flywheel.vocabulary import CustomizationStatus
 from workflows import models
+from workflows.embedding_models import ACT_CUSTOMIZE_EMBEDDING
 
 log = structlog.get_logger(__name__)
 
@@ -83,6 +84,6 @@ async def overlay_live_progress(client: Client, doc: JobDocument) -> JobDocument
         for activity_type, details in pending:
             if activity_type == models.ACT_EVALUATE:
                 apply_evaluation_progress(nim, details)
-            elif activity_type == models.ACT_CUSTOMIZE:
+            elif activity_type in (models.ACT_CUSTOMIZE, ACT_CUSTOMIZE_EMBEDDING):
                 apply_customization_progress(nim, details)
     return doc

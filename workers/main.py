@@ -1,6 +1,6 @@
 """Worker processes: ``flywheel-worker --queue orchestrator|cpu|gpu|all [--config PATH] [--config-name NAME]``.
 
-- orchestrator: FlywheelRun + CandidateRun (deterministic orchestration only)
+- orchestrator: FlywheelRun + CandidateRun + EmbeddingCandidateRun (deterministic orchestration only)
 - cpu: every activity (I/O: extract, split, upload, deploy/poll, evaluate, persist)
 - gpu: local training (one slot per visible CUDA GPU, or 1 on a CPU-only host)
 
@@ -34,6 +34,7 @@ from workers.health import HealthServer, WorkerHealth, monitor
 from workers.payload_codec import PayloadKeyError, data_converter_for
 from workers.search_attributes import ensure_search_attributes
 from workflows.candidate_run import CandidateRun
+from workflows.embedding_candidate_run import EmbeddingCandidateRun
 from workflows.flywheel_run import FlywheelRun
 from workflows.remove_run import RemoveRunResources
 
@@ -97,7 +98,7 @@ def expand_queues(queue: str) -> list[str]:
 
 
 def workflows() -> list[type]:
-    return [FlywheelRun, CandidateRun, RemoveRunResources]
+    return [FlywheelRun, CandidateRun, RemoveRunResources, EmbeddingCandidateRun]
 
 
 def build_workers(

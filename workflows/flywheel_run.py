@@ -1,6 +1,9 @@
 """FlywheelRun: one flywheel job — prepare data, one CandidateRun child per candidate (bounded),
 aggregate, report, then wait for a human's promote / reject (Updates) or the review timeout.
 
+``job_type: embedding_job`` runs the same stages for a retriever: retrieval data preparation and one
+EmbeddingCandidateRun child per ``embedding_config.candidates`` entry (no icl-eval: the document says so).
+
 The live job document is built here (times from ``workflow.now()``), exposed by the ``status``
 query and persisted to the JobStore at every stage change, so it outlives Temporal's retention.
 """
@@ -19,6 +22,7 @@ from temporalio.workflow import ParentClosePolicy
 with workflow.unsafe.imports_passed_through():
     from activities.data import prepare_data
     from activities.deployment import deploy, teardown
+    from activities.embedding import prepare_retrieval_data
     from activities.persistence import aggregate_results, log_mlflow, persist_job, write_report
     from activities.promotion import deliver_promotion_webhook, register_champion
     from flywheel.ids import run_key
@@ -26,7 +30,13 @@ with workflow.unsafe.imports_passed_through():
     from flywheel.judge import llm_judge_doc, needs_deployment
     from flywheel.promotions import promotion_record
     from flywheel.types import Endpoint
-    from flywheel.vocabulary import TERMINAL_CUSTOMIZATION_STATUSES, CustomizationStatus, ReviewOutcome
+    from flywheel.vocabulary import (
+        TERMINAL_CUSTOMIZATION_STATUSES,
+        CustomizationStatus,
+        EvalType,
+        JobType,
+        ReviewOutcome,
+    )
     from workflows.candidate_run import CandidateRun
     from workflows.common import (
         error_text,
@@ -36,6 +46,8 @@ with workflow.unsafe.imports_passed_through():
         retry_policy,
         short_options,
     )
+    from workflows.embedding_candidate_run import EmbeddingCandidateRun
+    from workflows.embedding_models import ICL_NOT_APPLICABLE, EmbeddingCandidateInput
     from workflows.models import (
         CANDIDATE_UPDATE_SIGNAL,
         FLYWHEEL_WORKFLOW,
@@ -159,16 +171,19 @@ class FlywheelRun:
             id=job_id, workload_id=inp.workload_id, client_id=inp.client_id, status=RunStatus.running,
             started_at=workflow.now(), workflow_id=info.workflow_id, job_type=inp.job_type,
             config_name=inp.config_name or settings.config_name,
-            nims=[NimDoc(model_name=n.model_name) for n in settings.nims],
+            nims=[NimDoc(model_name=n.model_name) for n in self._candidates()],
             llm_judge=llm_judge_doc(settings.llm_judge_config, settings.platform.kind),
             requested_by=inp.requested_by,
         )
+        embedding = inp.job_type == JobType.embedding
+        if embedding:
+            doc.not_applicable = {"icl-eval": ICL_NOT_APPLICABLE}
         try:
             await self._set_stage(Stage.preparing_data)
             split = inp.data_split_config or settings.data_split_config
             t = self._timeouts
             prepared = await workflow.execute_activity(
-                prepare_data,
+                prepare_retrieval_data if embedding else prepare_data,
                 PrepareDataInput(settings=settings, workflow_id=run_key(info.workflow_id), job_id=job_id,
                                  workload_id=inp.workload_id, client_id=inp.client_id, data_split_config=split),
                 **long_options(t, self._cpu, start_to_close_s=t.prepare_start_to_close_s,
@@ -182,12 +197,13 @@ class FlywheelRun:
             await self._set_stage(Stage.evaluating)
             semaphore = asyncio.Semaphore(settings.temporal.max_parallel_candidates)
             judge = None
-            if needs_deployment(settings.llm_judge_config, settings.platform.kind) and workflow.patched(
-                    PATCH_DEPLOY_JUDGE):
+            judged = not embedding and needs_deployment(settings.llm_judge_config, settings.platform.kind)
+            if judged and workflow.patched(PATCH_DEPLOY_JUDGE):
                 judge = await self._deploy_judge()
             try:
                 # return_exceptions: on cancellation wait for EVERY child to finish its teardown.
-                outcomes = await asyncio.gather(*(self._candidate(n, prepared, semaphore) for n in settings.nims),
+                outcomes = await asyncio.gather(*(self._candidate(n, prepared, semaphore)
+                                                  for n in self._candidates()),
                                                 return_exceptions=True)
             except GeneratorExit:
                 raise  # eviction: not an outcome; the judge stays up for the replayed run
@@ -261,17 +277,30 @@ class FlywheelRun:
                 raise
             workflow.logger.warning("persisting job %s failed: %s", self._doc.id, error_text(exc))
 
+    def _candidates(self) -> list[Any]:
+        """The job type's candidates: chat models (``nims``) or embedding models (``embedding_config``)."""
+        if self._inp.job_type == JobType.embedding:
+            return list(self._settings.embedding_config.candidates)
+        return list(self._settings.nims)
+
+    def _child(self, nim_cfg: Any, prepared: PreparedData) -> tuple[Any, Any]:
+        inp, parent = self._inp, workflow.info().workflow_id
+        common = {"parent_workflow_id": parent, "job_id": self._doc.id, "settings": self._settings,
+                  "datasets": prepared.datasets, "timeouts": inp.timeouts}
+        if inp.job_type == JobType.embedding:
+            types = [t for t in inp.eval_types if t != EvalType.icl]
+            return EmbeddingCandidateRun.run, EmbeddingCandidateInput(candidate=nim_cfg, eval_types=types, **common)
+        return CandidateRun.run, CandidateInput(nim=nim_cfg, eval_types=list(inp.eval_types), **common)
+
     async def _candidate(self, nim_cfg: Any, prepared: PreparedData, semaphore: asyncio.Semaphore) -> None:
-        inp, doc = self._inp, self._doc
+        doc = self._doc
         index = next(i for i, n in enumerate(doc.nims) if n.model_name == nim_cfg.model_name)
+        run, child_input = self._child(nim_cfg, prepared)
         async with semaphore:
             doc.nims[index].status = NimStatus.deploying
             try:
                 result: CandidateResult = await workflow.execute_child_workflow(
-                    CandidateRun.run,
-                    CandidateInput(parent_workflow_id=workflow.info().workflow_id, job_id=doc.id, nim=nim_cfg,
-                                   settings=self._settings, datasets=prepared.datasets,
-                                   eval_types=list(inp.eval_types), timeouts=inp.timeouts),
+                    run, child_input,
                     id=self._candidate_id(nim_cfg.model_name),
                     task_queue=self._settings.temporal.task_queues.orchestrator,
                     parent_close_policy=ParentClosePolicy.REQUEST_CANCEL,

@@ -15,7 +15,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from flywheel.config import NIMConfig
+from flywheel.retrieval.evaluate import RetrievalEvalResult
+from flywheel.retrieval.types import EmbeddingCustomizationSpec, MinedRefs, MiningSpec, RetrievalEvalSpec
 from flywheel.types import (
+    CapabilityUnavailable,
     CustomizationResult,
     CustomizationSpec,
     DatasetRef,
@@ -70,3 +73,18 @@ class Platform(Protocol):
     async def close(self) -> None:
         """Release connections and processes this instance holds (worker shutdown). Default: nothing."""
         return
+
+    # ---------------------------------------------------------------- retrieval (job_type embedding_job)
+    async def evaluate_retrieval(self, spec: RetrievalEvalSpec,
+                                 progress: ProgressFn | None = None) -> RetrievalEvalResult:
+        """Score a candidate embedding model (base, or its fine-tuned model) on the eval split over the corpus."""
+        raise CapabilityUnavailable(f"the {self.kind} platform does not evaluate retrievers yet")
+
+    async def mine_triplets(self, spec: MiningSpec, progress: ProgressFn | None = None) -> MinedRefs:
+        """Mine hard-negative triplets for the train and val splits with the candidate's base model; store them."""
+        raise CapabilityUnavailable(f"the {self.kind} platform does not mine retrieval triplets yet")
+
+    async def customize_embedding(self, spec: EmbeddingCustomizationSpec,
+                                  progress: ProgressFn | None = None) -> CustomizationResult:
+        """Contrastive fine-tuning of an embedding model; idempotent by ``spec.name`` like :meth:`customize`."""
+        raise CapabilityUnavailable(f"the {self.kind} platform does not fine-tune embedding models yet")

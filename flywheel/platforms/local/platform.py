@@ -6,6 +6,8 @@
   starts and stops (state in ``<data_dir>/deployments``)
 * evaluate: our evaluator of record, in process (:mod:`flywheel.evaluator`)
 * customize: the peft LoRA trainer (:mod:`.trainer`)
+* embedding_job: retrieval evaluation, triplet mining and contrastive fine-tuning
+  (:mod:`.embedding_backend`); a fine-tuned embedding model is served by :mod:`.embedding_server`
 """
 
 from __future__ import annotations
@@ -23,10 +25,20 @@ from flywheel.artifacts import open_artifact_store
 from flywheel.cluster import serving_hosts
 from flywheel.config import NIMConfig, Settings
 from flywheel.platforms.base import Platform
-from flywheel.platforms.local import cleanup, datasets, work_sync
+from flywheel.platforms.local import cleanup, datasets, embedding_backend, work_sync
+from flywheel.platforms.local.embedding_trainer import EmbeddingTrainingBusy, EmbeddingTrainingError
 from flywheel.platforms.local.server_processes import ModelServerManager
 from flywheel.platforms.local.weights import provision
 from flywheel.progress import DeploymentProgress, EvaluationProgress
+from flywheel.retrieval.evaluate import RetrievalEvalResult
+from flywheel.retrieval.types import (
+    TRIPLETS_SPLIT,
+    VAL_TRIPLETS_SPLIT,
+    EmbeddingCustomizationSpec,
+    MinedRefs,
+    MiningSpec,
+    RetrievalEvalSpec,
+)
 from flywheel.types import (
     CustomizationResult,
     CustomizationSpec,
@@ -212,6 +224,64 @@ class LocalPlatform(Platform):
                                 details={"step": exc.step, "checkpoint": exc.checkpoint}) from exc
         finally:
             self._training_stops.pop(spec.name, None)
+
+    # ------------------------------------------------------------------ retrieval (embedding_job)
+
+    async def evaluate_retrieval(self, spec: RetrievalEvalSpec, progress: ProgressFn | None = None
+                                 ) -> RetrievalEvalResult:
+        """Embed + exact search + metrics in a thread; a customized model is served by a local embeddings
+        server for the length of the evaluation."""
+        eval_rows = await self.read_dataset(spec.eval)
+        corpus_rows = await self.read_dataset(spec.corpus)
+        return await asyncio.to_thread(
+            embedding_backend.evaluate_candidate, spec.candidate, eval_rows, corpus_rows, spec.retrieval,
+            customized_model_dir=spec.customized_model_dir, served_name=spec.served_name,
+            work_dir=self.data_dir / "embedding-evals" / spec.name, progress=progress)
+
+    async def mine_triplets(self, spec: MiningSpec, progress: ProgressFn | None = None) -> MinedRefs:
+        train = await self.read_dataset(spec.train)
+        val = await self.read_dataset(spec.val) if spec.val else []
+        corpus = await self.read_dataset(spec.corpus)
+        if progress:
+            progress({"phase": "mining", "train": len(train), "val": len(val), "corpus": len(corpus)})
+        mined = await asyncio.to_thread(embedding_backend.mine, spec.candidate, train, val, corpus, spec.retrieval)
+        refs = await self.put_datasets(spec.name, {TRIPLETS_SPLIT: mined.train, VAL_TRIPLETS_SPLIT: mined.val})
+        return MinedRefs(datasets=refs, counts=mined.counts, mining_seconds=mined.mining_seconds)
+
+    async def customize_embedding(self, spec: EmbeddingCustomizationSpec, progress: ProgressFn | None = None
+                                  ) -> CustomizationResult:
+        """Contrastive fine-tuning in a thread, resumable and stoppable like :meth:`customize`."""
+        # Lazy, as in customize(): the trainer module pulls in torch, which only training needs.
+        from flywheel.platforms.local.trainer import TrainingStopped
+        triplets = await self.read_dataset(spec.triplets)
+        val = await self.read_dataset(spec.val_triplets) if spec.val_triplets else []
+        stop = self._training_stops[spec.name] = threading.Event()
+        job = asyncio.ensure_future(asyncio.to_thread(
+            embedding_backend.customize, spec.candidate, triplets, val, spec.retrieval,
+            self.data_dir / "customizations" / spec.name, progress=progress, should_stop=stop.is_set,
+            device=spec.device))
+        try:
+            result = await asyncio.shield(job)
+        except asyncio.CancelledError:
+            stop.set()
+            with contextlib.suppress(BaseException):
+                await job
+            raise
+        except TrainingStopped as exc:
+            raise PlatformError(f"training {spec.name} suspended at step {exc.step} ({exc.reason}); the next attempt "
+                                f"resumes from {exc.checkpoint}", retryable=True, error_type="TrainingSuspended",
+                                details={"step": exc.step, "checkpoint": exc.checkpoint}) from exc
+        except EmbeddingTrainingError as exc:
+            raise PlatformError(str(exc), retryable=False, error_type="TrainingConfigError") from exc
+        except EmbeddingTrainingBusy as exc:
+            raise PlatformError(str(exc), retryable=True, error_type="TrainingBusy") from exc
+        finally:
+            self._training_stops.pop(spec.name, None)
+        return CustomizationResult(
+            customized_model=spec.output_model, adapter_uri=result.model_dir, steps_completed=result.steps_completed,
+            epochs_completed=result.epochs_completed, final_loss=result.final_loss,
+            details={"train_seconds": result.train_seconds, "val_loss": result.val_loss,
+                     "finetuning_type": result.finetuning_type, "num_triplets": result.num_triplets})
 
     async def suspend(self, name: str) -> None:
         """Worker shutdown: checkpoint now and stop (within one micro-batch); a retry resumes."""
