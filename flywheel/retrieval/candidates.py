@@ -8,7 +8,6 @@ Every method returns L2-normalised float32 rows.
 
 from __future__ import annotations
 
-import os
 import threading
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -45,19 +44,19 @@ _loaded: dict[tuple[str, str], Any] = {}
 
 def load_sentence_transformer(path: str | Path | None = None, device: str = "cpu", *, cached: bool = True) -> Any:
     """A SentenceTransformer from a local directory (default: the bundled MiniLM). Never downloads."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    # local_files_only, not HF_HUB_OFFLINE: the env var would switch every HF client in this process (and the
+    # workers it spawns) offline, NeMo's Datastore uploads included.
     from sentence_transformers import SentenceTransformer
 
     resolved = str(Path(path) if path else bundled_model_path())
     if not Path(resolved).is_dir():
         raise FileNotFoundError(f"embedding model directory not found: {resolved}")
     if not cached:
-        return SentenceTransformer(resolved, device=device)
+        return SentenceTransformer(resolved, device=device, local_files_only=True)
     with _lock:
         key = (resolved, device)
         if key not in _loaded:
-            _loaded[key] = SentenceTransformer(resolved, device=device)
+            _loaded[key] = SentenceTransformer(resolved, device=device, local_files_only=True)
         return _loaded[key]
 
 
