@@ -31,10 +31,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from flywheel.records import NO_CALL, call_arguments, call_dict, call_name
 from flywheel.types import ToolScores
-
-NO_CALL = "(no call)"
-
 
 # ---------------------------------------------------------------------------------------------
 # The registry: every score an evaluation can report. The evaluator, the report, the CLI and the
@@ -96,39 +94,6 @@ class RecordScore:
 
 
 # ---------------------------------------------------------------------------------------------
-# Tool-call shapes
-
-
-def _as_dict(call: Any) -> dict[str, Any]:
-    if hasattr(call, "model_dump"):
-        return call.model_dump()
-    return call if isinstance(call, dict) else {}
-
-
-def call_name(call: Any) -> str:
-    """The function name of an OpenAI tool call (``{"function": {"name"}}``) or a flat ``{"name"}``."""
-    data = _as_dict(call)
-    function = data.get("function") if isinstance(data.get("function"), dict) else data
-    name = function.get("name")
-    return name if isinstance(name, str) else ""
-
-
-def call_arguments(call: Any) -> Any:
-    """Arguments as parsed JSON; a string that is not JSON is returned unchanged (it will not match)."""
-    data = _as_dict(call)
-    function = data.get("function") if isinstance(data.get("function"), dict) else data
-    arguments = function.get("arguments")
-    if arguments is None or arguments == "":
-        return {}
-    if isinstance(arguments, str):
-        try:
-            return json.loads(arguments)
-        except json.JSONDecodeError:
-            return arguments
-    return arguments
-
-
-# ---------------------------------------------------------------------------------------------
 # Canonical (hashable) forms of argument values
 
 
@@ -182,7 +147,7 @@ _UNPARSEABLE = object()
 
 
 def _function_part(call: Any) -> dict[str, Any]:
-    data = _as_dict(call)
+    data = call_dict(call)
     return data["function"] if isinstance(data.get("function"), dict) else data
 
 
@@ -212,7 +177,7 @@ def nemo_tool_calling(expected: Sequence[Any], predicted: Sequence[Any]) -> tupl
     predicted_args: dict[Any, Any] = {}
     unparseable = False
     for c in predicted:
-        function = _as_dict(c).get("function")
+        function = call_dict(c).get("function")
         if not isinstance(function, dict) or "name" not in function:
             continue
         parsed = _wire_arguments(function.get("arguments"))
@@ -228,8 +193,8 @@ def nemo_tool_calling(expected: Sequence[Any], predicted: Sequence[Any]) -> tupl
 
 def score_tool_calls(expected: Sequence[Any] | None, predicted: Sequence[Any] | None) -> RecordScore:
     """Score one record. ``expected``/``predicted`` are OpenAI tool calls (dicts or pydantic models)."""
-    expected = [_as_dict(c) for c in expected or []]
-    predicted = [_as_dict(c) for c in predicted or []]
+    expected = [call_dict(c) for c in expected or []]
+    predicted = [call_dict(c) for c in predicted or []]
     name_compat, args_compat = nemo_tool_calling(expected, predicted)
     if not expected:
         strict = 1.0 if not predicted else 0.0

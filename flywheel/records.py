@@ -321,15 +321,24 @@ def message_text(message: dict[str, Any] | None) -> str:
     return content_text((message or {}).get("content"))
 
 
-def call_name(call: dict[str, Any]) -> str:
+def call_dict(call: Any) -> dict[str, Any]:
+    """A tool call as a dict: pydantic :class:`ToolCall` objects are dumped, anything else not a dict is empty."""
+    if hasattr(call, "model_dump"):
+        return call.model_dump()
+    return call if isinstance(call, dict) else {}
+
+
+def call_name(call: Any) -> str:
     """The function name of an OpenAI tool call (``{"function": {"name"}}``) or of a flat ``{"name"}``."""
+    call = call_dict(call)
     function = call.get("function")
     name = (function if isinstance(function, dict) else call).get("name")
     return name if isinstance(name, str) else ""
 
 
-def call_arguments(call: dict[str, Any]) -> Any:
+def call_arguments(call: Any) -> Any:
     """A tool call's arguments as parsed JSON (missing or empty: ``{}``); text that is not JSON is kept as is."""
+    call = call_dict(call)
     function = call.get("function")
     arguments = (function if isinstance(function, dict) else call).get("arguments")
     if arguments is None or arguments == "":
