@@ -31,6 +31,8 @@ import pytest
 import yaml
 
 from flywheel.config import Settings
+from starter.auth import KeyStore
+from starter.auth.authenticator import default_keys_file
 from starter.processes import free_port
 from starter.stack import TemporalDevServer
 from tests.deploy.rendered import REPO
@@ -139,9 +141,13 @@ class ImageProcess:
         return self.proc.returncode
 
 
-def http_json(method: str, url: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
+def http_json(method: str, url: str, body: dict[str, Any] | None = None, token: str | None = None,
+              ) -> tuple[int, Any]:
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json"}
+    if token is not None:  # every API route but /health needs a key
+        headers["Authorization"] = f"Bearer {token}"
+    req = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=10) as resp:
             return resp.status, json.loads(resp.read())
@@ -187,7 +193,10 @@ def test_slim_image_runs_a_flywheel_job_on_the_nemo_v1_emulator(slim_image: str,
         }
         (data / "flywheel.yaml").write_text(yaml.safe_dump(config))
         # The logs the job reads: loaded on the host into the SQLite store on the shared /data volume.
-        load_sample_logs(Settings.model_validate({**config, "platform": {"kind": "nemo_v1", "data_dir": str(data)}}))
+        host_settings = Settings.model_validate({**config, "platform": {"kind": "nemo_v1", "data_dir": str(data)}})
+        load_sample_logs(host_settings)
+        # An operator key in the API's key file on the shared volume (/data/api_keys.json inside the image).
+        token, _ = KeyStore(default_keys_file(host_settings)).create("image-test", ["operator"])
         for path in [data, *data.rglob("*")]:  # the image's USER (10001, group 0) writes the stores
             os.chown(path, 10001, 0)
 
@@ -208,12 +217,12 @@ def test_slim_image_runs_a_flywheel_job_on_the_nemo_v1_emulator(slim_image: str,
         assert health["temporal"] == "ok", health
 
         code, created = http_json("POST", f"{api}/api/jobs", {"workload_id": SAMPLE_WORKLOAD,
-                                                              "client_id": SAMPLE_CLIENT})
+                                                              "client_id": SAMPLE_CLIENT}, token)
         assert code == 200, created
         job_id = created["id"]
 
         def finished() -> dict[str, Any] | None:
-            status, doc = http_json("GET", f"{api}/api/jobs/{job_id}")
+            status, doc = http_json("GET", f"{api}/api/jobs/{job_id}", token=token)
             return doc if status == 200 and doc["status"] in {"completed", "failed", "cancelled"} else None
 
         doc = wait_until(finished, 300, f"job {job_id}", procs)
