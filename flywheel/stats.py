@@ -10,6 +10,7 @@ from typing import Any, Literal
 import numpy as np
 
 from flywheel.config import GateConfig
+from flywheel.paired_tests import exact_binomial_two_sided
 
 
 def confidence_interval(values: Sequence[float], level: float = 0.95,
@@ -43,15 +44,6 @@ def confidence_interval(values: Sequence[float], level: float = 0.95,
     raise ValueError(f"unknown method {method!r} (wilson or bootstrap)")
 
 
-def _binomial_two_sided_p(successes: int, trials: int) -> float:
-    """Exact two-sided binomial test p-value for p = 0.5 (doubling the smaller tail)."""
-    if trials == 0:
-        return 1.0
-    k = min(successes, trials - successes)
-    tail = sum(math.comb(trials, i) for i in range(k + 1)) / 2 ** trials
-    return min(1.0, 2 * tail)
-
-
 def mcnemar_exact(scores_a: Sequence[float], scores_b: Sequence[float]) -> float:
     """Exact McNemar p-value for two candidates' scores on the same records, in the same order.
 
@@ -62,7 +54,7 @@ def mcnemar_exact(scores_a: Sequence[float], scores_b: Sequence[float]) -> float
         raise ValueError("paired scores must have the same length (same records, same order)")
     a_better = sum(1 for a, b in zip(scores_a, scores_b) if a > b)
     b_better = sum(1 for a, b in zip(scores_a, scores_b) if b > a)
-    return _binomial_two_sided_p(a_better, a_better + b_better)
+    return exact_binomial_two_sided(a_better, a_better + b_better)
 
 
 paired_test = mcnemar_exact

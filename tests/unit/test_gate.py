@@ -17,12 +17,12 @@ from flywheel.gate import (
     agreement_verdict,
     evaluate_gate,
     judge_arm,
-    mcnemar,
     pareto_frontier,
     records_needed,
     reference_from_config,
     wilson_interval,
 )
+from flywheel.paired_tests import mcnemar
 from flywheel.stats import confidence_interval
 
 GATE = GateConfig()  # margin 0.05, confidence 0.95, cost at most the reference's
