@@ -123,8 +123,9 @@ def remove_job_runs(job_id: str, workload_id: str, client_id: str, config: MLflo
     client = mlflow.MlflowClient(tracking_uri=config.tracking_uri, registry_uri=config.tracking_uri)
     name = registered_model_name(config, workload_id, client_id)
     sources: set[str] = set()
-    for version in client.search_model_versions(f"name = '{name}' and tags.job_id = '{job_id}'"):
-        aliases = f" (alias {', '.join(version.aliases)})" if getattr(version, "aliases", None) else ""
+    for found in client.search_model_versions(f"name = '{name}' and tags.job_id = '{job_id}'"):
+        version = client.get_model_version(name, found.version)  # search results carry no aliases
+        aliases = f" (alias {', '.join(version.aliases)})" if version.aliases else ""
         report.keep(MLFLOW_MODEL_VERSION, f"{name} version {version.version}{aliases}", PROMOTED)
         if version.run_id:
             sources.add(version.run_id)
