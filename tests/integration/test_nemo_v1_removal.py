@@ -7,13 +7,39 @@ from __future__ import annotations
 
 import pytest
 
+from flywheel.config import Settings
+from flywheel.platforms.nemo_v1 import NemoV1Platform
 from flywheel.platforms.nemo_v1.deployment import deployment_name
 from flywheel.platforms.nemo_v1.removal import NOT_DELETABLE
 from flywheel.removal import PROMOTED, CandidateResources, RunResources
 from flywheel.types import EvalSpec
-from tests.integration.test_nemo_v1 import NS, cust_spec, nim, platform, rows, settings  # noqa: F401 - fixtures
+from tests.emulators.openai_scripted import ScriptedOpenAI
+from tests.integration.test_nemo_v1 import BASE, NS, TIMING, cust_spec, responder, rows
 
 CAND = "wf-1-cand-m"
+
+
+@pytest.fixture
+def nim():
+    server = ScriptedOpenAI(models=["judge"], responder=responder).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def settings(emu, nim) -> Settings:
+    return Settings(platform={"kind": "nemo_v1"},
+                    nmp_config={"nemo_base_url": emu.url, "datastore_base_url": emu.url,
+                                "nim_base_url": nim.root_url, "nmp_namespace": NS},
+                    nims=[{"model_name": BASE, "customization_enabled": True, "tag": "1.8.3",
+                           "customizer_configs": {"target": f"{BASE}@2.0"}}])
+
+
+@pytest.fixture
+async def platform(settings):
+    p = NemoV1Platform(settings, TIMING)
+    yield p
+    await p.close()
 
 
 async def _run(platform, settings, run: str, *, customize: bool):
