@@ -67,3 +67,34 @@ async def test_a_retry_after_a_partial_removal_finishes_the_rest(tmp_path: Path)
     assert (tmp_path / "staging" / "datasets" / "flywheel-w-c-j10").is_dir()
     assert not (tmp_path / "deployments" / f"{CAND}-base.json").exists()
     assert (await remove_run(platform, store, tmp_path, MLflowConfig(), resources())).removed == []
+
+
+def test_run_resources_from_the_job_document() -> None:
+    from flywheel.jobdoc import CustomizationDoc, EvaluationDoc, JobDocument, NimDoc
+    from workflows.models import (
+        candidate_workflow_id,
+        legacy_candidate_workflow_id,
+        run_resource_keys,
+        run_resources,
+    )
+
+    doc = JobDocument(id="j1", workload_id="w", client_id="c",
+                      review={"decision": "promoted", "model_name": "org/a"},
+                      nims=[NimDoc(model_name="org/a", gate={"passed": True, "eval_type": "customized-eval"},
+                                   evaluations=[EvaluationDoc(eval_type="base-eval", nmp_uri="http://n/v1/evaluation/jobs/e1")],
+                                   customizations=[CustomizationDoc(customized_model="ns/cust-a",
+                                                                    nmp_uri="http://n/v1/customization/jobs/c1")]),
+                            NimDoc(model_name="b")])
+    wf = "flywheel-w-c-j1"
+    res = run_resources(doc, wf)
+    assert (res.run_key, res.workload_id, res.client_id) == (wf, "w", "c")
+    a, b = res.candidates
+    assert a.keys == run_resource_keys(wf, ["org/a"])[1] and len(a.keys) == 2  # current and legacy child ids
+    assert {candidate_workflow_id(wf, "org/a"), legacy_candidate_workflow_id(wf, "org/a")} == set(a.keys)
+    assert a.keep_customized and not b.keep_customized  # promoted on its customized evaluation
+    assert a.customized_models == ["ns/cust-a", "customized-org-a@j1"]
+    assert res.evaluation_job_uris == ["http://n/v1/evaluation/jobs/e1"]
+    assert res.customization_job_uris == ["http://n/v1/customization/jobs/c1"]
+    assert f"{a.keys[0]}-customized-eval" in res.evaluation_names() and f"{wf}-judge" in res.deployment_names()
+    doc.nims[0].gate = {"passed": True, "eval_type": "base-eval"}  # promoted on its base model: weights go
+    assert not run_resources(doc, wf).candidates[0].keep_customized
