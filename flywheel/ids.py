@@ -51,6 +51,11 @@ def check_id(kind: str, value: object) -> str:
     return value
 
 
+def is_safe_key(name: str) -> bool:
+    """A name usable as it is wherever a run key is (dataset names, file names, NeMo entity names)."""
+    return bool(_SAFE.fullmatch(name))
+
+
 def short_hash(text: str, length: int = _HASH_LEN) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 

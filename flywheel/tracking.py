@@ -10,6 +10,7 @@ from typing import Any
 
 from flywheel.config import MLflowConfig
 from flywheel.jobdoc import JobDocument
+from flywheel.removal import MLFLOW_MODEL_VERSION, MLFLOW_RUN, PROMOTED, RemovalReport
 
 
 def _metrics(evaluation: Any) -> dict[str, float]:
@@ -105,3 +106,38 @@ def register_champion(doc: JobDocument, model_name: str, eval_type: str | None, 
             description=f"Promoted {model_name} from flywheel job {doc.id}")
     client.set_registered_model_alias(name, alias, version.version)
     return {"registered_model": name, "version": str(version.version), "alias": alias}
+
+
+def remove_job_runs(job_id: str, workload_id: str, client_id: str, config: MLflowConfig) -> RemovalReport:
+    """DELETE of a job: delete its MLflow runs (tagged ``job_id``), except that a model version registered
+    when the job's candidate was promoted stays, with the run it was registered from (its source).
+
+    ``delete_run`` is MLflow's soft delete (the run moves to the ``deleted`` lifecycle stage and leaves
+    searches; ``mlflow gc`` purges it for good). Deleted runs are not listed again, so a retry is a no-op.
+    """
+    report = RemovalReport()
+    if not config.enabled:
+        return report
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=config.tracking_uri, registry_uri=config.tracking_uri)
+    name = registered_model_name(config, workload_id, client_id)
+    sources: set[str] = set()
+    for found in client.search_model_versions(f"name = '{name}' and tags.job_id = '{job_id}'"):
+        version = client.get_model_version(name, found.version)  # search results carry no aliases
+        aliases = f" (alias {', '.join(version.aliases)})" if version.aliases else ""
+        report.keep(MLFLOW_MODEL_VERSION, f"{name} version {version.version}{aliases}", PROMOTED)
+        if version.run_id:
+            sources.add(version.run_id)
+    experiment = client.get_experiment_by_name(f"{config.experiment_name_prefix}-{workload_id}")
+    if experiment is None:
+        return report
+    for run in client.search_runs([experiment.experiment_id], filter_string=f"tags.job_id = '{job_id}'",
+                                  max_results=1000):
+        label = f"{run.info.run_id} ({run.info.run_name})"
+        if run.info.run_id in sources:
+            report.keep(MLFLOW_RUN, label, f"source of the {PROMOTED}")
+        else:
+            client.delete_run(run.info.run_id)
+            report.remove(MLFLOW_RUN, label)
+    return report

@@ -206,13 +206,18 @@ async def cancel_job(job_id: JobIdPath, request: Request) -> JobActionResponse:
 
 @jobs_router.delete("/jobs/{job_id}", response_model=JobActionResponse)
 async def delete_job(job_id: JobIdPath, request: Request) -> JobActionResponse:
-    """Delete a finished job's document (400 while running: cancel it first)."""
+    """Delete a finished job (400 while running: cancel it first): everything its run created on its platform,
+    in the artifact store and in MLflow, then its document. The answer lists what was removed, by kind, and
+    what was kept and why."""
     state = _state(request)
     deletion = await state.jobs().delete(job_id)
-    audit(request, "job.delete", job_id=job_id, removed=len(deletion.removed))
-    removed = f" Removed from its platform: {'; '.join(deletion.removed)}." if deletion.removed else \
-        " Nothing of it was left on its platform."
-    return JobActionResponse(id=job_id, message="Job deleted." + removed, removed=deletion.removed)
+    audit(request, "job.delete", job_id=job_id, removed=len(deletion.removed), kept=len(deletion.kept))
+    counts = ", ".join(f"{len(names)} {kind}" for kind, names in deletion.removed_by_kind.items())
+    message = f"Job deleted. Removed {counts}." if counts else "Job deleted. Nothing of it was left to remove."
+    if deletion.kept:
+        message += f" Kept: {'; '.join(deletion.kept)}."
+    return JobActionResponse(id=job_id, message=message, removed=deletion.removed,
+                             removed_by_kind=deletion.removed_by_kind, kept=deletion.kept)
 
 
 @jobs_router.post("/jobs/{job_id}/promote", response_model=ReviewResponse)

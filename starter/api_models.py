@@ -52,7 +52,10 @@ class JobActionResponse(BaseModel):
 
     id: str
     message: str
-    removed: list[str] = []  # delete: what was removed from the run's platform
+    # delete: what was removed ("<kind>: <what>"), the same grouped by kind, and what was kept and why
+    removed: list[str] = []
+    removed_by_kind: dict[str, list[str]] = {}
+    kept: list[str] = []
 
 
 class PromoteBody(BaseModel):

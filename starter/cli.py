@@ -194,12 +194,14 @@ def cancel(ctx: typer.Context, job_id: str = typer.Argument(..., help="Job id.")
 
 @app.command()
 def delete(ctx: typer.Context, job_id: str = typer.Argument(..., help="Job id.")) -> None:
-    """Delete a finished job: what its run created on its platform, then its record."""
+    """Delete a finished job: what its run created (platform, artifact store, MLflow), then its record."""
     with Session(state(ctx).settings()) as s:
         deletion = s.run(lambda: s.jobs.delete(job_id))
     console.print(f"deleted job {job_id}", highlight=False)
     for item in deletion.removed:
         console.print(f"  removed {item}", highlight=False, markup=False)
+    for item in deletion.kept:
+        console.print(f"  kept {item}", highlight=False, markup=False)
 
 
 @app.command()

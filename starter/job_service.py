@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -164,7 +164,9 @@ def _mark_finished(doc: JobDocument, status: RunStatus, reason: str | None = Non
 @dataclass(frozen=True)
 class JobDeletion:
     doc: JobDocument
-    removed: list[str]  # what the clean-up removed from the run's platform, one line each
+    removed: list[str]  # what the clean-up removed ("<kind>: <what>"), one line each
+    removed_by_kind: dict[str, list[str]] = field(default_factory=dict)
+    kept: list[str] = field(default_factory=list)  # what it left on purpose ("<kind>: <what> (kept: <why>)")
 
 
 @dataclass(frozen=True)
@@ -368,9 +370,9 @@ class JobService:
         return doc
 
     async def delete(self, job_id: str) -> JobDeletion:
-        """Delete a finished job: first what its run created on its platform (datasets, ICL datasets,
-        training work and adapters — by the RemoveRunResources workflow, on the workers that hold the
-        platform), then its stored document. Running jobs must be cancelled first; nothing is terminated.
+        """Delete a finished job: first everything its run created — on its platform, in the artifact store
+        and in MLflow (flywheel.run_removal, by the RemoveRunResources workflow on the workers that hold
+        the platform) — then its stored document. Running jobs must be cancelled first; nothing is terminated.
         If the clean-up has not answered within ``cleanup_wait``, the document stays and the error says so
         (DELETE again later: the clean-up is idempotent)."""
         client = await self._client()
@@ -378,15 +380,17 @@ class JobService:
         execution = await _execution_status(client.get_workflow_handle(workflow_id_of(doc)))
         if execution in (WorkflowExecutionStatus.RUNNING, WorkflowExecutionStatus.CONTINUED_AS_NEW):
             raise JobStillRunningError("Cannot delete a running job. Please cancel the job first.")
-        removed = await self._remove_run_resources(client, doc)
+        result = await self._remove_run_resources(client, doc)
         await asyncio.to_thread(self._jobstore.delete, job_id)
-        log.info("job_deleted", job_id=job_id, removed=len(removed))
-        return JobDeletion(doc=doc, removed=removed)
+        log.info("job_deleted", job_id=job_id, removed=len(result.removed), kept=len(result.kept))
+        return JobDeletion(doc=doc, removed=list(result.removed), removed_by_kind=dict(result.removed_by_kind),
+                           kept=list(result.kept))
 
-    async def _remove_run_resources(self, client: Client, doc: JobDocument) -> list[str]:
+    async def _remove_run_resources(self, client: Client, doc: JobDocument) -> models.RemoveRunResult:
         settings = settings_for(self._settings, doc.config_name)
-        key, candidate_keys = models.run_resource_keys(workflow_id_of(doc), [n.model_name for n in doc.nims])
-        inp = models.RemoveRunInput(settings=settings, job_id=doc.id, run_key=key, candidate_keys=candidate_keys)
+        resources = models.run_resources(doc, workflow_id_of(doc))
+        inp = models.RemoveRunInput(settings=settings, job_id=doc.id, run_key=resources.run_key,
+                                    candidate_keys=resources.candidate_keys, resources=resources)
         try:
             handle = await client.start_workflow(
                 models.CLEANUP_WORKFLOW, inp, id=f"remove-{workflow_id_of(doc)}",
@@ -405,7 +409,7 @@ class JobService:
         except Exception as exc:  # the workflow failed: say why, keep the document
             raise TemporalUnavailableError(f"clean-up of job {doc.id} failed: {exc}; the job was not deleted") \
                 from exc
-        return list(result.removed)
+        return result
 
     async def promote(self, job_id: str, *, model_name: str, note: str | None = None, by: str | None = None) -> Any:
         """Promote a candidate of a run awaiting review; returns the update's result."""

@@ -17,10 +17,12 @@ from pydantic import Field
 
 from flywheel.carried import Carried
 from flywheel.config import DataSplitConfig, NIMConfig, Settings
-from flywheel.ids import model_slug, run_key
+from flywheel.ids import is_safe_key, model_slug, run_key
 from flywheel.jobdoc import JobDocument, NimDoc
+from flywheel.promotions import promotion_record
+from flywheel.removal import CandidateResources, RunResources
 from flywheel.types import CustomizationResult, CustomizationSpec, DatasetRef, Endpoint, EvalResult, EvalSpec
-from flywheel.vocabulary import EvalType, JobType, ReviewOutcome
+from flywheel.vocabulary import ALL_EVAL_TYPES, EvalType, JobType, ReviewOutcome
 
 FLYWHEEL_WORKFLOW = "FlywheelRun"
 CANDIDATE_WORKFLOW = "CandidateRun"
@@ -222,17 +224,21 @@ class CustomizeInput(Carried):
 
 
 class RemoveRunInput(Carried):
-    """DELETE of a finished job: what to remove from the platform the run used."""
+    """DELETE of a finished job: what to remove from the platform the run used, the artifact store and MLflow."""
 
     settings: Settings
     job_id: str
     run_key: str
     candidate_keys: list[str] = Field(default_factory=list)
+    # Every name the run created things under (built by run_resources); None in inputs from before it.
+    resources: RunResources | None = None
 
 
 class RemoveRunResult(Carried):
-    removed: list[str] = Field(default_factory=list)  # "<platform>: <what>", one per thing removed
+    removed: list[str] = Field(default_factory=list)  # "<kind>: <what>", one per thing removed
     errors: list[str] = Field(default_factory=list)
+    removed_by_kind: dict[str, list[str]] = Field(default_factory=dict)
+    kept: list[str] = Field(default_factory=list)  # "<kind>: <what> (kept: <reason>)"
 
 
 def run_resource_keys(workflow_id: str, model_names: list[str]) -> tuple[str, list[str]]:
@@ -244,6 +250,31 @@ def run_resource_keys(workflow_id: str, model_names: list[str]) -> tuple[str, li
             if run_key(child) not in keys:
                 keys.append(run_key(child))
     return run_key(workflow_id), keys
+
+
+def run_resources(doc: JobDocument, workflow_id: str) -> RunResources:
+    """The names everything of the run behind ``doc`` was created under (see flywheel.removal), with
+    the remote job URIs and customized models its document recorded."""
+    promoted = promotion_record(doc)
+    key, _ = run_resource_keys(workflow_id, [])
+    candidates = []
+    eval_types = list(ALL_EVAL_TYPES)
+    for nim in doc.nims:
+        _, keys = run_resource_keys(workflow_id, [nim.model_name])
+        # The embedding candidate names its things after its raw workflow id, where that differs.
+        keys += [c for c in (candidate_workflow_id(workflow_id, nim.model_name),) if c not in keys and is_safe_key(c)]
+        recorded = [c.customized_model for c in nim.customizations if c.customized_model]
+        eval_types += [e.eval_type for e in nim.evaluations if e.eval_type not in eval_types]
+        keep = (promoted is not None and promoted.model_name == nim.model_name
+                and promoted.evidence.get("eval_type") == EvalType.customized)
+        candidates.append(CandidateResources(
+            model_name=nim.model_name, keys=keys, keep_customized=keep,
+            customized_models=[*recorded, customized_model_name(nim.model_name, doc.id)]))
+    return RunResources(
+        job_id=doc.id, workflow_id=workflow_id, workload_id=doc.workload_id, client_id=doc.client_id,
+        run_key=key, candidates=candidates, eval_types=eval_types,
+        evaluation_job_uris=[e.nmp_uri for n in doc.nims for e in n.evaluations if e.nmp_uri],
+        customization_job_uris=[c.nmp_uri for n in doc.nims for c in n.customizations if c.nmp_uri])
 
 
 class PersistJobInput(Carried):

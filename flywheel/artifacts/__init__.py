@@ -71,7 +71,9 @@ def _s3_store(root: str, cfg: ArtifactsConfig, environ: Any) -> Any:
                    retry_config=retry)
 
 
-def open_artifact_store(settings: Settings, environ: Any = None) -> ArtifactStore:
+def open_artifact_store(settings: Settings, environ: Any = None, *, remove_empty_dirs: bool = False) -> ArtifactStore:
+    """The configured store. ``remove_empty_dirs`` (``file://`` only): a delete also removes the directories
+    it leaves empty (used by DELETE of a job; writers keep the default so they never race a removal)."""
     from obstore.store import LocalStore
 
     cfg = settings.artifacts
@@ -80,5 +82,5 @@ def open_artifact_store(settings: Settings, environ: Any = None) -> ArtifactStor
     if parts.scheme == "s3":
         store = _s3_store(root, cfg, os.environ if environ is None else environ)
     else:
-        store = LocalStore(prefix=parts.path, mkdir=True)
+        store = LocalStore(prefix=parts.path, mkdir=True, automatic_cleanup=remove_empty_dirs)
     return ArtifactStore(root, store, chunk_size=cfg.chunk_size_mib << 20, max_concurrency=cfg.max_concurrency)

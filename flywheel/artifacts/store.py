@@ -218,6 +218,28 @@ class ArtifactStore:
                 raise ArtifactError(f"cannot delete {self.uri(key)}: {exc}") from exc
         return existed
 
+    def delete_prefix(self, prefix: str) -> list[str]:
+        """Remove EVERY object under the directory ``prefix`` (whole path segments: ``a/b`` never matches
+        ``a/bc/...``), committed or not (a data file an interrupted ``put`` left without its checksum
+        goes too). Checksums first, so nothing half-deleted stays visible. Returns the keys removed
+        (an artifact and its checksum count once)."""
+        prefix = self.key(prefix.rstrip("/"))
+        paths: set[str] = set()
+        try:
+            for batch in obstore.list(self._store, prefix=prefix):
+                paths.update(meta["path"] for meta in batch)
+        except ObstoreError as exc:
+            raise ArtifactError(f"cannot list {self.root_uri}/{prefix}: {exc}") from exc
+        ordered = sorted(paths, key=lambda p: (not p.endswith(SIDECAR_SUFFIX), p))
+        for path in ordered:
+            try:
+                obstore.delete(self._store, path)
+            except FileNotFoundError:
+                pass
+            except ObstoreError as exc:
+                raise ArtifactError(f"cannot delete {self.root_uri}/{path}: {exc}") from exc
+        return sorted({p.removesuffix(SIDECAR_SUFFIX) for p in paths})
+
 
 class ArtifactReader:
     """Minimal ``io.RawIOBase``-like reader over verified chunks (``read``, iteration, context manager)."""

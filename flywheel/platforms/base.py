@@ -11,10 +11,11 @@ Capabilities that differ between platforms have defaults here (implementations s
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from flywheel.config import NIMConfig
+from flywheel.removal import RemovalReport, RunResources
 from flywheel.retrieval.evaluate import RetrievalEvalResult
 from flywheel.retrieval.types import EmbeddingCustomizationSpec, MinedRefs, MiningSpec, RetrievalEvalSpec
 from flywheel.types import (
@@ -56,10 +57,12 @@ class Platform(Protocol):
     async def customize(self, spec: CustomizationSpec, progress: ProgressFn | None = None) -> CustomizationResult:
         """Fine-tune; idempotent by ``spec.name`` (resumes or re-attaches to an existing job)."""
 
-    async def remove_run(self, run_key: str, candidate_keys: Sequence[str]) -> list[str]:
-        """Delete what a finished run created here under these keys (datasets, ICL datasets, training
-        work, adapters); returns a line per thing removed. Default: nothing is known to remove."""
-        return []
+    async def remove_run(self, resources: RunResources) -> RemovalReport:
+        """Delete what a finished run created on this platform under the names in ``resources`` (datasets,
+        jobs, models, training work, deployments left running) and report it: each thing removed by kind,
+        each thing kept with the reason. Idempotent: what is gone already is not listed. The artifact store
+        and MLflow are cleaned by the caller (flywheel.run_removal). Default: nothing is known to remove."""
+        return RemovalReport()
 
     async def cancel(self, name: str) -> None:
         """Best-effort cancel of a remote job named ``name`` (no-op where nothing runs remotely)."""

@@ -13,6 +13,9 @@ Paths are ``/apis/<service>/v2/workspaces/{ws}/...``; the workspace is ``nmp_con
   ``tool-calling`` metric; ``params`` always carries ``max_retries`` (without it the job is a bare 500).
   Jobs are named deterministically (``spec.name``): a retry finds the job instead of creating another.
 * customize → :class:`CapabilityUnavailable` (training needs Docker/Kubernetes GPU images).
+* remove_run (DELETE of a job) → ``DELETE`` of the run's evaluation jobs (the Jobs service deletes each
+  job's own ``job-fileset-<job>`` with it; a job not yet terminal answers 409), its filesets, and the
+  providers its teardown missed, all by their deterministic names; 404 = already gone.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from flywheel.metrics import JUDGE_METRIC, METRICS
 from flywheel.platforms.base import Platform
 from flywheel.progress import EvaluationProgress
 from flywheel.records import call_arguments, expected_calls
+from flywheel.removal import DEPLOYMENT, EVALUATION_JOB, FILESET, RemovalReport, RunResources
 from flywheel.types import (
     CapabilityUnavailable,
     CustomizationResult,
@@ -306,5 +310,32 @@ class NemoV2Platform(Platform):
     async def cancel(self, name: str) -> None:
         await self._call("POST", f"{self.job_path(job_name(name))}/cancel", ok=(200, 201, 202, 404, 409, 422))
 
-    async def delete_job(self, name: str) -> None:
-        await self._call("DELETE", self.job_path(job_name(name)), ok=(200, 202, 204, 404))
+    async def delete_job(self, name: str) -> bool:
+        """Delete the evaluation job for spec ``name`` (the Jobs service deletes the job's own fileset with it);
+        False if there was none. A job not yet terminal answers 409: cancelled, then retried later."""
+        path = self.job_path(job_name(name))
+        resp = await self._call("DELETE", path, ok=(200, 202, 204, 404, 409))
+        if resp.status_code == 409:
+            await self.cancel(name)
+            raise PlatformError(f"evaluation job {self.ws}/{job_name(name)} is not finished; cancel sent, "
+                                f"delete again: {resp.text[:300]}", error_type="JobNotFinished")
+        return resp.status_code != 404
+
+    # -- DELETE of a job -------------------------------------------------------------------------
+    async def remove_run(self, resources: RunResources) -> RemovalReport:
+        """The run's filesets (splits, ICL sets), evaluation jobs and providers its teardown missed, by the
+        same deterministic names it created them under. Nothing is kept: no customization runs here."""
+        report = RemovalReport()
+        for name in resources.evaluation_names():
+            if await self.delete_job(name):
+                report.remove(EVALUATION_JOB, f"{self.ws}/{job_name(name)}")
+        for kind, collection, names in ((FILESET, "/apis/files/v2/workspaces/{ws}/filesets",
+                                         resources.dataset_names()),
+                                        (DEPLOYMENT, "/apis/models/v2/workspaces/{ws}/providers",
+                                         resources.deployment_names())):
+            for name in names:
+                resp = await self._call("DELETE", f"{collection.format(ws=self.ws)}/{entity_name(name)}",
+                                        ok=(200, 202, 204, 404))
+                if resp.status_code != 404:
+                    report.remove(kind, f"{self.ws}/{entity_name(name)}")
+        return report

@@ -11,7 +11,9 @@ client, which validates what it reads.
 Jobs are scripted state machines: each status read advances one step; the last state repeats forever. The
 seeds' failure modes are scriptable: 409 ``uq_customization_config``, duplicate-deployment 500, pending
 forever, failed with status logs, an ``unknown`` state, an adapter that appears late in the NIM's
-``/v1/models``, a create whose response is lost (500 after the job was stored), and cancel. Evaluation jobs
+``/v1/models``, a create whose response is lost (500 after the job was stored), and cancel. Deletes follow the
+docs: evaluation jobs and Entity Store models (a finished customization registers its output model) can be
+deleted; customization jobs cannot (the v1 API has no such endpoint). Evaluation jobs
 really evaluate: they call the target's OpenAI endpoint and score with our evaluator of record
 (:func:`flywheel.metrics.score_tool_calls`), plus the LLM judge when one is configured.
 """
@@ -209,6 +211,11 @@ class NemoV1Emulator:
             return
         job.result = {}
         model = job.body["output_model"]
+        # The Customizer registers the output model in the Entity Store ("If not specified, no output model
+        # is created"): that entity is what DELETE /v1/models/{namespace}/{name} removes.
+        ns, _, name = model.partition("/")
+        self.models.setdefault(model, {"name": name, "namespace": ns, "created_at": now(),
+                                       "description": f"output of customization job {job.id}"})
         if self.adapter_delay_s <= 0:
             self.nim.add_model(model)
         else:
@@ -270,6 +277,21 @@ class NemoV1Emulator:
                     return error(409, f"model {key} already exists")
                 emu.models[key] = {**body, "created_at": now()}
                 return sdk(Model, emu.models[key])
+
+        @app.get("/v1/models/{ns}/{name}")
+        def get_model(ns: str, name: str):
+            found = emu.models.get(f"{ns}/{name}")
+            return sdk(Model, found) if found else error(404, f"model {ns}/{name} not found")
+
+        @app.delete("/v1/models/{ns}/{name}")
+        def delete_model(ns: str, name: str):
+            """Entity Store docs (Delete Model): 200 with ``{"message", "id", "deleted_at"}``."""
+            with emu.lock:
+                found = emu.models.pop(f"{ns}/{name}", None)
+            if found is None:
+                return error(404, f"model {ns}/{name} not found")
+            return sdk(DeleteResponse, {"message": "Resource deleted successfully.", "id": f"{ns}/{name}",
+                                        "deleted_at": None})
 
         # Datastore (HF Hub API) -----------------------------------------------------------------
         @app.post("/v1/datastore/namespaces")
@@ -363,6 +385,19 @@ class NemoV1Emulator:
                 return error(404, f"results for {job_id} not found")
             return sdk(EvaluationResult, job.result)
 
+        @app.delete("/v1/evaluation/jobs/{job_id}")
+        def delete_eval(job_id: str):
+            """Evaluator docs (Delete Evaluation Job): ``DELETE /v1/evaluation/jobs/<job-id>`` answers JSON; they
+            show no body and the SDK reads none (``cast_to=NoneType``), so the Entity Store's delete shape is used.
+            The job's results go with it."""
+            with emu.lock:
+                job = emu.jobs.get(job_id)
+                if job is None or job.kind != "evaluation":
+                    return error(404, f"job {job_id} not found")
+                del emu.jobs[job_id]
+            return sdk(DeleteResponse, {"message": "Resource deleted successfully.", "id": job_id,
+                                        "deleted_at": now()})
+
         @app.post("/v1/evaluation/jobs/{job_id}/cancel")
         def cancel_eval(job_id: str):
             job = emu.jobs.get(job_id)
@@ -372,6 +407,7 @@ class NemoV1Emulator:
             return sdk(EvaluationJob, emu._eval_job_body(job))
 
         # Customizer -----------------------------------------------------------------------------
+        # The Customizer v1 API has no DELETE for customization jobs (create, list, get, status, cancel only).
         @app.post("/v1/customization/configs")
         def create_config(body: dict[str, Any]):
             key = f"{body['namespace']}/{body['name']}"

@@ -106,18 +106,6 @@ async def test_datasets_upload_register_read_idempotent(platform, emu):
     assert await platform.read_dataset(first["eval"]) == json.loads(json.dumps(rows(), sort_keys=True))
 
 
-async def test_remove_run_deletes_its_datasets_and_repos_only(platform, emu):
-    """DELETE of a job: the run's splits and each candidate's ICL dataset go (entity + Datastore repo)."""
-    await platform.put_datasets("wf-1", {"eval": rows(), "train": rows()})
-    await platform.put_datasets("wf-1-cand-m-icl", {"icl": rows()})
-    await platform.put_datasets("wf-2", {"eval": rows()})  # another run
-    removed = await platform.remove_run("wf-1", ["wf-1-cand-m", "wf-1-cand-never-ran"])
-    assert removed == [f"dataset {NS}/wf-1", f"datastore repo {NS}/wf-1",
-                       f"dataset {NS}/wf-1-cand-m-icl", f"datastore repo {NS}/wf-1-cand-m-icl"]
-    assert set(emu.datasets) == {f"{NS}/wf-2"} and set(emu.repos) == {f"{NS}/wf-2"}
-    assert await platform.remove_run("wf-1", ["wf-1-cand-m"]) == []  # again: nothing left, no error
-
-
 # -- evaluation ----------------------------------------------------------------------------------
 async def test_evaluation_inline_target_scores_equal_evaluator_of_record(platform, emu, settings):
     _refs, spec = await _eval_spec(platform, settings)

@@ -1,35 +1,61 @@
-"""What a finished run left on the local platform, and removing it (DELETE of a job).
+"""What a finished run left in the local platform's ``data_dir``, and removing it (DELETE of a job).
 
-A run stores everything under names derived from its run keys (flywheel.ids.run_key): the splits in
-``datasets/<run key>/``, each candidate's ICL dataset in ``datasets/<candidate key>-icl/`` and its
-LoRA work (checkpoints, adapter) in ``customizations/<candidate key>-customize/``. Model servers are
-stopped by the run's own teardown. Nothing outside ``data_dir`` is touched.
+Under ``data_dir`` a run keeps, by its names (:class:`flywheel.removal.RunResources`): its splits in
+``datasets/<name>/`` (and their staged copies in ``staging/datasets/<name>/``) for the run key and each
+candidate's ICL set and mined triplets; each candidate's training work in ``customizations/<name>/``;
+evaluation caches ``predictions/<eval>.jsonl`` (+ ``.judge.jsonl``) and ``embedding-evals/<eval>/``;
+model-server logs ``deployments/<name>.log``; downloaded adapters ``adapters/<sha256[:16]>/``.
+The artifact store's copies are removed by :mod:`flywheel.artifacts.run_removal`; servers still running
+are stopped by the platform first. Nothing outside these exact names is touched.
+
+These are caches of THIS host: in a cluster, other hosts' caches stay (they are rebuilt or unused).
 """
 
 from __future__ import annotations
 
 import shutil
-from collections.abc import Sequence
 from pathlib import Path
 
-from flywheel.platforms.local.datasets import _check_name
+from flywheel.artifacts import ArtifactNotFoundError, ArtifactStore
+from flywheel.platforms.local.datasets import _SAFE_NAME
+from flywheel.removal import RunResources
 
 
-def run_paths(data_dir: Path, run_key: str, candidate_keys: Sequence[str]) -> list[Path]:
-    """The directories a run with these keys may have created (existing or not)."""
+def run_paths(data_dir: Path, resources: RunResources) -> list[Path]:
+    """The files and directories a run with these names may have created (existing or not)."""
     root = Path(data_dir)
-    paths = [root / "datasets" / _check_name("run key", run_key)]
-    for key in candidate_keys:
-        _check_name("candidate key", key)
-        paths += [root / "datasets" / f"{key}-icl", root / "customizations" / f"{key}-customize"]
+    names = [n for n in resources.dataset_names() if _SAFE_NAME.match(n)]
+    paths = [root / "datasets" / n for n in names] + [root / "staging" / "datasets" / n for n in names]
+    paths += [root / "customizations" / n for n in resources.customization_names() if _SAFE_NAME.match(n)]
+    for name in resources.evaluation_names():
+        if _SAFE_NAME.match(name):
+            paths += [root / "predictions" / f"{name}.jsonl", root / "predictions" / f"{name}.judge.jsonl",
+                      root / "embedding-evals" / name]
+    paths += [root / "deployments" / f"{n}.log" for n in resources.deployment_names() if _SAFE_NAME.match(n)]
     return paths
 
 
-def remove_run(data_dir: Path, run_key: str, candidate_keys: Sequence[str]) -> list[str]:
-    """Delete what exists of :func:`run_paths`; returns what was removed (paths relative to ``data_dir``)."""
+def adapter_cache_paths(data_dir: Path, store: ArtifactStore, resources: RunResources) -> list[Path]:
+    """This host's downloaded copies of the run's adapters (cached by sha256), unless they stay promoted."""
+    paths = []
+    for name in resources.customization_names(kept=False):
+        try:
+            info = store.stat(f"customizations/{name}/adapter.gguf")
+        except (ArtifactNotFoundError, ValueError):
+            continue
+        paths.append(Path(data_dir) / "adapters" / info.sha256[:16])
+    return paths
+
+
+def remove_paths(data_dir: Path, paths: list[Path]) -> list[str]:
+    """Delete what exists of ``paths``; returns what was removed (relative to ``data_dir``)."""
     removed = []
-    for path in run_paths(data_dir, run_key, candidate_keys):
+    for path in paths:
         if path.is_dir():
             shutil.rmtree(path)
-            removed.append(str(path.relative_to(data_dir)))
+        elif path.is_file():
+            path.unlink()
+        else:
+            continue
+        removed.append(str(path.relative_to(data_dir)))
     return removed

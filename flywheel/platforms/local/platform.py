@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from flywheel.platforms.local.embedding_trainer import EmbeddingTrainingBusy, Em
 from flywheel.platforms.local.server_processes import ModelServerManager
 from flywheel.platforms.local.weights import provision
 from flywheel.progress import DeploymentProgress, EvaluationProgress
+from flywheel.removal import DATA_DIR, DEPLOYMENT, RemovalReport, RunResources
 from flywheel.retrieval.evaluate import RetrievalEvalResult
 from flywheel.retrieval.types import (
     TRIPLETS_SPLIT,
@@ -100,8 +101,22 @@ class LocalPlatform(Platform):
     async def read_dataset(self, ref: DatasetRef) -> list[dict[str, Any]]:
         return await asyncio.to_thread(datasets.read_split, self.artifacts, ref)
 
-    async def remove_run(self, run_key: str, candidate_keys: Sequence[str]) -> list[str]:
-        return await asyncio.to_thread(cleanup.remove_run, self.data_dir, run_key, candidate_keys)
+    async def remove_run(self, resources: RunResources) -> RemovalReport:
+        """Stop the run's model servers still running (a teardown that failed), then delete its files
+        under data_dir (flywheel.platforms.local.cleanup). Before the artifact store is cleaned: the
+        deployment records and adapter checksums are read from it."""
+        report = RemovalReport()
+        for name in resources.deployment_names():
+            try:
+                state = await asyncio.to_thread(self.servers.read_state, name)
+            except ValueError:  # not a deployment name (a workflow id with '/'): never deployed
+                continue
+            if state is not None:
+                await self.servers.teardown(name)
+                report.remove(DEPLOYMENT, name)
+        paths = cleanup.run_paths(self.data_dir, resources)
+        paths += await asyncio.to_thread(cleanup.adapter_cache_paths, self.data_dir, self.artifacts, resources)
+        return report.remove(DATA_DIR, await asyncio.to_thread(cleanup.remove_paths, self.data_dir, paths))
 
     # ------------------------------------------------------------------ serving
 

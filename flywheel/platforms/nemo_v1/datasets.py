@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from flywheel.platforms.nemo_v1.client import NemoV1Clients, status_error, to_platform_error
+from flywheel.removal import DATASET, DATASTORE_REPO, RemovalReport
 from flywheel.types import DatasetRef, PlatformError
 
 SPLIT_FOLDERS = {"train": "training", "val": "validation", "eval": "testing"}
@@ -121,14 +122,14 @@ class DatasetsV1:
             raise PlatformError(f"dataset {ns}/{name} exists with files_url {existing.files_url!r}, "
                                 f"expected {files_url!r}", retryable=False)
 
-    async def remove(self, run_key: str) -> list[str]:
+    async def remove(self, run_key: str) -> RemovalReport:
         """Delete the dataset entity and the Datastore repo stored under ``run_key`` (DELETE of a job);
-        returns what existed and was removed. Already gone is fine."""
+        reports what existed and was removed. Already gone is fine."""
         ns, name = self.c.namespace, repo_name(run_key)
-        removed = []
+        removed = RemovalReport()
         try:
             await self.c.sdk.datasets.delete(name, namespace=ns)
-            removed.append(f"dataset {ns}/{name}")
+            removed.remove(DATASET, f"{ns}/{name}")
         except Exception as exc:
             if status_error(exc) != 404:
                 raise to_platform_error(exc, f"delete dataset {ns}/{name}") from exc
@@ -146,7 +147,7 @@ class DatasetsV1:
 
         try:
             if await asyncio.to_thread(delete_repo):
-                removed.append(f"datastore repo {ns}/{name}")
+                removed.remove(DATASTORE_REPO, f"{ns}/{name}")
         except Exception as exc:
             raise PlatformError(f"delete Datastore repo {ns}/{name} failed: {exc}") from exc
         return removed

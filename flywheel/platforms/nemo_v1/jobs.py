@@ -27,19 +27,26 @@ log = logging.getLogger(__name__)
 WAITING = frozenset({"created", "pending"})
 
 
-async def find_named_job(get_json: Callable[[str], Awaitable[dict[str, Any]]], list_url: str, name: str,
-                         name_field: str) -> dict[str, Any] | None:
-    """The newest job whose ``custom_fields[name_field] == name``, across every page of ``list_url``."""
+async def named_jobs(get_json: Callable[[str], Awaitable[dict[str, Any]]], list_url: str, names: set[str],
+                     name_field: str) -> list[dict[str, Any]]:
+    """Every job whose ``custom_fields[name_field]`` is one of ``names``, across every page of ``list_url``,
+    oldest first."""
     found: list[dict[str, Any]] = []
     page = 1
     while True:
         data = await get_json(f"{list_url}&page={page}&page_size=100")
-        found += [j for j in data.get("data") or [] if (j.get("custom_fields") or {}).get(name_field) == name]
+        found += [j for j in data.get("data") or [] if (j.get("custom_fields") or {}).get(name_field) in names]
         total = ((data.get("pagination") or {}).get("total_pages")) or 1
         if page >= total or not data.get("data"):
             break
         page += 1
-    found.sort(key=lambda j: str(j.get("created_at") or ""))
+    return sorted(found, key=lambda j: str(j.get("created_at") or ""))
+
+
+async def find_named_job(get_json: Callable[[str], Awaitable[dict[str, Any]]], list_url: str, name: str,
+                         name_field: str) -> dict[str, Any] | None:
+    """The newest job whose ``custom_fields[name_field] == name``, across every page of ``list_url``."""
+    found = await named_jobs(get_json, list_url, {name}, name_field)
     return found[-1] if found else None
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from flywheel.config import NIMConfig, Settings
@@ -12,6 +12,8 @@ from flywheel.platforms.nemo_v1.customization import CustomizationV1
 from flywheel.platforms.nemo_v1.datasets import DatasetsV1
 from flywheel.platforms.nemo_v1.deployment import DeploymentV1
 from flywheel.platforms.nemo_v1.evaluation import EvaluationV1
+from flywheel.platforms.nemo_v1.removal import RemovalV1
+from flywheel.removal import RemovalReport, RunResources
 from flywheel.types import (
     CustomizationResult,
     CustomizationSpec,
@@ -63,13 +65,10 @@ class NemoV1Platform(Platform):
     async def read_dataset(self, ref: DatasetRef) -> list[dict[str, Any]]:
         return await self.datasets.read(ref)
 
-    async def remove_run(self, run_key: str, candidate_keys: Sequence[str]) -> list[str]:
-        """The run's split datasets and each candidate's ICL dataset (entity + Datastore repo). Finished
-        jobs, deployments (torn down by the run) and customized models stay (docs/api.md, DELETE)."""
-        removed: list[str] = []
-        for key in [run_key, *(f"{k}-icl" for k in candidate_keys)]:
-            removed += await self.datasets.remove(key)
-        return removed
+    async def remove_run(self, resources: RunResources) -> RemovalReport:
+        """Datasets, evaluation jobs, customized models and leaked deployments of the run; customization
+        jobs stay (v1 cannot delete them): flywheel.platforms.nemo_v1.removal."""
+        return await RemovalV1(self.clients, self.datasets, self.evaluation, self.customization).remove(resources)
 
     async def deploy(self, nim: NIMConfig, name: str, adapter_uri: str | None = None,
                      progress: ProgressFn | None = None) -> Endpoint:
