@@ -59,6 +59,7 @@ _ERROR_STATUS: dict[type[jobs.JobError], int] = {
     jobs.JobAlreadyFinishedError: 400,
     jobs.JobStillRunningError: 400,
     jobs.ReviewRejectedError: 409,
+    jobs.JobPromotedError: 409,
     jobs.InvalidJobRequestError: 422,
     jobs.TemporalUnavailableError: 503,
 }

@@ -28,7 +28,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from flywheel.config import ConfigError, DataSplitConfig, Settings, format_validation_error, load_settings
 from flywheel.jobdoc import JobDocument, RunStatus, Stage
 from flywheel.jobstore import DEFAULT_PAGE_SIZE, JobStore, next_revision
-from flywheel.vocabulary import JobType
+from flywheel.vocabulary import JobType, ReviewOutcome
 from starter.live_progress import overlay_live_progress
 from workflows import models
 from workflows.search_attributes import KEY_CLIENT_ID, KEY_JOB_TYPE, KEY_STAGE, KEY_WORKLOAD_ID
@@ -73,6 +73,10 @@ class JobAlreadyFinishedError(JobError):
 
 class JobStillRunningError(JobError):
     """The job is still running; it cannot be deleted (400)."""
+
+
+class JobPromotedError(JobError):
+    """The job's candidate was promoted: the promotion history reads its document, so it is kept (409)."""
 
 
 class ReviewRejectedError(JobError):
@@ -380,6 +384,12 @@ class JobService:
         execution = await _execution_status(client.get_workflow_handle(workflow_id_of(doc)))
         if execution in (WorkflowExecutionStatus.RUNNING, WorkflowExecutionStatus.CONTINUED_AS_NEW):
             raise JobStillRunningError("Cannot delete a running job. Please cancel the job first.")
+        review = doc.review or {}
+        if review.get("decision") == ReviewOutcome.promoted:
+            # Deleting it would silently drop a promotion from GET /api/workloads/{id}/promotions.
+            raise JobPromotedError(f"job {job_id} promoted {review.get('model_name')!r} for "
+                                   f"{doc.workload_id}/{doc.client_id}: the promotion history reads this job, "
+                                   "so it cannot be deleted")
         result = await self._remove_run_resources(client, doc)
         await asyncio.to_thread(self._jobstore.delete, job_id)
         log.info("job_deleted", job_id=job_id, removed=len(result.removed), kept=len(result.kept))

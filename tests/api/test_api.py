@@ -167,6 +167,11 @@ async def test_promote_409_on_validator_rejection_then_200(api):
     late = await api.post(f"/api/jobs/{job_id}/reject", json={"reason": "too late"})
     assert late.status_code == 409
 
+    # The promotion history reads this document: deleting it is refused, and the document stays.
+    refused = await api.delete(f"/api/jobs/{job_id}")
+    assert refused.status_code == 409 and "promotion history" in refused.json()["detail"]
+    assert (await api.get(f"/api/jobs/{job_id}")).status_code == 200
+
 
 async def test_reject(api):
     job_id = await create_job(api)
