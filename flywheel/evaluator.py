@@ -31,7 +31,13 @@ from typing import Any, Protocol
 import httpx
 
 from flywheel.config import LLMJudgeConfig
-from flywheel.judge import SIMILARITY_MIN, similarity_judge_score, similarity_prompt
+from flywheel.judge import (
+    similarity_by_rule,
+    similarity_judge_score,
+    similarity_prompt,
+    tool_verdict_by_rule,
+    verdicts_mean,
+)
 from flywheel.metrics import JUDGE_METRIC, METRICS, SIMILARITY_METRIC, binary_judge_score, judge_prompt
 from flywheel.progress import EvaluationProgress
 from flywheel.records import message_text, message_tool_calls, response_message
@@ -276,12 +282,7 @@ async def _run_judge(spec: EvalSpec, keys: list[str], judge: JudgeClient, cache:
                 group.create_task(judge_one(i))
     finally:
         cache.close()
-    usable = [v for v in verdicts if v is not None]
-    missing = len(verdicts) - len(usable)
-    if not usable:
-        return verdicts, None, "the judge gave no usable verdict" if verdicts else "no records"
-    note = f"judge gave no usable verdict for {missing} of {len(verdicts)} records (excluded)" if missing else None
-    return verdicts, sum(usable) / len(usable), note
+    return (verdicts, *verdicts_mean(verdicts))
 
 
 def _tool_judge(rows: list[dict[str, Any]], predictions: list[dict[str, Any] | None]) -> dict[str, Any]:
@@ -290,11 +291,7 @@ def _tool_judge(rows: list[dict[str, Any]], predictions: list[dict[str, Any] | N
         return message_tool_calls(response_message(rows[i]["response"]))
 
     def by_rule(i: int) -> int | None:
-        if predictions[i] is None:
-            return 0
-        if not expected(i):
-            return 1 if not message_tool_calls(predictions[i]) else 0
-        return None
+        return tool_verdict_by_rule(expected(i), predictions[i])
 
     def ask(i: int) -> list[dict[str, Any]]:
         return judge_prompt(rows[i].get("request") or {}, expected(i), message_tool_calls(predictions[i]))
@@ -305,7 +302,7 @@ def _tool_judge(rows: list[dict[str, Any]], predictions: list[dict[str, Any] | N
 def _similarity_judge(rows: list[dict[str, Any]], predictions: list[dict[str, Any] | None]) -> dict[str, Any]:
     """similarity (1–10) of the candidate's answer to the production answer. A failed request scores 1."""
     def by_rule(i: int) -> int | None:
-        return SIMILARITY_MIN if predictions[i] is None else None
+        return similarity_by_rule(predictions[i])
 
     def ask(i: int) -> list[dict[str, Any]]:
         return similarity_prompt(rows[i].get("request") or {}, message_text(response_message(rows[i]["response"])),

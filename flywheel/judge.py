@@ -9,13 +9,13 @@ model's answer to the same conversation, on a 1–10 scale, and reads the whole 
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
 from flywheel.config import LLMJudgeConfig
 from flywheel.jobdoc import DeploymentStatus, LLMJudgeDoc
-from flywheel.metrics import parse_judge_score
+from flywheel.metrics import judge_conversation, parse_judge_score
+from flywheel.records import message_tool_calls
 
 SIMILARITY_MIN, SIMILARITY_MAX = 1, 10
 
@@ -28,22 +28,24 @@ The reference answer is known to be good. Rate how well the candidate answer say
 Wording, tone and length do not matter; meaning does.
 Answer with a JSON object only, for example {"score": 8}."""
 
+EMPTY_ANSWER = "(empty)"
 _SIMILARITY_LABEL = re.compile(r"\bsimilarity\b\s*[:=]?\s*\**\s*(\d+)", re.IGNORECASE)
+
+
+def similarity_prompt_parts(request: dict[str, Any], reference: str) -> tuple[str, str]:
+    """The similarity question around the candidate's answer: ``head + answer + tail`` (the NeMo v2
+    judge template renders the answer itself between the two)."""
+    head = ("Conversation:\n" + judge_conversation(request)
+            + "\n\nReference answer:\n" + (reference or EMPTY_ANSWER)
+            + "\n\nCandidate answer:\n")
+    return head, '\n\nHow similar is the candidate answer to the reference, from 1 to 10? Reply {"score": N}.'
 
 
 def similarity_prompt(request: dict[str, Any], reference: str, candidate: str) -> list[dict[str, str]]:
     """Chat messages asking the judge for a 1–10 similarity of ``candidate`` to ``reference``."""
-    conversation = [
-        {"role": m.get("role"), "content": m.get("content")}
-        for m in request.get("messages", []) if isinstance(m, dict) and m.get("role") != "system"
-    ]
-    user = (
-        "Conversation:\n" + json.dumps(conversation, ensure_ascii=False, indent=1)
-        + "\n\nReference answer:\n" + (reference or "(empty)")
-        + "\n\nCandidate answer:\n" + (candidate or "(empty)")
-        + '\n\nHow similar is the candidate answer to the reference, from 1 to 10? Reply {"score": N}.'
-    )
-    return [{"role": "system", "content": SIMILARITY_SYSTEM_PROMPT}, {"role": "user", "content": user}]
+    head, tail = similarity_prompt_parts(request, reference)
+    return [{"role": "system", "content": SIMILARITY_SYSTEM_PROMPT},
+            {"role": "user", "content": head + (candidate or EMPTY_ANSWER) + tail}]
 
 
 def similarity_judge_score(text: str | None) -> int | None:
@@ -58,6 +60,32 @@ def similarity_judge_score(text: str | None) -> int | None:
 def similarity_unit(score: float) -> float:
     """A 1–10 similarity on [0, 1] (for the gate's agreement)."""
     return (score - SIMILARITY_MIN) / (SIMILARITY_MAX - SIMILARITY_MIN)
+
+
+# -- verdicts settled without asking, and the mean (the same on every platform) ---------------------
+def tool_verdict_by_rule(expected: list[Any], prediction: dict[str, Any] | None) -> int | None:
+    """tool_calling_correctness without asking the judge: a failed request is 0; a record that expects
+    no call is 1 when none was made, else 0; None when the judge must decide."""
+    if prediction is None:
+        return 0
+    if not expected:
+        return 0 if message_tool_calls(prediction) else 1
+    return None
+
+
+def similarity_by_rule(prediction: dict[str, Any] | None) -> int | None:
+    """similarity without asking: a failed request scores the minimum; None when the judge must decide."""
+    return SIMILARITY_MIN if prediction is None else None
+
+
+def verdicts_mean(verdicts: list[int | None]) -> tuple[float | None, str | None]:
+    """The mean of the usable verdicts, and a note on the records left out (or why there is no mean)."""
+    usable = [v for v in verdicts if v is not None]
+    if not usable:
+        return None, "the judge gave no usable verdict" if verdicts else "no records"
+    missing = len(verdicts) - len(usable)
+    note = f"judge gave no usable verdict for {missing} of {len(verdicts)} records (excluded)" if missing else None
+    return sum(usable) / len(usable), note
 
 
 # Platforms whose workflow deploys a local judge for the run (nemo_v1 serves it from its NIM endpoint).

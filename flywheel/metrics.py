@@ -290,19 +290,29 @@ def _compact_calls(calls: Sequence[Any] | None) -> list[dict[str, Any]]:
     return [{"name": call_name(c), "arguments": call_arguments(c)} for c in calls or []]
 
 
-def judge_prompt(request: dict[str, Any], expected: Sequence[Any] | None,
-                 predicted: Sequence[Any] | None) -> list[dict[str, str]]:
-    """Chat messages asking a judge model for a 0/1 tool_calling_correctness verdict."""
+def judge_conversation(request: dict[str, Any]) -> str:
+    """The conversation a judge is shown: every turn but the system prompt, as indented JSON."""
     conversation = [
         {"role": m.get("role"), "content": m.get("content")}
         for m in request.get("messages", []) if isinstance(m, dict) and m.get("role") != "system"
     ]
-    user = (
-        "Conversation:\n" + json.dumps(conversation, ensure_ascii=False, indent=1)
-        + "\n\nGround-truth tool calls:\n" + json.dumps(_compact_calls(expected), ensure_ascii=False)
-        + "\n\nPredicted tool calls:\n" + json.dumps(_compact_calls(predicted), ensure_ascii=False)
-        + '\n\nIs the prediction correct? Reply {"score": 1} or {"score": 0}.'
-    )
+    return json.dumps(conversation, ensure_ascii=False, indent=1)
+
+
+def judge_prompt_parts(request: dict[str, Any], expected: Sequence[Any] | None) -> tuple[str, str]:
+    """The judge's user message around the predicted calls: ``head + predicted calls (JSON) + tail``.
+    (A platform that renders the prediction itself — NeMo v2's judge template — gets the same text.)"""
+    head = ("Conversation:\n" + judge_conversation(request)
+            + "\n\nGround-truth tool calls:\n" + json.dumps(_compact_calls(expected), ensure_ascii=False)
+            + "\n\nPredicted tool calls:\n")
+    return head, '\n\nIs the prediction correct? Reply {"score": 1} or {"score": 0}.'
+
+
+def judge_prompt(request: dict[str, Any], expected: Sequence[Any] | None,
+                 predicted: Sequence[Any] | None) -> list[dict[str, str]]:
+    """Chat messages asking a judge model for a 0/1 tool_calling_correctness verdict."""
+    head, tail = judge_prompt_parts(request, expected)
+    user = head + json.dumps(_compact_calls(predicted), ensure_ascii=False) + tail
     return [{"role": "system", "content": JUDGE_SYSTEM_PROMPT}, {"role": "user", "content": user}]
 
 

@@ -12,6 +12,9 @@ Paths are ``/apis/<service>/v2/workspaces/{ws}/...``; the workspace is ``nmp_con
 * evaluate → ``POST /apis/evaluator/v2/workspaces/{ws}/evaluate/jobs`` with a ``spec`` holding the inline
   ``tool-calling`` metric; ``params`` always carries ``max_retries`` (without it the job is a bare 500).
   Jobs are named deterministically (``spec.name``): a retry finds the job instead of creating another.
+* the LLM judge → the Evaluator's own ``llm-judge`` metric in the same job, asked our questions and read
+  back per row with our rules (:mod:`flywheel.platforms.nemo_v2_judge`); a judge API key becomes a
+  workspace secret. A workload without tools gets a plain chat request, token F1 and ``similarity``.
 * customize → :class:`CapabilityUnavailable` (training needs Docker/Kubernetes GPU images).
 * remove_run (DELETE of a job) → ``DELETE`` of the run's evaluation jobs (the Jobs service deletes each
   job's own ``job-fileset-<job>`` with it; a job not yet terminal answers 409), its filesets, and the
@@ -24,6 +27,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import os
 import re
 import time
 from collections.abc import Iterable, Mapping
@@ -33,11 +37,13 @@ from typing import Any
 import httpx
 
 from flywheel.config import NIMConfig, Settings
-from flywheel.metrics import JUDGE_METRIC, METRICS
+from flywheel.metrics import METRICS
 from flywheel.platforms.base import Platform
+from flywheel.platforms.nemo_v2_judge import judge_columns, judge_metric, workload_scores
 from flywheel.progress import EvaluationProgress
 from flywheel.records import call_arguments, expected_calls
 from flywheel.removal import DEPLOYMENT, EVALUATION_JOB, FILESET, RemovalReport, RunResources
+from flywheel.scoring import is_tool_workload
 from flywheel.types import (
     CapabilityUnavailable,
     CustomizationResult,
@@ -160,8 +166,10 @@ class NemoV2Platform(Platform):
         refs: dict[str, DatasetRef] = {}
         for split, rows in splits.items():
             rows = list(rows)
+            tools = is_tool_workload(rows)
             raw = "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows).encode()
-            nemo = "".join(json.dumps(eval_row(r), sort_keys=True) + "\n" for r in rows).encode()
+            nemo = "".join(json.dumps({**eval_row(r), **judge_columns(r, tools)}, sort_keys=True) + "\n"
+                           for r in rows).encode()
             for path, data in ((f"{split}/{split}.jsonl", raw), (f"{split}/{split}.nemo-eval.jsonl", nemo)):
                 await self._call("PUT", f"/apis/files/v2/workspaces/{self.ws}/filesets/{fileset}/-/{path}",
                                  content=data, headers={"content-type": "application/octet-stream"})
@@ -225,37 +233,57 @@ class NemoV2Platform(Platform):
     def job_path(self, job: str) -> str:
         return f"/apis/evaluator/v2/workspaces/{self.ws}/evaluate/jobs/{job}"
 
-    def build_job(self, spec: EvalSpec, job: str) -> dict[str, Any]:
+    def build_job(self, spec: EvalSpec, job: str, *, tool_workload: bool = True,
+                  judge: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The job: the tool-calling metric (and the judge's ``llm-judge`` metric, nemo_v2_judge), with the
+        record's tools offered and a call required on tool workloads, a plain chat request otherwise."""
+        prompt: dict[str, Any] = {"messages": JSON_TEXT + "{{ item.messages_json }}"}
+        if tool_workload:
+            prompt.update(tools=JSON_TEXT + "{{ item.tools_json }}", tool_choice="required")
         return {
             "name": job, "description": f"flywheel {spec.eval_type} {spec.endpoint.model_name}"[:255],
             "custom_fields": {"flywheel_name": spec.name, "eval_type": spec.eval_type},
             "spec": {
                 "dataset": spec.dataset.platform_uri or spec.dataset.uri,
-                "metrics": [tool_calling_metric()],
+                "metrics": [tool_calling_metric(), *([judge] if judge else [])],
                 "target": {"url": spec.endpoint.base_url, "name": spec.endpoint.served_model},
-                "prompt_template": {"messages": JSON_TEXT + "{{ item.messages_json }}",
-                                    "tools": JSON_TEXT + "{{ item.tools_json }}", "tool_choice": "required",
-                                    "max_tokens": spec.max_tokens, "temperature": spec.temperature},
+                "prompt_template": {**prompt, "max_tokens": spec.max_tokens, "temperature": spec.temperature},
                 "params": {"parallelism": spec.concurrency, "max_retries": spec.max_retries,
                            "request_timeout": int(spec.request_timeout_s), "ignore_request_failure": True},
             },
         }
 
-    async def evaluate(self, spec: EvalSpec, progress: ProgressFn | None = None) -> EvalResult:
-        t0 = time.monotonic()
-        await self.ensure_workspace()
-        job = job_name(spec.name)
-        existing = await self._call("GET", self.job_path(job), ok=(200, 404))
-        if existing.status_code == 404:
-            created = await self._call("POST", f"/apis/evaluator/v2/workspaces/{self.ws}/evaluate/jobs",
-                                       ok=(200, 201, 409), json=self.build_job(spec, job))
-            log.info("evaluation job %s/%s: HTTP %s", self.ws, job, created.status_code)
-            if created.status_code == 409 and \
-                    (await self._call("GET", self.job_path(job), ok=(200, 404))).status_code == 404:
-                raise PlatformError(f"evaluation job {self.ws}/{job}: create answered 409 but no such job exists: "
-                                    f"{created.text[:300]}", retryable=False, error_type="JobCreateConflict",
-                                    details={"job_id": job})
-        uri = f"{self.base}{self.job_path(job)}"
+    async def judge_secret(self, api_key_env: str | None) -> str | None:
+        """A workspace secret holding the judge's API key (read from ``api_key_env`` here, never logged);
+        None without a key, as the local judge then sends none."""
+        value = os.environ.get(api_key_env) if api_key_env else None
+        if not api_key_env or not value:
+            return None
+        name = entity_name(f"flywheel-judge-{api_key_env}")
+        path = f"/apis/secrets/v2/workspaces/{self.ws}/secrets"
+        if (await self._call("POST", path, ok=(200, 201, 409), json={"name": name, "value": value})).status_code == 409:
+            await self._call("PATCH", f"{path}/{name}", json={"value": value})  # the key may have been rotated
+        return f"{self.ws}/{name}"
+
+    async def _create_job(self, spec: EvalSpec, job: str, tool_workload: bool) -> None:
+        """Create the job unless an earlier attempt did (a retry re-attaches to it by name)."""
+        if (await self._call("GET", self.job_path(job), ok=(200, 404))).status_code != 404:
+            return
+        judge = None
+        if spec.judge is not None and spec.judge.url and spec.judge.model_name:
+            judge = judge_metric(spec.judge.url, spec.judge.model_name, tool_workload,
+                                 await self.judge_secret(spec.judge.api_key_env))
+        created = await self._call("POST", f"/apis/evaluator/v2/workspaces/{self.ws}/evaluate/jobs",
+                                   ok=(200, 201, 409),
+                                   json=self.build_job(spec, job, tool_workload=tool_workload, judge=judge))
+        log.info("evaluation job %s/%s: HTTP %s", self.ws, job, created.status_code)
+        if created.status_code == 409 and \
+                (await self._call("GET", self.job_path(job), ok=(200, 404))).status_code == 404:
+            raise PlatformError(f"evaluation job {self.ws}/{job}: create answered 409 but no such job exists: "
+                                f"{created.text[:300]}", retryable=False, error_type="JobCreateConflict",
+                                details={"job_id": job})
+
+    async def _wait(self, spec: EvalSpec, job: str, uri: str, progress: ProgressFn | None) -> None:
         deadline = time.monotonic() + self.timing.eval_timeout_s
         try:
             while True:
@@ -268,7 +296,7 @@ class NemoV2Platform(Platform):
                 if progress:
                     progress(info)
                 if state == "completed":
-                    break
+                    return
                 if state in ("failed", "cancelled", "error"):
                     raise PlatformError(f"evaluation job {job} {state}: {info['message']} "
                                         f"{st.get('error_details') or ''}",
@@ -283,10 +311,20 @@ class NemoV2Platform(Platform):
             if not self.is_worker_shutdown():
                 await asyncio.shield(self.cancel(spec.name))
             raise
+
+    async def evaluate(self, spec: EvalSpec, progress: ProgressFn | None = None) -> EvalResult:
+        t0 = time.monotonic()
+        await self.ensure_workspace()
+        job = job_name(spec.name)
+        rows = await self.read_dataset(spec.dataset)
+        tool_workload = is_tool_workload(rows)
+        await self._create_job(spec, job, tool_workload)
+        uri = f"{self.base}{self.job_path(job)}"
+        await self._wait(spec, job, uri, progress)
         agg = (await self._call("GET", f"{self.job_path(job)}/results/aggregate-scores/download")).json()
         ours = {m.nemo_v2: m.name for m in METRICS if m.nemo_v2}  # NeMo Platform score name → registered metric
-        scores: dict[str, float | None] = {**{name: None for name in ours.values()}, JUDGE_METRIC: None}
-        notes = {JUDGE_METRIC: "no LLM judge on the nemo_v2 evaluator path"}
+        scores: dict[str, float | None] = {name: None for name in ours.values()}
+        notes: dict[str, str] = {}
         count = spec.dataset.num_records
         for s in agg.get("scores") or []:
             key = ours.get(s.get("name"))
@@ -295,6 +333,12 @@ class NemoV2Platform(Platform):
                 count = int(s.get("count") or 0) + int(s.get("nan_count") or 0) or count
                 if s.get("nan_count"):
                     notes[key] = f"{s['nan_count']} row(s) scored NaN (request failure or unparseable arguments)"
+        judged = spec.judge is not None and bool(spec.judge.url) and bool(spec.judge.model_name)
+        # The judge's verdicts and a generic workload's scores come from the rows (rules, range, token F1).
+        row_scores = await self.row_scores(spec.name) if judged or not tool_workload else []
+        more, more_notes = workload_scores(rows, row_scores, tool_workload=tool_workload, judged=judged)
+        scores.update(more)
+        notes = {**{k: v for k, v in notes.items() if k not in more}, **more_notes}
         return EvalResult(eval_type=spec.eval_type, num_records=count, scores=scores, score_notes=notes, nmp_uri=uri,
                           runtime_seconds=time.monotonic() - t0)
 

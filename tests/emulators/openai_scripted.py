@@ -42,6 +42,7 @@ class ScriptedOpenAI:
         self.models: list[str] = list(models or [])
         self.responder = responder
         self.requests: list[dict[str, Any]] = []
+        self.authorizations: list[str | None] = []  # the Authorization header of each chat request, in order
         self.lock = threading.Lock()
         self.port = free_port()
         self.app = self._build()
@@ -69,6 +70,7 @@ class ScriptedOpenAI:
             body = await request.json()
             with self.lock:
                 self.requests.append(body)
+                self.authorizations.append(request.headers.get("authorization"))
                 known = body.get("model") in self.models
             if not known:
                 raise HTTPException(404, f"model {body.get('model')!r} not found")

@@ -6,12 +6,18 @@ Datasets go to filesets, the candidate (the scripted OpenAI server) is registere
 reached through the inference gateway, and base-eval / icl-eval are executed by NeMo's Evaluator. The platform
 has no training backend here, so customization is reported *unavailable* in the job document (customization
 error + customized-eval error) — the run does not crash and completes with the two other evaluations.
+
+The LLM judge is ``deployment_type: local``: the run deploys it through the platform as it deploys the
+candidates (a provider for ``nim_base_url``, reached through the inference gateway), the Evaluator's
+``llm-judge`` metric asks it, the gate decides on its ``tool_calling_correctness``, and the provider is
+torn down at the end (the job document's ``llm_judge`` says so).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 import uuid
 from pathlib import Path
 from typing import Any
@@ -21,9 +27,11 @@ import pytest
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
+from flywheel.artifacts import open_artifact_store
 from flywheel.config import Settings
 from flywheel.jobdoc import JobDocument, NimStatus, RunStatus
 from flywheel.platforms.nemo_v2 import NO_TRAINING, entity_name, job_name
+from flywheel.report import fmt_score
 from tests.emulators.openai_scripted import ScriptedOpenAI, echo_first_tool
 from tests.helpers.sample_logs import (
     NUM_SAMPLE_RECORDS,
@@ -33,6 +41,7 @@ from tests.helpers.sample_logs import (
     load_sample_logs,
     logged_answers,
 )
+from tests.helpers.scripted_judge import JUDGE_MODEL, judge_message
 from tests.helpers.temporal_workers import flywheel_workers
 from workflows.flywheel_run import FlywheelRun
 from workflows.models import ActivityTimeouts, FlywheelJobInput, candidate_workflow_id, flywheel_workflow_id
@@ -51,6 +60,8 @@ def make_responder() -> Any:
     answers = logged_answers()
 
     def responder(body: dict[str, Any]) -> dict[str, Any]:
+        if body.get("model") == JUDGE_MODEL:
+            return judge_message(body)
         query = last_user(body.get("messages") or [])
         calls = answers.get(query)
         if calls and hashlib.sha256(query.encode()).digest()[0] % 2 == 0:
@@ -62,7 +73,7 @@ def make_responder() -> Any:
 
 @pytest.fixture
 def candidate():
-    server = ScriptedOpenAI(models=[MODEL], responder=make_responder()).start()
+    server = ScriptedOpenAI(models=[MODEL, JUDGE_MODEL], responder=make_responder()).start()
     yield server
     server.stop()
 
@@ -81,6 +92,8 @@ async def test_flywheel_run_on_real_nemo_platform(nemo_platform: str, candidate:
         nims=[{"model_name": MODEL, "context_length": 8192, "customization_enabled": True}],
         data_split_config={"eval_size": EVAL_SIZE, "val_ratio": 0.1, "min_total_records": 20},
         evaluation={"concurrency": 4, "request_timeout_s": 30, "max_retries": 1},
+        llm_judge_config={"deployment_type": "local", "model_name": JUDGE_MODEL},
+        gate={"metric": "tool_calling_correctness"},
     )
     load_sample_logs(settings)
     job_id = uuid.uuid4().hex[:8]
@@ -113,6 +126,37 @@ async def test_flywheel_run_on_real_nemo_platform(nemo_platform: str, candidate:
         status = httpx.get(f"{ev.nmp_uri}/status", timeout=10).json()
         assert status["status"] == "completed"
     assert evals["base-eval"].scores["function_name_and_args_accuracy"] < 1.0  # the candidate misses some
+
+    # The judge: deployed by the run through the platform, asked by the Evaluator, torn down at the end.
+    assert doc.llm_judge is not None
+    assert (doc.llm_judge.model_name, doc.llm_judge.type, doc.llm_judge.deployment_status.value,
+            doc.llm_judge.error) == (JUDGE_MODEL, "local", "completed", None)
+    judge_provider = httpx.get(f"{nemo_platform}/apis/models/v2/workspaces/{ws}/providers/"
+                               f"{entity_name(f'{wf_id}-judge')}", timeout=10)
+    assert judge_provider.status_code == 404, judge_provider.text
+    assert len([r for r in candidate.requests if r.get("model") == JUDGE_MODEL]) >= 2 * EVAL_SIZE
+    for eval_type in ("base-eval", "icl-eval"):
+        judged = evals[eval_type].scores["tool_calling_correctness"]
+        assert judged is not None and 0.0 <= judged <= 1.0, evals[eval_type].score_notes
+        assert evals[eval_type].scores["similarity"] is None
+    # The scripted judge says 1 exactly when the calls equal the logged ones (arguments compared parsed):
+    # what function_name_and_args_accuracy counts on these records.
+    assert evals["base-eval"].scores["tool_calling_correctness"] == \
+        pytest.approx(evals["base-eval"].scores["function_name_and_args_accuracy"])
+    # The gate decided on the judge's score, and the report shows it.
+    assert doc.gate is not None and doc.gate["metric"] == "tool_calling_correctness"
+    arms = {v["eval_type"]: v for v in doc.gate["verdicts"] if v["model_name"] == MODEL}
+    assert arms["base-eval"]["agreement"] == pytest.approx(evals["base-eval"].scores["tool_calling_correctness"])
+    assert arms["base-eval"]["n"] == EVAL_SIZE
+    report = open_artifact_store(settings).read_bytes(doc.report_uri).decode()
+    # Results table: function_name, name+args (± CI), then the judge's column.
+    judge_cell = re.escape(fmt_score(evals["base-eval"].scores["tool_calling_correctness"]))
+    assert "<th>judge</th>" in report
+    assert re.search(r'<td class="num">[^<]*</td>\s*<td class="num">[^<]*</td>\s*<td class="num">'
+                     + judge_cell + "</td>", report), report[:3000]
+    print(f"\nnemo_v2 run: judge base-eval {evals['base-eval'].scores['tool_calling_correctness']:.3f}, "
+          f"icl-eval {evals['icl-eval'].scores['tool_calling_correctness']:.3f}; "
+          f"gate base-eval {arms['base-eval']['verdict']} ({arms['base-eval']['reason']})")
 
     # Customization: reported unavailable in the job document, not a crash.
     (cust,) = cand.customizations

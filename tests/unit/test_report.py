@@ -159,3 +159,22 @@ def test_gate_table_lists_every_configuration_with_its_reason():
     text = console.export_text()
     assert "qwen-0.5b / base-eval" in text and "inconclusive" in text and "fail" in text
     assert "floor 0.950 at 95%" in text and "No configuration passes yet" in text
+
+
+def test_the_judge_column_shows_correctness_or_the_similarity_on_its_scale():
+    tools = evaluation("base-eval", 0.5, 100.0)
+    tools.scores["tool_calling_correctness"] = 0.625
+    generic = EvaluationDoc(eval_type="base-eval", scores={"function_name": None, "similarity": 7.25,
+                                                           "tool_calling_correctness": None},
+                            num_records=4, started_at=T, finished_at=T, progress=100)
+    doc = JobDocument(id="b" * 24, workload_id="w", client_id="c", status=RunStatus.completed,
+                      nims=[NimDoc(model_name="tools-m", evaluations=[tools]),
+                            NimDoc(model_name="chat-m", evaluations=[generic])])
+    html = render_html(doc)
+
+    def judge_cell(model: str) -> str:
+        row = re.search(rf'data-model="{model}" data-eval-type="base-eval">(.*?)</tr>', html, re.S).group(1)
+        return re.findall(r'<td class="num">([^<]*)</td>', row)[3]  # n, function_name, name+args, judge
+
+    assert judge_cell("tools-m") == "0.625"
+    assert judge_cell("chat-m") == "7.250/10"
