@@ -10,6 +10,7 @@ the ref, so a file changed after the run stored it is detected instead of silent
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -163,3 +164,21 @@ def read_split(store: ArtifactStore, ref: DatasetRef) -> list[dict[str, Any]]:
         raise PlatformError(f"dataset {ref.name!r} has {len(rows)} rows, its reference says {ref.num_records}",
                             retryable=False, error_type="DatasetIntegrityError")
     return rows
+
+
+class StoredDatasets:
+    """Datasets kept in the artifact store by a platform whose own store is remote (the NeMo platforms keep an
+    ``embedding_job``'s corpus snapshot, splits and triplets here, and upload what their jobs read besides)."""
+
+    def __init__(self, store: ArtifactStore, scratch_dir: Path) -> None:
+        self.store = store
+        self.scratch_dir = Path(scratch_dir)
+
+    def holds(self, ref: DatasetRef) -> bool:
+        return ref.uri.startswith(self.store.root_uri + "/")
+
+    async def put(self, run_key: str, splits: Mapping[str, Iterable[dict[str, Any]]]) -> dict[str, DatasetRef]:
+        return await asyncio.to_thread(put_splits, self.store, self.scratch_dir, run_key, splits)
+
+    async def read(self, ref: DatasetRef) -> list[dict[str, Any]]:
+        return await asyncio.to_thread(read_split, self.store, ref)

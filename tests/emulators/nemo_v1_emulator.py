@@ -13,7 +13,12 @@ seeds' failure modes are scriptable: 409 ``uq_customization_config``, duplicate-
 forever, failed with status logs, an ``unknown`` state, an adapter that appears late in the NIM's
 ``/v1/models``, a create whose response is lost (500 after the job was stored), and cancel. Evaluation jobs
 really evaluate: they call the target's OpenAI endpoint and score with our evaluator of record
-(:func:`flywheel.metrics.score_tool_calls`), plus the LLM judge when one is configured.
+(:func:`flywheel.metrics.score_tool_calls`), plus the LLM judge when one is configured. Retriever jobs and
+embedding customization (the ``embedding_job`` path) live in tests/emulators/nemo_v1_retriever.py: a
+``retriever`` job embeds the BEIR files through the target's embedding endpoints and scores with our
+retrieval metrics; an embedding training dataset must be ``{query, pos_doc, neg_doc[]}`` rows. A finished
+``lora`` job's adapter appears in the NIM's ``/v1/models``; any other finetuning type (``all_weights``,
+``lora_merged``) produces a model in the Entity Store that is served only once DMS deploys it.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from nemo_microservices.types.shared.delete_response import DeleteResponse
 from nemo_microservices.types.shared.error_response import ErrorResponse
 
 from flywheel.metrics import score_tool_calls
+from tests.emulators.nemo_v1_retriever import config_errors, run_retriever_evaluation, triplet_schema_errors
 from tests.emulators.openai_scripted import ScriptedOpenAI, free_port
 from tests.emulators.threaded_server import ThreadedServer
 
@@ -107,6 +113,7 @@ class NemoV1Emulator:
         self.configs: dict[str, dict[str, Any]] = {}
         self.jobs: dict[str, Job] = {}
         self.deployments: dict[str, dict[str, Any]] = {}
+        self.deployment_requests: list[dict[str, Any]] = []  # every create body, kept after a delete
         # Scripts for the next job/deployment created (tests set them).
         self.eval_script = [{"status": "created"}, {"status": "pending"}, {"status": "running", "progress": 50.0},
                             {"status": "completed", "progress": 100.0}]
@@ -147,6 +154,10 @@ class NemoV1Emulator:
 
     def _run_evaluation(self, job: Job) -> dict[str, Any]:
         config, target = job.body["config"], job.body["target"]
+        if config["type"] == "retriever":
+            return {"id": f"evaluation_result-{job.id}", "job": job.id, "created_at": now(),
+                    "tasks": run_retriever_evaluation(self.repos, config, target),
+                    "namespace": job.body.get("namespace")}
         model = target["model"]
         if isinstance(model, str):  # an Entity Store reference: it must be registered (else the real 404)
             model = self.models[model]
@@ -209,6 +220,11 @@ class NemoV1Emulator:
             return
         job.result = {}
         model = job.body["output_model"]
+        if job.body["hyperparameters"].get("finetuning_type") != "lora":  # full weights: an Entity Store model
+            ns, name = model.split("/", 1)
+            self.models[model] = Model.model_validate({"name": name, "namespace": ns, "created_at": now(),
+                                                       "base_model": job.body["config"]}).model_dump(mode="json")
+            return
         if self.adapter_delay_s <= 0:
             self.nim.add_model(model)
         else:
@@ -326,6 +342,12 @@ class NemoV1Emulator:
         # Evaluator ------------------------------------------------------------------------------
         @app.post("/v1/evaluation/jobs")
         def create_eval(body: dict[str, Any]):
+            if body["config"].get("type") == "retriever":
+                problems = config_errors(body["config"])
+                if body["target"].get("type") != "retriever":
+                    problems.append("a retriever config needs a retriever target")
+                if problems:
+                    return error(422, "; ".join(problems))
             target = body["target"].get("model")
             if isinstance(target, str) and target not in emu.models:
                 return error(404, f"Not Found: {emu.url}/v1/models/{target}")  # as the real Evaluator
@@ -393,6 +415,13 @@ class NemoV1Emulator:
             with emu.lock:
                 if body["config"] not in emu.configs:
                     return error(404, f"customization config {body['config']} not found")
+                if body.get("dataset_parameters"):  # embedding training: the dataset must exist and be triplets
+                    dataset = emu.datasets.get(f"{body['dataset']['namespace']}/{body['dataset']['name']}")
+                    if dataset is None:
+                        return error(404, f"dataset {body['dataset']} not found")
+                    repo = dataset["files_url"].removeprefix("hf://datasets/")
+                    if problems := triplet_schema_errors(emu.repos.get(repo, {})):
+                        return error(422, f"dataset {repo} is not an embedding dataset: {problems[:3]}")
                 job = Job("customization", body, [dict(s) for s in emu.customization_script])
                 emu.jobs[job.id] = job
                 if emu.lose_next_create_response:
@@ -439,6 +468,7 @@ class NemoV1Emulator:
         def create_deployment(body: dict[str, Any]):
             key = f"{body['namespace']}/{body['name']}"
             with emu.lock:
+                emu.deployment_requests.append(body)
                 if key in emu.deployments:  # what DMS really answers for a duplicate
                     return error(500, f"model deployment already exists: {key}")
                 emu.deployments[key] = {"body": body, "script": list(emu.deployment_script), "step": 0,
