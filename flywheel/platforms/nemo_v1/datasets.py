@@ -25,8 +25,10 @@ SPLIT_FOLDERS = {"train": "training", "val": "validation", "eval": "testing"}
 def repo_name(run_key: str) -> str:
     """A Datastore/Entity-Store-safe name derived from the run key (deterministic)."""
     name = re.sub(r"[^A-Za-z0-9._-]+", "-", run_key).strip("-.") or "flywheel"
+    name = re.sub(r"([-.])[-.]+", r"\1", name)  # the Hub refuses "--" and ".." in repo ids
     if len(name) > 90:
-        name = f"{name[:80]}-{hashlib.sha256(run_key.encode()).hexdigest()[:8]}"
+        # Cut, then drop a trailing separator so the "-{hash}" suffix cannot make a "--" (found end to end).
+        name = f"{name[:80].rstrip('-.')}-{hashlib.sha256(run_key.encode()).hexdigest()[:8]}"
     return name
 
 
