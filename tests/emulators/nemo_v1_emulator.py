@@ -13,7 +13,8 @@ seeds' failure modes are scriptable: 409 ``uq_customization_config``, duplicate-
 forever, failed with status logs, an ``unknown`` state, an adapter that appears late in the NIM's
 ``/v1/models``, a create whose response is lost (500 after the job was stored), and cancel. Evaluation jobs
 really evaluate: they call the target's OpenAI endpoint and score with our evaluator of record
-(:func:`flywheel.metrics.score_tool_calls`), plus the LLM judge when one is configured. Retriever jobs and
+(:func:`flywheel.metrics.score_tool_calls`), plus the LLM judge when one is configured (tests/emulators/
+nemo_v1_custom_eval.py). Retriever jobs and
 embedding customization (the ``embedding_job`` path) live in tests/emulators/nemo_v1_retriever.py: a
 ``retriever`` job embeds the BEIR files through the target's embedding endpoints and scores with our
 retrieval metrics; an embedding training dataset must be ``{query, pos_doc, neg_doc[]}`` rows. A finished
@@ -32,8 +33,6 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs
 
-import httpx
-import jinja2
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from nemo_microservices.types import Dataset, Model, Namespace
@@ -47,13 +46,10 @@ from nemo_microservices.types.evaluation_result import EvaluationResult
 from nemo_microservices.types.shared.delete_response import DeleteResponse
 from nemo_microservices.types.shared.error_response import ErrorResponse
 
-from flywheel.metrics import score_tool_calls
+from tests.emulators.nemo_v1_custom_eval import run_custom_evaluation
 from tests.emulators.nemo_v1_retriever import config_errors, run_retriever_evaluation, triplet_schema_errors
 from tests.emulators.openai_scripted import ScriptedOpenAI, free_port
 from tests.emulators.threaded_server import ThreadedServer
-
-JINJA = jinja2.Environment(undefined=jinja2.StrictUndefined)
-JINJA.filters["tojson"] = lambda v: json.dumps(v)
 
 
 def now() -> str:  # naive ISO like the real services (docs/platforms.md)
@@ -68,19 +64,6 @@ def sdk(model: type, body: Any, status: int = 200) -> JSONResponse:
 
 def error(status: int, detail: str) -> JSONResponse:
     return sdk(ErrorResponse, {"detail": detail}, status)
-
-
-def render(template: Any, ctx: dict[str, Any]) -> Any:
-    if isinstance(template, dict):
-        return {k: render(v, ctx) for k, v in template.items()}
-    if isinstance(template, list):
-        return [render(v, ctx) for v in template]
-    if isinstance(template, str) and "{{" in template:
-        out = JINJA.from_string(template).render(ctx)
-        whole = template.strip()
-        single = whole.startswith("{{") and whole.endswith("}}") and whole.count("{{") == 1
-        return json.loads(out) if single and "tojson" in whole else out
-    return template
 
 
 class Job:
@@ -146,55 +129,11 @@ class NemoV1Emulator:
         self._runner.stop()
 
     # -- evaluation ------------------------------------------------------------------------------
-    def _dataset_rows(self, files_url: str) -> list[dict[str, Any]]:
-        repo_path = files_url.removeprefix("hf://datasets/")
-        ns, repo, path = repo_path.split("/", 2)
-        data = self.repos[f"{ns}/{repo}"][path]
-        return [json.loads(line) for line in data.decode().splitlines() if line.strip()]
-
     def _run_evaluation(self, job: Job) -> dict[str, Any]:
         config, target = job.body["config"], job.body["target"]
-        if config["type"] == "retriever":
-            return {"id": f"evaluation_result-{job.id}", "job": job.id, "created_at": now(),
-                    "tasks": run_retriever_evaluation(self.repos, config, target),
-                    "namespace": job.body.get("namespace")}
-        model = target["model"]
-        if isinstance(model, str):  # an Entity Store reference: it must be registered (else the real 404)
-            model = self.models[model]
-        endpoint = model["api_endpoint"]
-        tasks_out: dict[str, Any] = {}
-        for task_name, task in config["tasks"].items():
-            rows = self._dataset_rows(task["dataset"]["files_url"])
-            values: dict[tuple[str, str], list[float]] = {}
-            for item in rows:
-                request = render(task["params"]["template"], {"item": item})
-                request["model"] = endpoint["model_id"]
-                response = httpx.post(endpoint["url"], json=request, timeout=30).json()
-                sample = {"response": response}
-                for metric_name, metric in task["metrics"].items():
-                    if metric["type"] == "tool-calling":
-                        expected = render(metric["params"]["tool_calls_ground_truth"], {"item": item}) or []
-                        predicted = response["choices"][0]["message"].get("tool_calls") or []
-                        score = score_tool_calls(expected, predicted)
-                        values.setdefault((metric_name, "function_name_accuracy"), []).append(score.function_name)
-                        values.setdefault((metric_name, "function_name_and_args_accuracy"), []).append(
-                            score.function_name_and_args_accuracy)
-                    elif metric["type"] == "llm-judge":
-                        params = metric["params"]
-                        judge = params["model"]["api_endpoint"]
-                        messages = render(params["template"]["messages"], {"item": item, "sample": sample})
-                        text = httpx.post(judge["url"], json={"model": judge["model_id"], "messages": messages},
-                                          timeout=30).json()["choices"][0]["message"]["content"]
-                        for score_name, spec in params["scores"].items():
-                            found = re.search(spec["parser"]["pattern"], text or "")
-                            if found:
-                                values.setdefault((metric_name, score_name), []).append(float(found.group(1)))
-            metrics: dict[str, Any] = {}
-            for (metric_name, score_name), vals in values.items():
-                metrics.setdefault(metric_name, {"scores": {}})["scores"][score_name] = {
-                    "value": sum(vals) / len(vals), "stats": {"count": len(vals), "sum": sum(vals)}}
-            tasks_out[task_name] = {"metrics": metrics}
-        return {"id": f"evaluation_result-{job.id}", "job": job.id, "created_at": now(), "tasks": tasks_out,
+        tasks = (run_retriever_evaluation(self.repos, config, target) if config["type"] == "retriever"
+                 else run_custom_evaluation(self.repos, self.models, config, target))
+        return {"id": f"evaluation_result-{job.id}", "job": job.id, "created_at": now(), "tasks": tasks,
                 "namespace": job.body.get("namespace")}
 
     def _eval_job_body(self, job: Job) -> dict[str, Any]:
