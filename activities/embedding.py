@@ -53,7 +53,7 @@ async def prepare_retrieval_data(inp: PrepareDataInput) -> PreparedData:
         except ValueError as exc:  # a bad corpus export names its line
             raise ApplicationError(str(exc), type="InvalidInput", non_retryable=True) from exc
         progress({"phase": "store", "corpus": len(prepared.corpus)})
-        refs = await get_platform(inp.settings).put_datasets(
+        refs = await get_platform(inp.settings).put_retrieval_datasets(
             inp.workflow_id, {**prepared.splits, CORPUS_SPLIT: prepared.corpus})
         curation = {**prepared.counts, "corpus_sha256": prepared.corpus_sha256}
         return PreparedData(num_records=prepared.num_records, curation=curation, datasets=dict(refs),

@@ -62,8 +62,10 @@ class RunResources(BaseModel):
         return [k for c in self.candidates for k in c.keys]
 
     def dataset_names(self) -> list[str]:
-        """Every dataset the run may have stored: its splits, and per candidate the ICL set and triplets."""
-        return [self.run_key, *(f"{k}-{what}" for k in self.candidate_keys for what in ("icl", "mine"))]
+        """Every dataset the run may have stored: its splits, the BEIR copy of a retrieval eval split (NeMo's
+        retriever evaluation reads that shape), and per candidate the ICL set and triplets."""
+        per_candidate = (f"{k}-{what}" for k in self.candidate_keys for what in ("icl", "mine"))
+        return [self.run_key, f"{self.run_key}-beir", *per_candidate]
 
     def evaluation_names(self) -> list[str]:
         return [f"{k}-{eval_type}" for k in self.candidate_keys for eval_type in self.eval_types]

@@ -25,7 +25,7 @@ with workflow.unsafe.imports_passed_through():
         RetrievalEvalSpec,
     )
     from flywheel.vocabulary import CustomizationStatus, EvalType, SplitName, TaskQueueRole
-    from workflows.common import error_text, long_options
+    from workflows.common import error_text, error_type, long_options
     from workflows.embedding_models import (
         EMBEDDING_CANDIDATE_WORKFLOW,
         EmbeddingCandidateInput,
@@ -132,7 +132,9 @@ class EmbeddingCandidateRun:
         doc.num_records = res.num_queries
         doc.scores = dict(res.scores)
         doc.confidence_intervals = {k: [round(v[0], 4), round(v[1], 4)] for k, v in res.confidence_intervals.items()}
+        # A platform that reports aggregate scores only says so here (interval_method) instead of empty intervals.
         doc.score_notes = {"intervals": res.interval_method, "corpus_size": str(res.corpus_size), **res.notes}
+        doc.nmp_uri = res.nmp_uri
         await self._notify()
         return True
 
@@ -163,9 +165,12 @@ class EmbeddingCandidateRun:
         except Exception as exc:
             if is_cancelled_exception(exc):
                 raise
-            cust.status, cust.error, cust.finished_at = CustomizationStatus.failed, error_text(exc), workflow.now()
+            unavailable = error_type(exc) == "CapabilityUnavailable"
+            cust.status = CustomizationStatus.unavailable if unavailable else CustomizationStatus.failed
+            cust.error, cust.finished_at = error_text(exc), workflow.now()
             failed = EvaluationDoc(eval_type=EvalType.customized)
-            failed.record_failure(f"customization failed: {cust.error}", workflow.now())
+            failed.record_failure(f"customization {'unavailable' if unavailable else 'failed'}: {cust.error}",
+                                  workflow.now())
             self._nim.evaluations.append(failed)
             self._result.errors["customization"] = cust.error
             await self._notify()

@@ -1,9 +1,12 @@
-"""What the ``embedding_job`` workflows and activities exchange (references and scores only)."""
+"""What the ``embedding_job`` workflows and activities exchange (references and scores only). Like every model
+Temporal carries, they are :class:`~flywheel.carried.Carried`: a Settings snapshot from the next version (one more
+config field, e.g. in ``embedding_config.candidates``) decodes here."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
+from flywheel.carried import Carried
 from flywheel.config import Settings
 from flywheel.jobdoc import NimDoc
 from flywheel.retrieval.config import EmbeddingCandidateConfig
@@ -20,7 +23,7 @@ ACT_CUSTOMIZE_EMBEDDING = "customize_embedding"
 ICL_NOT_APPLICABLE = ("in-context learning does not apply to embedding models: an embedding_job has no icl-eval")
 
 
-class EmbeddingCandidateInput(BaseModel):
+class EmbeddingCandidateInput(Carried):
     parent_workflow_id: str
     job_id: str
     candidate: EmbeddingCandidateConfig
@@ -30,22 +33,22 @@ class EmbeddingCandidateInput(BaseModel):
     timeouts: ActivityTimeouts | None = None
 
 
-class EmbeddingCandidateResult(BaseModel):
+class EmbeddingCandidateResult(Carried):
     model_name: str
     nim: NimDoc | None = None
     errors: dict[str, str] = Field(default_factory=dict)
 
 
-class RetrievalEvaluateInput(BaseModel):
+class RetrievalEvaluateInput(Carried):
     settings: Settings
     spec: RetrievalEvalSpec
 
 
-class MineInput(BaseModel):
+class MineInput(Carried):
     settings: Settings
     spec: MiningSpec
 
 
-class EmbeddingCustomizeInput(BaseModel):
+class EmbeddingCustomizeInput(Carried):
     settings: Settings
     spec: EmbeddingCustomizationSpec

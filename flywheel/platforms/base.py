@@ -78,6 +78,13 @@ class Platform(Protocol):
         return
 
     # ---------------------------------------------------------------- retrieval (job_type embedding_job)
+    async def put_retrieval_datasets(self, run_key: str,
+                                     splits: Mapping[str, Iterable[dict[str, Any]]]) -> dict[str, DatasetRef]:
+        """Store an ``embedding_job``'s datasets (corpus snapshot, splits, triplets) in the artifact store, plus
+        the copies the platform's own jobs read. Default: :meth:`put_datasets` (the local platform's datasets
+        are artifact-store objects already)."""
+        return await self.put_datasets(run_key, splits)
+
     async def evaluate_retrieval(self, spec: RetrievalEvalSpec,
                                  progress: ProgressFn | None = None) -> RetrievalEvalResult:
         """Score a candidate embedding model (base, or its fine-tuned model) on the eval split over the corpus."""

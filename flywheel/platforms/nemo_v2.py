@@ -19,6 +19,9 @@ Paths are ``/apis/<service>/v2/workspaces/{ws}/...``; the workspace is ``nmp_con
 * remove_run (DELETE of a job) → ``DELETE`` of the run's evaluation jobs (the Jobs service deletes each
   job's own ``job-fileset-<job>`` with it; a job not yet terminal answers 409), its filesets, and the
   providers its teardown missed, all by their deterministic names; 404 = already gone.
+* ``embedding_job`` (:mod:`flywheel.platforms.nemo_v2_retrieval`): datasets in the artifact store plus a BEIR
+  fileset, evaluation by the Evaluator's ``retrieve-eval`` jobs scored from their per-query rankings; embedding
+  fine-tuning (and mining for it) → :class:`CapabilityUnavailable`.
 """
 
 from __future__ import annotations
@@ -36,13 +39,18 @@ from typing import Any
 
 import httpx
 
+from flywheel.artifacts import open_artifact_store
+from flywheel.artifacts.datasets import StoredDatasets
 from flywheel.config import NIMConfig, Settings
 from flywheel.metrics import METRICS
 from flywheel.platforms.base import Platform
 from flywheel.platforms.nemo_v2_judge import judge_columns, judge_metric, workload_scores
+from flywheel.platforms.nemo_v2_retrieval import NO_EMBEDDING_TRAINING, RetrievalV2
 from flywheel.progress import EvaluationProgress
 from flywheel.records import call_arguments, expected_calls
 from flywheel.removal import DEPLOYMENT, EVALUATION_JOB, FILESET, RemovalReport, RunResources
+from flywheel.retrieval.evaluate import RetrievalEvalResult
+from flywheel.retrieval.types import EmbeddingCustomizationSpec, MinedRefs, MiningSpec, RetrievalEvalSpec
 from flywheel.scoring import is_tool_workload
 from flywheel.types import (
     CapabilityUnavailable,
@@ -136,6 +144,7 @@ class NemoV2Platform(Platform):
         self.ws = settings.nmp_config.nmp_namespace
         self.http = httpx.AsyncClient(base_url=self.base, timeout=self.timing.request_timeout_s)
         self._workspace_ready = False
+        self.retrieval = RetrievalV2(self, StoredDatasets(open_artifact_store(settings), settings.data_dir / "staging"))
 
     async def close(self) -> None:
         await self.http.aclose()
@@ -178,7 +187,21 @@ class NemoV2Platform(Platform):
                                      platform_uri=f"{self.ws}/{fileset}#{split}/{split}.nemo-eval.jsonl")
         return refs
 
+    async def upload_fileset(self, key: str, files: Mapping[str, bytes]) -> str:
+        """``files`` (path -> bytes) in the fileset for ``key`` (created if missing); returns ``ws/fileset``."""
+        await self.ensure_workspace()
+        fileset = entity_name(key)
+        await self._call("POST", f"/apis/files/v2/workspaces/{self.ws}/filesets", ok=(200, 201, 409),
+                         json={"name": fileset, "purpose": "dataset", "description": f"flywheel {key}"[:255]})
+        for path, data in files.items():
+            await self._call("PUT", f"/apis/files/v2/workspaces/{self.ws}/filesets/{fileset}/-/{path}",
+                             content=data, headers={"content-type": "application/octet-stream"})
+        return f"{self.ws}/{fileset}"
+
     async def read_dataset(self, ref: DatasetRef) -> list[dict[str, Any]]:
+        return await self.retrieval.read(ref)  # the artifact store's copy when there is one, else the fileset
+
+    async def read_fileset(self, ref: DatasetRef) -> list[dict[str, Any]]:
         ws_name, _, path = ref.uri.partition("#")
         ws, _, fileset = ws_name.partition("/")
         resp = await self._call("GET", f"/apis/files/v2/workspaces/{ws}/filesets/{fileset}/-/{path}")
@@ -230,8 +253,56 @@ class NemoV2Platform(Platform):
                          ok=(200, 202, 204, 404))
 
     # -- evaluation ------------------------------------------------------------------------------
-    def job_path(self, job: str) -> str:
-        return f"/apis/evaluator/v2/workspaces/{self.ws}/evaluate/jobs/{job}"
+    def job_path(self, job: str, collection: str = "evaluate") -> str:
+        """``collection``: ``evaluate`` (metric jobs) or ``retrieve-eval`` (BEIR retrieval jobs)."""
+        return f"/apis/evaluator/v2/workspaces/{self.ws}/{collection}/jobs/{job}"
+
+    async def create_job_once(self, collection: str, job: str, body: dict[str, Any]) -> None:
+        """Create the job named ``job`` unless it exists (a retried activity re-attaches to it)."""
+        await self.ensure_workspace()
+        existing = await self._call("GET", self.job_path(job, collection), ok=(200, 404))
+        if existing.status_code != 404:
+            return
+        created = await self._call("POST", f"/apis/evaluator/v2/workspaces/{self.ws}/{collection}/jobs",
+                                   ok=(200, 201, 409), json=body)
+        log.info("%s job %s/%s: HTTP %s", collection, self.ws, job, created.status_code)
+        if created.status_code == 409 and \
+                (await self._call("GET", self.job_path(job, collection), ok=(200, 404))).status_code == 404:
+            raise PlatformError(f"{collection} job {self.ws}/{job}: create answered 409 but no such job exists: "
+                                f"{created.text[:300]}", retryable=False, error_type="JobCreateConflict",
+                                details={"job_id": job})
+
+    async def wait_job(self, collection: str, job: str, progress: ProgressFn | None) -> str:
+        """Poll the job until ``completed`` (returns its URI); failures raise, naming the job."""
+        uri = f"{self.base}{self.job_path(job, collection)}"
+        deadline = time.monotonic() + self.timing.eval_timeout_s
+        try:
+            while True:
+                st = (await self._call("GET", f"{self.job_path(job, collection)}/status")).json()
+                state = str(st.get("status"))
+                info = EvaluationProgress(kind="evaluation", job_id=job, nmp_uri=uri, status=state,
+                                          message=(st.get("status_details") or {}).get("message")).details()
+                if state not in RUNNING and state not in ("completed", "failed", "cancelled", "error"):
+                    info["unknown_state"] = state
+                if progress:
+                    progress(info)
+                if state == "completed":
+                    return uri
+                if state in ("failed", "cancelled", "error"):
+                    raise PlatformError(f"evaluation job {job} {state}: {info['message']} "
+                                        f"{st.get('error_details') or ''}",
+                                        retryable=False, error_type="JobFailed",
+                                        details={"job_id": job, "nmp_uri": uri, "status": state})
+                if time.monotonic() > deadline:
+                    raise PlatformError(f"evaluation job {job} did not finish in {self.timing.eval_timeout_s:.0f}s",
+                                        error_type="Timeout", details={"job_id": job, "status": state})
+                await asyncio.sleep(self.timing.poll_interval_s)
+        except asyncio.CancelledError:
+            # A worker shutdown leaves the job running: the retried attempt re-attaches to it by name.
+            if not self.is_worker_shutdown():
+                await asyncio.shield(self._call("POST", f"{self.job_path(job, collection)}/cancel",
+                                                ok=(200, 201, 202, 404, 409, 422)))
+            raise
 
     def build_job(self, spec: EvalSpec, job: str, *, tool_workload: bool = True,
                   judge: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -265,62 +336,18 @@ class NemoV2Platform(Platform):
             await self._call("PATCH", f"{path}/{name}", json={"value": value})  # the key may have been rotated
         return f"{self.ws}/{name}"
 
-    async def _create_job(self, spec: EvalSpec, job: str, tool_workload: bool) -> None:
-        """Create the job unless an earlier attempt did (a retry re-attaches to it by name)."""
-        if (await self._call("GET", self.job_path(job), ok=(200, 404))).status_code != 404:
-            return
-        judge = None
-        if spec.judge is not None and spec.judge.url and spec.judge.model_name:
-            judge = judge_metric(spec.judge.url, spec.judge.model_name, tool_workload,
-                                 await self.judge_secret(spec.judge.api_key_env))
-        created = await self._call("POST", f"/apis/evaluator/v2/workspaces/{self.ws}/evaluate/jobs",
-                                   ok=(200, 201, 409),
-                                   json=self.build_job(spec, job, tool_workload=tool_workload, judge=judge))
-        log.info("evaluation job %s/%s: HTTP %s", self.ws, job, created.status_code)
-        if created.status_code == 409 and \
-                (await self._call("GET", self.job_path(job), ok=(200, 404))).status_code == 404:
-            raise PlatformError(f"evaluation job {self.ws}/{job}: create answered 409 but no such job exists: "
-                                f"{created.text[:300]}", retryable=False, error_type="JobCreateConflict",
-                                details={"job_id": job})
-
-    async def _wait(self, spec: EvalSpec, job: str, uri: str, progress: ProgressFn | None) -> None:
-        deadline = time.monotonic() + self.timing.eval_timeout_s
-        try:
-            while True:
-                st = (await self._call("GET", f"{self.job_path(job)}/status")).json()
-                state = str(st.get("status"))
-                info = EvaluationProgress(kind="evaluation", job_id=job, nmp_uri=uri, status=state,
-                                          message=(st.get("status_details") or {}).get("message")).details()
-                if state not in RUNNING and state not in ("completed", "failed", "cancelled", "error"):
-                    info["unknown_state"] = state
-                if progress:
-                    progress(info)
-                if state == "completed":
-                    return
-                if state in ("failed", "cancelled", "error"):
-                    raise PlatformError(f"evaluation job {job} {state}: {info['message']} "
-                                        f"{st.get('error_details') or ''}",
-                                        retryable=False, error_type="JobFailed",
-                                        details={"job_id": job, "nmp_uri": uri, "status": state})
-                if time.monotonic() > deadline:
-                    raise PlatformError(f"evaluation job {job} did not finish in {self.timing.eval_timeout_s:.0f}s",
-                                        error_type="Timeout", details={"job_id": job, "status": state})
-                await asyncio.sleep(self.timing.poll_interval_s)
-        except asyncio.CancelledError:
-            # A worker shutdown leaves the job running: the retried attempt re-attaches to it by name.
-            if not self.is_worker_shutdown():
-                await asyncio.shield(self.cancel(spec.name))
-            raise
-
     async def evaluate(self, spec: EvalSpec, progress: ProgressFn | None = None) -> EvalResult:
         t0 = time.monotonic()
         await self.ensure_workspace()
         job = job_name(spec.name)
         rows = await self.read_dataset(spec.dataset)
         tool_workload = is_tool_workload(rows)
-        await self._create_job(spec, job, tool_workload)
-        uri = f"{self.base}{self.job_path(job)}"
-        await self._wait(spec, job, uri, progress)
+        judge = None
+        if spec.judge is not None and spec.judge.url and spec.judge.model_name:
+            judge = judge_metric(spec.judge.url, spec.judge.model_name, tool_workload,
+                                 await self.judge_secret(spec.judge.api_key_env))
+        await self.create_job_once("evaluate", job, self.build_job(spec, job, tool_workload=tool_workload, judge=judge))
+        uri = await self.wait_job("evaluate", job, progress)
         agg = (await self._call("GET", f"{self.job_path(job)}/results/aggregate-scores/download")).json()
         ours = {m.nemo_v2: m.name for m in METRICS if m.nemo_v2}  # NeMo Platform score name → registered metric
         scores: dict[str, float | None] = {name: None for name in ours.values()}
@@ -351,17 +378,35 @@ class NemoV2Platform(Platform):
     async def customize(self, spec: CustomizationSpec, progress: ProgressFn | None = None) -> CustomizationResult:
         raise CapabilityUnavailable(NO_TRAINING)
 
-    async def cancel(self, name: str) -> None:
-        await self._call("POST", f"{self.job_path(job_name(name))}/cancel", ok=(200, 201, 202, 404, 409, 422))
+    # -- retrieval (embedding_job) ---------------------------------------------------------------
+    async def put_retrieval_datasets(self, run_key: str,
+                                     splits: Mapping[str, Iterable[dict[str, Any]]]) -> dict[str, DatasetRef]:
+        return await self.retrieval.put(run_key, splits)
 
-    async def delete_job(self, name: str) -> bool:
-        """Delete the evaluation job for spec ``name`` (the Jobs service deletes the job's own fileset with it);
-        False if there was none. A job not yet terminal answers 409: cancelled, then retried later."""
-        path = self.job_path(job_name(name))
+    async def evaluate_retrieval(self, spec: RetrievalEvalSpec,
+                                 progress: ProgressFn | None = None) -> RetrievalEvalResult:
+        return await self.retrieval.evaluate(spec, job_name(spec.name), progress)
+
+    async def mine_triplets(self, spec: MiningSpec, progress: ProgressFn | None = None) -> MinedRefs:
+        raise CapabilityUnavailable(NO_EMBEDDING_TRAINING)
+
+    async def customize_embedding(self, spec: EmbeddingCustomizationSpec,
+                                  progress: ProgressFn | None = None) -> CustomizationResult:
+        raise CapabilityUnavailable(NO_EMBEDDING_TRAINING)
+
+    async def cancel(self, name: str) -> None:
+        for collection in ("evaluate", "retrieve-eval"):  # whichever holds a job of that name
+            await self._call("POST", f"{self.job_path(job_name(name), collection)}/cancel",
+                             ok=(200, 201, 202, 404, 409, 422))
+
+    async def delete_job(self, name: str, collection: str = "evaluate") -> bool:
+        """Delete the ``collection`` job for spec ``name`` (the Jobs service deletes the job's own fileset with
+        it); False if there was none. A job not yet terminal answers 409: cancelled, then retried later."""
+        path = self.job_path(job_name(name), collection)
         resp = await self._call("DELETE", path, ok=(200, 202, 204, 404, 409))
         if resp.status_code == 409:
             await self.cancel(name)
-            raise PlatformError(f"evaluation job {self.ws}/{job_name(name)} is not finished; cancel sent, "
+            raise PlatformError(f"{collection} job {self.ws}/{job_name(name)} is not finished; cancel sent, "
                                 f"delete again: {resp.text[:300]}", error_type="JobNotFinished")
         return resp.status_code != 404
 
@@ -371,8 +416,9 @@ class NemoV2Platform(Platform):
         same deterministic names it created them under. Nothing is kept: no customization runs here."""
         report = RemovalReport()
         for name in resources.evaluation_names():
-            if await self.delete_job(name):
-                report.remove(EVALUATION_JOB, f"{self.ws}/{job_name(name)}")
+            for collection in ("evaluate", "retrieve-eval"):  # an embedding_job's evaluations are retrieve-eval jobs
+                if await self.delete_job(name, collection):
+                    report.remove(EVALUATION_JOB, f"{self.ws}/{collection}/{job_name(name)}")
         for kind, collection, names in ((FILESET, "/apis/files/v2/workspaces/{ws}/filesets",
                                          resources.dataset_names()),
                                         (DEPLOYMENT, "/apis/models/v2/workspaces/{ws}/providers",

@@ -34,9 +34,28 @@ class ContrastiveTrainingConfig(_Section):
     seed: int = 42
 
 
+class EmbeddingCustomizerConfig(_Section):
+    """NeMo Microservices (``nemo_v1``): how the Customizer fine-tunes this candidate and which embedding NIM
+    serves the fine-tuned model for its evaluation (an embedding NIM serves full weights, no adapters)."""
+
+    target: str = Field(description="Customization target, e.g. nvidia/llama-3.2-nv-embedqa-1b@v2.")
+    nim_image: str = Field(description="Embedding NIM image that serves the fine-tuned model, e.g. "
+                                       "nvcr.io/nim/nvidia/llama-3.2-nv-embedqa-1b-v2.")
+    nim_tag: str = "latest"
+    nim_gpus: int = Field(1, ge=0)
+    gpus: int = Field(1, ge=1)
+    num_nodes: int = Field(1, ge=1)
+    tensor_parallel_size: int = Field(1, ge=1)
+    micro_batch_size: int = Field(8, ge=1)
+    training_precision: str = "bf16"
+    max_seq_length: int = Field(2048, ge=8)
+
+
 class EmbeddingCandidateConfig(_Section):
     """One candidate embedding model: a local sentence-transformers directory (default: the bundled
-    all-MiniLM-L6-v2) or an OpenAI-compatible ``/v1/embeddings`` endpoint."""
+    all-MiniLM-L6-v2) or an OpenAI-compatible ``/v1/embeddings`` endpoint. On NeMo Microservices the
+    candidate is an embedding NIM (``url``, default ``nmp_config.nim_base_url``/v1) and ``customizer_configs``
+    says how the Customizer fine-tunes it."""
 
     model_name: str = "all-MiniLM-L6-v2"
     model_dir: str | None = Field(None, description="sentence-transformers directory; None: the bundled MiniLM.")
@@ -44,14 +63,16 @@ class EmbeddingCandidateConfig(_Section):
     api_key_env: str | None = Field(None, description="Name of the env var holding the endpoint's key.")
     asymmetric: bool | None = Field(None, description="Send input_type query/passage (default: nvidia/ models).")
     customization_enabled: bool = True
+    customizer_configs: EmbeddingCustomizerConfig | None = Field(
+        None, description="nemo_v1: fine-tune on the NeMo Customizer (then the candidate may be an endpoint).")
 
     @model_validator(mode="after")
     def _one_source(self) -> EmbeddingCandidateConfig:
         if self.url and self.model_dir:
             raise ValueError("set model_dir or url, not both")
-        if self.url and self.customization_enabled:
-            raise ValueError("customization_enabled needs local weights (model_dir or the bundled model), "
-                             "not an endpoint url")
+        if self.url and self.customization_enabled and self.customizer_configs is None:
+            raise ValueError("customization_enabled needs local weights (model_dir or the bundled model) or "
+                             "customizer_configs (NeMo Customizer), not only an endpoint url")
         return self
 
 

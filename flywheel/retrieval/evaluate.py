@@ -34,6 +34,7 @@ class RetrievalEvalResult(BaseModel):
     record_ids: list[str] = Field(default_factory=list)
     timings: dict[str, float] = Field(default_factory=dict)
     notes: dict[str, str] = Field(default_factory=dict)
+    nmp_uri: str | None = None  # the platform job that computed the scores, when one did
 
 
 def production_rankings(rows: Sequence[dict[str, Any]]) -> list[list[str]]:

@@ -15,7 +15,13 @@ forever, failed with status logs, an ``unknown`` state, an adapter that appears 
 docs: evaluation jobs and Entity Store models (a finished customization registers its output model) can be
 deleted; customization jobs cannot (the v1 API has no such endpoint). Evaluation jobs
 really evaluate: they call the target's OpenAI endpoint and score with our evaluator of record
-(:func:`flywheel.metrics.score_tool_calls`), plus the LLM judge when one is configured.
+(:func:`flywheel.metrics.score_tool_calls`), plus the LLM judge when one is configured (tests/emulators/
+nemo_v1_custom_eval.py). Retriever jobs and
+embedding customization (the ``embedding_job`` path) live in tests/emulators/nemo_v1_retriever.py: a
+``retriever`` job embeds the BEIR files through the target's embedding endpoints and scores with our
+retrieval metrics; an embedding training dataset must be ``{query, pos_doc, neg_doc[]}`` rows. A finished
+``lora`` job's adapter appears in the NIM's ``/v1/models``; any other finetuning type (``all_weights``,
+``lora_merged``) produces a model in the Entity Store that is served only once DMS deploys it.
 """
 
 from __future__ import annotations
@@ -29,8 +35,6 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs
 
-import httpx
-import jinja2
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from nemo_microservices.types import Dataset, Model, Namespace
@@ -44,12 +48,10 @@ from nemo_microservices.types.evaluation_result import EvaluationResult
 from nemo_microservices.types.shared.delete_response import DeleteResponse
 from nemo_microservices.types.shared.error_response import ErrorResponse
 
-from flywheel.metrics import score_tool_calls
+from tests.emulators.nemo_v1_custom_eval import run_custom_evaluation
+from tests.emulators.nemo_v1_retriever import config_errors, run_retriever_evaluation, triplet_schema_errors
 from tests.emulators.openai_scripted import ScriptedOpenAI, free_port
 from tests.emulators.threaded_server import ThreadedServer
-
-JINJA = jinja2.Environment(undefined=jinja2.StrictUndefined)
-JINJA.filters["tojson"] = lambda v: json.dumps(v)
 
 
 def now() -> str:  # naive ISO like the real services (docs/platforms.md)
@@ -64,19 +66,6 @@ def sdk(model: type, body: Any, status: int = 200) -> JSONResponse:
 
 def error(status: int, detail: str) -> JSONResponse:
     return sdk(ErrorResponse, {"detail": detail}, status)
-
-
-def render(template: Any, ctx: dict[str, Any]) -> Any:
-    if isinstance(template, dict):
-        return {k: render(v, ctx) for k, v in template.items()}
-    if isinstance(template, list):
-        return [render(v, ctx) for v in template]
-    if isinstance(template, str) and "{{" in template:
-        out = JINJA.from_string(template).render(ctx)
-        whole = template.strip()
-        single = whole.startswith("{{") and whole.endswith("}}") and whole.count("{{") == 1
-        return json.loads(out) if single and "tojson" in whole else out
-    return template
 
 
 class Job:
@@ -109,6 +98,7 @@ class NemoV1Emulator:
         self.configs: dict[str, dict[str, Any]] = {}
         self.jobs: dict[str, Job] = {}
         self.deployments: dict[str, dict[str, Any]] = {}
+        self.deployment_requests: list[dict[str, Any]] = []  # every create body, kept after a delete
         # Scripts for the next job/deployment created (tests set them).
         self.eval_script = [{"status": "created"}, {"status": "pending"}, {"status": "running", "progress": 50.0},
                             {"status": "completed", "progress": 100.0}]
@@ -141,51 +131,11 @@ class NemoV1Emulator:
         self._runner.stop()
 
     # -- evaluation ------------------------------------------------------------------------------
-    def _dataset_rows(self, files_url: str) -> list[dict[str, Any]]:
-        repo_path = files_url.removeprefix("hf://datasets/")
-        ns, repo, path = repo_path.split("/", 2)
-        data = self.repos[f"{ns}/{repo}"][path]
-        return [json.loads(line) for line in data.decode().splitlines() if line.strip()]
-
     def _run_evaluation(self, job: Job) -> dict[str, Any]:
         config, target = job.body["config"], job.body["target"]
-        model = target["model"]
-        if isinstance(model, str):  # an Entity Store reference: it must be registered (else the real 404)
-            model = self.models[model]
-        endpoint = model["api_endpoint"]
-        tasks_out: dict[str, Any] = {}
-        for task_name, task in config["tasks"].items():
-            rows = self._dataset_rows(task["dataset"]["files_url"])
-            values: dict[tuple[str, str], list[float]] = {}
-            for item in rows:
-                request = render(task["params"]["template"], {"item": item})
-                request["model"] = endpoint["model_id"]
-                response = httpx.post(endpoint["url"], json=request, timeout=30).json()
-                sample = {"response": response}
-                for metric_name, metric in task["metrics"].items():
-                    if metric["type"] == "tool-calling":
-                        expected = render(metric["params"]["tool_calls_ground_truth"], {"item": item}) or []
-                        predicted = response["choices"][0]["message"].get("tool_calls") or []
-                        score = score_tool_calls(expected, predicted)
-                        values.setdefault((metric_name, "function_name_accuracy"), []).append(score.function_name)
-                        values.setdefault((metric_name, "function_name_and_args_accuracy"), []).append(
-                            score.function_name_and_args_accuracy)
-                    elif metric["type"] == "llm-judge":
-                        params = metric["params"]
-                        judge = params["model"]["api_endpoint"]
-                        messages = render(params["template"]["messages"], {"item": item, "sample": sample})
-                        text = httpx.post(judge["url"], json={"model": judge["model_id"], "messages": messages},
-                                          timeout=30).json()["choices"][0]["message"]["content"]
-                        for score_name, spec in params["scores"].items():
-                            found = re.search(spec["parser"]["pattern"], text or "")
-                            if found:
-                                values.setdefault((metric_name, score_name), []).append(float(found.group(1)))
-            metrics: dict[str, Any] = {}
-            for (metric_name, score_name), vals in values.items():
-                metrics.setdefault(metric_name, {"scores": {}})["scores"][score_name] = {
-                    "value": sum(vals) / len(vals), "stats": {"count": len(vals), "sum": sum(vals)}}
-            tasks_out[task_name] = {"metrics": metrics}
-        return {"id": f"evaluation_result-{job.id}", "job": job.id, "created_at": now(), "tasks": tasks_out,
+        tasks = (run_retriever_evaluation(self.repos, config, target) if config["type"] == "retriever"
+                 else run_custom_evaluation(self.repos, self.models, config, target))
+        return {"id": f"evaluation_result-{job.id}", "job": job.id, "created_at": now(), "tasks": tasks,
                 "namespace": job.body.get("namespace")}
 
     def _eval_job_body(self, job: Job) -> dict[str, Any]:
@@ -214,8 +164,11 @@ class NemoV1Emulator:
         # The Customizer registers the output model in the Entity Store ("If not specified, no output model
         # is created"): that entity is what DELETE /v1/models/{namespace}/{name} removes.
         ns, _, name = model.partition("/")
-        self.models.setdefault(model, {"name": name, "namespace": ns, "created_at": now(),
-                                       "description": f"output of customization job {job.id}"})
+        self.models.setdefault(model, Model.model_validate(
+            {"name": name, "namespace": ns, "created_at": now(), "base_model": job.body["config"],
+             "description": f"output of customization job {job.id}"}).model_dump(mode="json"))
+        if job.body["hyperparameters"].get("finetuning_type") != "lora":  # full weights: a DMS deployment serves it
+            return
         if self.adapter_delay_s <= 0:
             self.nim.add_model(model)
         else:
@@ -348,6 +301,12 @@ class NemoV1Emulator:
         # Evaluator ------------------------------------------------------------------------------
         @app.post("/v1/evaluation/jobs")
         def create_eval(body: dict[str, Any]):
+            if body["config"].get("type") == "retriever":
+                problems = config_errors(body["config"])
+                if body["target"].get("type") != "retriever":
+                    problems.append("a retriever config needs a retriever target")
+                if problems:
+                    return error(422, "; ".join(problems))
             target = body["target"].get("model")
             if isinstance(target, str) and target not in emu.models:
                 return error(404, f"Not Found: {emu.url}/v1/models/{target}")  # as the real Evaluator
@@ -429,6 +388,13 @@ class NemoV1Emulator:
             with emu.lock:
                 if body["config"] not in emu.configs:
                     return error(404, f"customization config {body['config']} not found")
+                if body.get("dataset_parameters"):  # embedding training: the dataset must exist and be triplets
+                    dataset = emu.datasets.get(f"{body['dataset']['namespace']}/{body['dataset']['name']}")
+                    if dataset is None:
+                        return error(404, f"dataset {body['dataset']} not found")
+                    repo = dataset["files_url"].removeprefix("hf://datasets/")
+                    if problems := triplet_schema_errors(emu.repos.get(repo, {})):
+                        return error(422, f"dataset {repo} is not an embedding dataset: {problems[:3]}")
                 job = Job("customization", body, [dict(s) for s in emu.customization_script])
                 emu.jobs[job.id] = job
                 if emu.lose_next_create_response:
@@ -475,6 +441,7 @@ class NemoV1Emulator:
         def create_deployment(body: dict[str, Any]):
             key = f"{body['namespace']}/{body['name']}"
             with emu.lock:
+                emu.deployment_requests.append(body)
                 if key in emu.deployments:  # what DMS really answers for a duplicate
                     return error(500, f"model deployment already exists: {key}")
                 emu.deployments[key] = {"body": body, "script": list(emu.deployment_script), "step": 0,

@@ -1,8 +1,10 @@
-"""A tiny scripted OpenAI-compatible server (``/v1/models``, ``/v1/chat/completions``) on 127.0.0.1.
+"""A tiny scripted OpenAI-compatible server (``/v1/models``, ``/v1/chat/completions``, ``/v1/embeddings``) on
+127.0.0.1.
 
 It stands in for a NIM/candidate model in tests: a ``responder(request_json) -> message dict`` decides what
-the "model" answers (e.g. the expected tool call for some rows and a wrong one for others). The served
-model list is mutable so tests can make a LoRA adapter appear late, like a real NIM after customization.
+the "model" answers (e.g. the expected tool call for some rows and a wrong one for others); an
+``embedder(model, texts, input_type) -> vectors`` does the same for embedding models. The served model list
+is mutable so tests can make a LoRA adapter appear late, like a real NIM after customization.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from fastapi import FastAPI, HTTPException, Request
 from tests.emulators.threaded_server import ThreadedServer
 
 Responder = Callable[[dict[str, Any]], dict[str, Any]]
+Embedder = Callable[[str, list[str], str | None], list[list[float]]]
 
 
 def free_port() -> int:
@@ -38,9 +41,12 @@ def echo_first_tool(request: dict[str, Any]) -> dict[str, Any]:
 
 
 class ScriptedOpenAI:
-    def __init__(self, models: list[str] | None = None, responder: Responder = echo_first_tool) -> None:
+    def __init__(self, models: list[str] | None = None, responder: Responder = echo_first_tool,
+                 embedder: Embedder | None = None) -> None:
         self.models: list[str] = list(models or [])
         self.responder = responder
+        self.embedder = embedder
+        self.embedding_requests: list[dict[str, Any]] = []
         self.requests: list[dict[str, Any]] = []
         self.authorizations: list[str | None] = []  # the Authorization header of each chat request, in order
         self.lock = threading.Lock()
@@ -80,6 +86,21 @@ class ScriptedOpenAI:
                     "choices": [{"index": 0, "message": message,
                                  "finish_reason": "tool_calls" if message.get("tool_calls") else "stop"}],
                     "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}}
+
+        @app.post("/v1/embeddings")
+        async def embeddings(request: Request) -> dict[str, Any]:
+            body = await request.json()
+            texts = [body["input"]] if isinstance(body.get("input"), str) else list(body.get("input") or [])
+            with self.lock:
+                self.embedding_requests.append({"model": body.get("model"), "n": len(texts),
+                                                "input_type": body.get("input_type")})
+                known = body.get("model") in self.models
+            if not known or self.embedder is None:
+                raise HTTPException(404, f"embedding model {body.get('model')!r} not found")
+            vectors = self.embedder(body["model"], texts, body.get("input_type"))
+            return {"object": "list", "model": body["model"],
+                    "data": [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)],
+                    "usage": {"prompt_tokens": len(texts), "total_tokens": len(texts)}}
 
         return app
 

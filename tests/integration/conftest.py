@@ -43,7 +43,11 @@ def emu(nim):
 # -- NeMo Platform (v2) --------------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def nemo_platform(tmp_path_factory) -> Iterator[str]:
-    """Base URL of the real NeMo Platform services, started from ``.venv-nemo``."""
+    """Base URL of the real NeMo Platform services, started from ``.venv-nemo`` (or, when ``NEMO_PLATFORM_URL``
+    is set, services already running there: no start, no stop)."""
+    if running := os.environ.get("NEMO_PLATFORM_URL"):
+        yield running.rstrip("/")
+        return
     nemo = NEMO_VENV / "bin" / "nemo"
     python = NEMO_VENV / "bin" / "python"
     if not python.exists():

@@ -43,7 +43,7 @@ async def test_remove_run_on_the_real_platform(nemo_platform):
 
         report = await platform.remove_run(resources)
 
-        assert report.by_kind() == {"evaluation_job": [f"{ws}/{job}"],
+        assert report.by_kind() == {"evaluation_job": [f"{ws}/evaluate/{job}"],
                                     "fileset": [f"{ws}/{entity_name(RUN)}", f"{ws}/{entity_name(CAND + '-icl')}"],
                                     "deployment": [f"{ws}/{entity_name(CAND + '-base')}"]}
         files = f"/apis/files/v2/workspaces/{ws}/filesets"

@@ -69,3 +69,19 @@ def test_an_older_versions_input_decodes_here_with_defaults() -> None:
 def test_config_files_stay_strict() -> None:
     with pytest.raises(ValidationError, match="future_knob"):
         Settings.model_validate({"temporal": {"future_knob": True}})
+
+
+def test_an_embedding_job_input_from_the_next_version_decodes_here() -> None:
+    from flywheel.retrieval.config import EmbeddingCandidateConfig
+    from workflows.embedding_models import EmbeddingCandidateInput
+
+    inp = EmbeddingCandidateInput(parent_workflow_id="p", job_id="j", candidate=EmbeddingCandidateConfig(),
+                                  settings=_settings(), datasets={}, eval_types=["base-eval"])
+
+    def newer(d):
+        d["candidate"]["future_candidate_field"] = 1  # e.g. a new field of a strict embedding candidate section
+        d["settings"]["embedding_config"]["candidates"][0]["future_candidate_field"] = 1
+        d["settings"]["embedding_config"]["training"]["future_training_field"] = 2
+
+    decoded = _roundtrip(inp, newer, EmbeddingCandidateInput)
+    assert decoded.candidate == inp.candidate and decoded.settings == inp.settings

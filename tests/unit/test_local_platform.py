@@ -85,3 +85,18 @@ async def test_evaluations_of_one_deployment_take_turns(platform, monkeypatch, t
              for i in range(3)]
     await asyncio.gather(*(platform.evaluate(s) for s in specs))
     assert overlaps[0] == 1 and seen_concurrency == [1, 1, 1]
+
+
+async def test_an_endpoint_embedding_candidate_is_not_fine_tuned_locally(platform):
+    from flywheel.retrieval.config import EmbeddingCandidateConfig, RetrievalConfig
+    from flywheel.retrieval.types import EmbeddingCustomizationSpec
+    from flywheel.types import DatasetRef
+
+    candidate = EmbeddingCandidateConfig(model_name="nvidia/e", url="http://nim/v1", customizer_configs={
+        "target": "nvidia/e@v2", "nim_image": "nvcr.io/nim/nvidia/e"})
+    triplets = DatasetRef(name="t", split="triplets", uri="file:///nowhere/t.jsonl", num_records=1)
+    spec = EmbeddingCustomizationSpec(name="wf-c", candidate=candidate, triplets=triplets,
+                                      retrieval=RetrievalConfig(), output_model="o")
+    with pytest.raises(PlatformError, match="local weights") as err:
+        await platform.customize_embedding(spec)  # refused before reading any dataset (it does not exist)
+    assert err.value.error_type == "TrainingConfigError" and not err.value.retryable

@@ -111,3 +111,24 @@ def test_candidate_and_gate_metric_validation():
         RetrievalConfig(gate_metric="ndcg_at_3")
     with pytest.raises(ValidationError, match="gate_metric"):
         RetrievalConfig(gate_metric="accuracy")
+
+
+def test_an_endpoint_candidate_may_be_fine_tuned_by_the_nemo_customizer_only():
+    from pydantic import ValidationError
+
+    from flywheel.config import ConfigError, load_settings
+    from flywheel.retrieval.config import EmbeddingCandidateConfig
+
+    nemo = {"target": "nvidia/llama-3.2-nv-embedqa-1b@v2", "nim_image": "nvcr.io/nim/nvidia/llama-3.2-nv-embedqa-1b-v2"}
+    candidate = EmbeddingCandidateConfig(model_name="nvidia/llama-3.2-nv-embedqa-1b-v2", url="http://nim/v1",
+                                         customizer_configs=nemo)
+    assert candidate.customization_enabled and candidate.customizer_configs.micro_batch_size == 8
+    with pytest.raises(ValidationError, match="customizer_configs"):
+        EmbeddingCandidateConfig(url="http://nim/v1")
+    # A customizer section must say what to train and which NIM image serves the result; typos are errors.
+    with pytest.raises(ConfigError, match="nim_image"):
+        load_settings(environ={}, overrides={"embedding_config": {"candidates": [
+            {"model_name": "e", "customizer_configs": {"target": "t"}}]}})
+    with pytest.raises(ConfigError, match="gpu_count"):
+        load_settings(environ={}, overrides={"embedding_config": {"candidates": [
+            {"model_name": "e", "customizer_configs": {**nemo, "gpu_count": 2}}]}})

@@ -260,7 +260,8 @@ class LocalPlatform(Platform):
         if progress:
             progress({"phase": "mining", "train": len(train), "val": len(val), "corpus": len(corpus)})
         mined = await asyncio.to_thread(embedding_backend.mine, spec.candidate, train, val, corpus, spec.retrieval)
-        refs = await self.put_datasets(spec.name, {TRIPLETS_SPLIT: mined.train, VAL_TRIPLETS_SPLIT: mined.val})
+        refs = await self.put_retrieval_datasets(spec.name,
+                                                 {TRIPLETS_SPLIT: mined.train, VAL_TRIPLETS_SPLIT: mined.val})
         return MinedRefs(datasets=refs, counts=mined.counts, mining_seconds=mined.mining_seconds)
 
     async def customize_embedding(self, spec: EmbeddingCustomizationSpec, progress: ProgressFn | None = None
@@ -268,6 +269,10 @@ class LocalPlatform(Platform):
         """Contrastive fine-tuning in a thread, resumable and stoppable like :meth:`customize`."""
         # Lazy, as in customize(): the trainer module pulls in torch, which only training needs.
         from flywheel.platforms.local.trainer import TrainingStopped
+        if spec.candidate.url:
+            raise PlatformError(f"{spec.candidate.model_name}: the local platform fine-tunes local weights (model_dir "
+                                f"or the bundled model), not the endpoint {spec.candidate.url}", retryable=False,
+                                error_type="TrainingConfigError")
         triplets = await self.read_dataset(spec.triplets)
         val = await self.read_dataset(spec.val_triplets) if spec.val_triplets else []
         stop = self._training_stops[spec.name] = threading.Event()

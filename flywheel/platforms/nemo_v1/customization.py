@@ -104,10 +104,15 @@ class CustomizationV1:
     # -- configs ---------------------------------------------------------------------------------
     async def ensure_config(self, spec: CustomizationSpec) -> str:
         """Create (or reuse) the customization config; returns ``namespace/name``."""
-        options = config_options(spec)
+        return await self.ensure_named_config(base_config_name(spec), config_options(spec))
+
+    async def ensure_named_config(self, base_name: str, options: dict[str, Any]) -> str:
+        """Create (or reuse) the config ``base_name`` with ``options`` (``target``, ``max_seq_length``,
+        ``training_precision``, ``training_options``); another config under that name with other options
+        makes it ``{base_name}-{hash}``. Returns ``namespace/name``."""
         digest = options_hash(options)
         ns = self.c.namespace
-        for name in (base_config_name(spec), f"{base_config_name(spec)}-{digest}"):
+        for name in (base_name, f"{base_name}-{digest}"):
             try:
                 await self.c.sdk_create.customization.configs.create(
                     name=name, namespace=ns, target=options["target"], max_seq_length=options["max_seq_length"],
@@ -129,7 +134,7 @@ class CustomizationV1:
                     log.info("customization config %s/%s exists with the same options: reusing", ns, name)
                     return f"{ns}/{name}"
                 log.info("customization config %s/%s exists with other options: versioning by hash", ns, name)
-        raise PlatformError(f"customization config {ns}/{base_config_name(spec)}-{digest} exists with other options",
+        raise PlatformError(f"customization config {ns}/{base_name}-{digest} exists with other options",
                             retryable=False)
 
     # -- jobs ------------------------------------------------------------------------------------

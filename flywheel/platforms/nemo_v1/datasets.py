@@ -26,8 +26,10 @@ SPLIT_FOLDERS = {"train": "training", "val": "validation", "eval": "testing"}
 def repo_name(run_key: str) -> str:
     """A Datastore/Entity-Store-safe name derived from the run key (deterministic)."""
     name = re.sub(r"[^A-Za-z0-9._-]+", "-", run_key).strip("-.") or "flywheel"
+    name = re.sub(r"([-.])[-.]+", r"\1", name)  # the Hub refuses "--" and ".." in repo ids
     if len(name) > 90:
-        name = f"{name[:80]}-{hashlib.sha256(run_key.encode()).hexdigest()[:8]}"
+        # Cut, then drop a trailing separator so the "-{hash}" suffix cannot make a "--" (found end to end).
+        name = f"{name[:80].rstrip('-.')}-{hashlib.sha256(run_key.encode()).hexdigest()[:8]}"
     return name
 
 
@@ -76,31 +78,37 @@ class DatasetsV1:
             raise PlatformError(f"datastore namespace {self.c.namespace}: HTTP {resp.status_code}: {resp.text[:300]}")
 
     async def put(self, run_key: str, splits: Mapping[str, Iterable[dict[str, Any]]]) -> dict[str, DatasetRef]:
-        await self.ensure_namespace()
-        name = repo_name(run_key)
-        repo_id = f"{self.c.namespace}/{name}"
         files: dict[str, tuple[bytes, int]] = {split: _jsonl(rows) for split, rows in splits.items()}
-
-        def upload() -> None:
-            from huggingface_hub import CommitOperationAdd
-
-            self.c.hf.create_repo(repo_id, repo_type="dataset", exist_ok=True)
-            ops = [CommitOperationAdd(path_in_repo=split_path(s), path_or_fileobj=data)
-                   for s, (data, _) in files.items()]
-            self.c.hf.create_commit(repo_id, operations=ops, repo_type="dataset",
-                                    commit_message=f"flywheel datasets for {run_key}")
-
-        try:
-            await asyncio.to_thread(upload)
-        except Exception as exc:
-            raise PlatformError(f"upload to Datastore {repo_id} failed: {exc}") from exc
-        platform_uri = f"hf://datasets/{repo_id}"
-        await self._register(name, platform_uri, run_key)
+        platform_uri = await self.upload(run_key, {split_path(s): data for s, (data, _) in files.items()})
+        name = repo_name(run_key)
         return {
             split: DatasetRef(name=name, split=split, uri=f"{platform_uri}/{split_path(split)}", num_records=n,
                               sha256=hashlib.sha256(data).hexdigest(), platform_uri=platform_uri)
             for split, (data, n) in files.items()
         }
+
+    async def upload(self, key: str, files: Mapping[str, bytes]) -> str:
+        """``files`` (path in repo -> bytes) committed to the Datastore repo for ``key`` in one commit, the repo
+        registered as a dataset entity; returns its ``hf://datasets/{ns}/{repo}``. Idempotent."""
+        await self.ensure_namespace()
+        name = repo_name(key)
+        repo_id = f"{self.c.namespace}/{name}"
+
+        def commit() -> None:
+            from huggingface_hub import CommitOperationAdd
+
+            self.c.hf.create_repo(repo_id, repo_type="dataset", exist_ok=True)
+            ops = [CommitOperationAdd(path_in_repo=path, path_or_fileobj=data) for path, data in files.items()]
+            self.c.hf.create_commit(repo_id, operations=ops, repo_type="dataset",
+                                    commit_message=f"flywheel datasets for {key}")
+
+        try:
+            await asyncio.to_thread(commit)
+        except Exception as exc:
+            raise PlatformError(f"upload to Datastore {repo_id} failed: {exc}") from exc
+        platform_uri = f"hf://datasets/{repo_id}"
+        await self._register(name, platform_uri, key)
+        return platform_uri
 
     async def _register(self, name: str, files_url: str, run_key: str) -> None:
         ns = self.c.namespace

@@ -62,11 +62,30 @@ class DeploymentV1:
                 return self._endpoint(nim, dname, nim.model_name, managed=False, predeployed=True)
         except PlatformError:
             pass  # NIM not up yet: deploy it
+        await self._ensure_ready(dname, nim.model_name, lambda: self._create(nim, dname), progress)
+        return self._endpoint(nim, dname, nim.model_name, managed=True)
+
+    async def deploy_model(self, model: str, name: str, nim_deployment: dict[str, Any],
+                           progress: ProgressFn | None) -> Endpoint:
+        """Serve ``model`` (e.g. a fully fine-tuned embedding model in the Entity Store) with the NIM image in
+        ``nim_deployment``; managed (torn down by :meth:`teardown`). Idempotent by ``name``."""
+        dname = deployment_name(name)
+
+        async def create() -> None:
+            await self._create_config(dname, {"model": model, "nim_deployment": nim_deployment})
+
+        await self._ensure_ready(dname, model, create, progress)
+        return Endpoint(deployment_name=dname, model_name=model, served_model=model, base_url=f"{self.c.nim_url}/v1",
+                        details={"managed": True, "namespace": self.c.namespace})
+
+    async def _ensure_ready(self, dname: str, model: str, create, progress: ProgressFn | None) -> None:
+        """Create the deployment unless it exists, wait until DMS says ready, then until the NIM lists ``model``."""
+        timing = self.c.timing
         ns = self.c.namespace
         url = f"{self.c.nemo_url}/v1/deployment/model-deployments/{ns}/{dname}"
         existing = await self._get(url)
         if existing is None:
-            await self._create(nim, dname)
+            await create()
         deadline = time.monotonic() + timing.deploy_timeout_s
         while True:
             dep = await self._get(url)
@@ -85,7 +104,7 @@ class DeploymentV1:
             if state == "ready":
                 break
             if state in ("failed", "cancelled", "completed"):
-                raise PlatformError(f"deployment {ns}/{dname} of {nim.model_name} {state}: "
+                raise PlatformError(f"deployment {ns}/{dname} of {model} {state}: "
                                     f"{details.get('description') or 'no description'}",
                                     retryable=False, error_type="DeploymentFailed",
                                     details={"deployment": dname, "status": state})
@@ -94,9 +113,8 @@ class DeploymentV1:
                                     f"(state {state!r})",
                                     error_type="InfrastructureError", details={"deployment": dname, "status": state})
             await asyncio.sleep(timing.poll_interval_s)
-        await self.c.wait_for_nim_model(nim.model_name, timing.adapter_timeout_s, progress,
+        await self.c.wait_for_nim_model(model, timing.adapter_timeout_s, progress,
                                         {"kind": "deployment", "deployment": dname})
-        return self._endpoint(nim, dname, nim.model_name, managed=True)
 
     async def _get(self, url: str) -> dict[str, Any] | None:
         try:
@@ -113,10 +131,12 @@ class DeploymentV1:
                                           "additional_envs": {"NIM_GUIDED_DECODING_BACKEND": "fast_outlines"}}
         if nim.pvc_size:
             nim_deployment["pvc_size"] = nim.pvc_size
+        await self._create_config(dname, {"model": nim.model_name, "nim_deployment": nim_deployment})
+
+    async def _create_config(self, dname: str, config: dict[str, Any]) -> None:
         try:
             await self.c.sdk_create.deployment.model_deployments.create(
-                name=dname, namespace=self.c.namespace,
-                config={"model": nim.model_name, "nim_deployment": nim_deployment})
+                name=dname, namespace=self.c.namespace, config=config)
         except Exception as exc:
             if is_duplicate(exc):
                 log.info("deployment %s already exists (%s): reusing it", dname, status_error(exc))
