@@ -23,11 +23,11 @@ from urllib.parse import unquote, urlparse
 from flywheel.artifacts import ArtifactIntegrityError, ArtifactNotFoundError, ArtifactStore
 from flywheel.types import DatasetRef, PlatformError
 
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 def _check_name(kind: str, value: str) -> str:
-    if not _SAFE_NAME.match(value or ""):
+    if not SAFE_NAME.match(value or ""):
         raise PlatformError(f"invalid dataset {kind} {value!r}: use letters, digits, '.', '_' and '-'",
                             retryable=False, error_type="InvalidDatasetName")
     return value

@@ -17,21 +17,21 @@ import shutil
 from pathlib import Path
 
 from flywheel.artifacts import ArtifactNotFoundError, ArtifactStore
-from flywheel.platforms.local.datasets import _SAFE_NAME
+from flywheel.artifacts.datasets import SAFE_NAME
 from flywheel.removal import RunResources
 
 
 def run_paths(data_dir: Path, resources: RunResources) -> list[Path]:
     """The files and directories a run with these names may have created (existing or not)."""
     root = Path(data_dir)
-    names = [n for n in resources.dataset_names() if _SAFE_NAME.match(n)]
+    names = [n for n in resources.dataset_names() if SAFE_NAME.match(n)]
     paths = [root / "datasets" / n for n in names] + [root / "staging" / "datasets" / n for n in names]
-    paths += [root / "customizations" / n for n in resources.customization_names() if _SAFE_NAME.match(n)]
+    paths += [root / "customizations" / n for n in resources.customization_names() if SAFE_NAME.match(n)]
     for name in resources.evaluation_names():
-        if _SAFE_NAME.match(name):
+        if SAFE_NAME.match(name):
             paths += [root / "predictions" / f"{name}.jsonl", root / "predictions" / f"{name}.judge.jsonl",
                       root / "embedding-evals" / name]
-    paths += [root / "deployments" / f"{n}.log" for n in resources.deployment_names() if _SAFE_NAME.match(n)]
+    paths += [root / "deployments" / f"{n}.log" for n in resources.deployment_names() if SAFE_NAME.match(n)]
     return paths
 
 
