@@ -2,7 +2,7 @@
 
 The templates are rendered here the way NeMo's Evaluator renders them (sandboxed Jinja with undefined
 names as errors; the context is the row as ``item`` and the candidate's output as ``sample``) — a small
-stand-in for the template engine; tests/integration/test_nemo_v2_judge.py renders the same bundle with
+stand-in for the template engine; tests/integration/test_nemo_v2_judge_services.py renders the same bundle with
 NeMo's own code and checks the same equalities.
 """
 
