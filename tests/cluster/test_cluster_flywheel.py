@@ -64,6 +64,7 @@ if _REASON is not None:
     pytest.skip(f"network namespaces unavailable here: {_REASON}", allow_module_level=True)
 
 EVAL_TYPES = {"base-eval", "icl-eval", "customized-eval"}
+STARTED = 2  # temporal.api.enums.v1.PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
 RUN_TIMEOUT_S = 1500
 
 
@@ -117,6 +118,15 @@ class LocalCuts:
                                  "steps_seen_at_cut": steps}
                 return
 
+    def check_pickup(self, state: dict) -> None:
+        """When the survivor's worker started the retried ``customize`` (Temporal's pending activity)."""
+        if self.training is None or "pickup_s" in self.training:
+            return
+        for act in state["pending"]:
+            if act["type"] == "customize" and act["state"] == STARTED and \
+                    self.run.host_of(act) == self.training["survivor"]:
+                self.training.update(pickup_s=time.time() - self.training["cut_t"], pickup_attempt=act["attempt"])
+
     def check_serving(self, state: dict) -> None:
         """Cut the CPU host serving a model while an evaluation runs; then wait for the other CPU host to run
         the evaluation and serve the model (no deployment record left at the victim's address)."""
@@ -155,8 +165,10 @@ class LocalCuts:
                                         how={"run": state["status"]})
                 break
             self.check_serving(state)
+            self.check_pickup(state)
             self.check_training()
-            if self.training is not None and self.serving is not None and "takeover_s" in self.serving:
+            if self.training is not None and "pickup_s" in self.training and self.serving is not None \
+                    and "takeover_s" in self.serving:
                 break
             time.sleep(1.0)
         assert self.training is not None, "the run went on without a gpu host to cut off mid-training"
@@ -262,7 +274,8 @@ def training_takeover(out: dict) -> dict:
     first_step = next(e for e in survivor if e["event"] == "step")
     steps = [e["step"] for e in victim + survivor if e["event"] == "step"]
     return {"victim": cut["victim"], "survivor": cut["survivor"], "resumed_from": resume["resume_from"],
-            "resume_s": resume["t"] - cut["cut_t"], "first_step_s": first_step["t"] - cut["cut_t"],
+            "pickup_s": cut.get("pickup_s"), "resume_s": resume["t"] - cut["cut_t"],
+            "first_step_s": first_step["t"] - cut["cut_t"],
             "victim_steps": [e["step"] for e in victim if e["event"] == "step"],
             "survivor_steps": [e["step"] for e in survivor if e["event"] == "step"], "steps_executed": len(steps)}
 
@@ -287,10 +300,14 @@ def test_real_model_flywheel_run_on_a_cluster_survives_training_and_serving_host
     (cust,) = cand["customizations"]
     assert cust["status"] == "completed" and cust["steps_completed"] == TRAIN_STEPS
     kinds = artifact_kinds(artifacts)
+    checkpoints = sorted({k.split("/checkpoints/")[1].split("/")[0] for k in artifacts if "/checkpoints/" in k})
+    servers = {h: sorted(p.stem.rsplit("-", 1)[-1] for p in (tmp_path / h / "data" / "deployments").glob("*.log"))
+               for h in CPU_HOSTS}
     training, serving = training_takeover(out), out["cut"]["serving"]
     print(f"\ncluster run (local, real Gemma-3-270M, started through the API): wall {out['wall_s']:.1f}s; "
           f"training host cut: {training}; serving host cut: {serving['victim']} (served {serving['served']}), "
-          f"takeover {serving['takeover_s']:.1f}s ({serving['how']}); artifacts per kind {kinds}; keys {artifacts}")
+          f"takeover {serving['takeover_s']:.1f}s ({serving['how']}); artifacts per kind {kinds}, checkpoints "
+          f"kept in S3 {checkpoints}; model servers started per CPU host {servers}; keys {artifacts}")
     # Training resumed on the other gpu host from the newest checkpoint in S3 (its private directory had
     # none), redoing at most the step in flight at the cut; every step ran, the adapter was stored once.
     assert training["resumed_from"] > 0
