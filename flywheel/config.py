@@ -17,6 +17,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from flywheel.activity_timeouts import ActivityTimeouts
 from flywheel.retrieval.config import RetrievalConfig
 from flywheel.security_config import SecurityConfig
 
@@ -402,6 +403,9 @@ class TemporalConfig(_Section):
     max_parallel_candidates: int = Field(2, ge=1)
     review_timeout_s: int = Field(7 * 24 * 3600, ge=0)
     ui_url: str | None = "http://localhost:8233"
+    activity_timeouts: ActivityTimeouts | None = Field(
+        None, description="Per-activity timeouts and heartbeat timeouts (seconds) of the runs this config starts; "
+                          "None: the production defaults (flywheel/activity_timeouts.py).")
 
 
 class PlatformConfig(_Section):

@@ -237,6 +237,7 @@ class JobService:
             data_split_config=split_override,
             job_type=job_type,
             config_name=job_settings.config_name,
+            timeouts=job_settings.temporal.activity_timeouts,
             requested_by=requested_by,
         )
         try:

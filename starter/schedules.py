@@ -89,7 +89,8 @@ async def create_schedule(
     sid = schedule_id(workload_id, client_id)
     job = FlywheelJobInput(job_id="", workload_id=workload_id, client_id=client_id, settings=settings,
                            data_split_config=data_split_config, job_type=job_type,
-                           config_name=settings.config_name, requested_by=requested_by)
+                           config_name=settings.config_name, timeouts=settings.temporal.activity_timeouts,
+                           requested_by=requested_by)
     action = ScheduleActionStartWorkflow(
         FLYWHEEL_WORKFLOW,
         job,

@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import Field
 
+from flywheel.activity_timeouts import ActivityTimeouts
 from flywheel.carried import Carried
 from flywheel.config import DataSplitConfig, NIMConfig, Settings
 from flywheel.ids import is_safe_key, model_slug, run_key
@@ -66,7 +67,7 @@ class FlywheelJobInput(Carried):
     eval_types: list[EvalType] = Field(default_factory=lambda: list(EvalType))
     review_timeout_s: int | None = None  # None: settings.temporal.review_timeout_s
     config_name: str | None = None
-    timeouts: ActivityTimeouts | None = None  # None: production defaults
+    timeouts: ActivityTimeouts | None = None  # None: production defaults (the starter passes the configured ones)
     requested_by: str | None = None  # principal that started the run / created its schedule (audit trail)
 
 
@@ -164,34 +165,6 @@ def schedule_id(workload_id: str, client_id: str) -> str:
 def schedule_workflow_id_prefix(workload_id: str, client_id: str) -> str:
     """Temporal appends ``-<timestamp>`` → ``flywheel-{w}-{c}-sched-<ts>``; job id ``sched-<ts>``."""
     return flywheel_workflow_id(workload_id, client_id, "sched")
-
-
-class ActivityTimeouts(Carried):
-    """Per-activity timeouts (seconds). Defaults are for production; tests pass small ones."""
-
-    prepare_start_to_close_s: int = 2 * 3600
-    deploy_start_to_close_s: int = 2 * 3600
-    deploy_heartbeat_s: int = 60
-    evaluate_start_to_close_s: int = 12 * 3600
-    evaluate_heartbeat_s: int = 120
-    customize_start_to_close_s: int = 48 * 3600
-    customize_heartbeat_s: int = 120  # heartbeats every 10 s; a dead worker is noticed within 2 min
-    short_start_to_close_s: int = 300  # teardown, persist, report, aggregate, icl
-    retry_initial_interval_s: float = 1.0
-    retry_max_interval_s: float = 60.0
-    max_attempts: int = 5  # quick activities; 0 = unlimited
-    # Long activities (deploy, evaluate, customize) have NO attempt cap: every worker restart during a
-    # 48-hour training costs one attempt. Their whole life (all attempts and the waits between) is bounded
-    # by schedule-to-close instead.
-    long_max_attempts: int = 0  # 0 = unlimited
-    deploy_schedule_to_close_s: int = 24 * 3600
-    evaluate_schedule_to_close_s: int = 3 * 24 * 3600
-    customize_schedule_to_close_s: int = 7 * 24 * 3600
-    # Stall: an attempt whose reported progress has not changed for this long fails (retryably, type
-    # "Stalled") so a hung call is retried instead of heartbeating until start-to-close. 0 = never.
-    deploy_stall_s: int = 3600
-    evaluate_stall_s: int = 2 * 3600
-    customize_stall_s: int = 6 * 3600
 
 
 class PrepareDataInput(Carried):

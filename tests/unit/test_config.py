@@ -59,3 +59,13 @@ def test_model_source_needs_path_or_package(tmp_path):
     cfg.write_text("nims:\n  - {model_name: a, source: {sha256: abc}}\n")
     with pytest.raises(ConfigError, match=r"nims.0.source"):
         load_settings(path=cfg, environ={})
+
+
+def test_activity_timeouts_are_configurable_field_by_field():
+    assert load_settings(environ={}).temporal.activity_timeouts is None  # production defaults
+    s = load_settings(environ={"FLYWHEEL__TEMPORAL__ACTIVITY_TIMEOUTS__CUSTOMIZE_HEARTBEAT_S": "20"})
+    assert s.temporal.activity_timeouts.customize_heartbeat_s == 20
+    assert s.temporal.activity_timeouts.evaluate_heartbeat_s == 120  # unset fields keep the defaults
+    with pytest.raises(ConfigError) as exc:
+        load_settings(environ={"FLYWHEEL__TEMPORAL__ACTIVITY_TIMEOUTS__CUSTOMISE_HEARTBEAT_S": "20"})
+    assert "temporal.activity_timeouts.customise_heartbeat_s" in str(exc.value)
