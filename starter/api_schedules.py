@@ -17,7 +17,7 @@ from starter.api_errors import ApiError
 from starter.api_models import ScheduleActionResponse, ScheduleRequest
 from starter.api_security import audit, principal_of
 from starter.ids import ScheduleIdPath, WorkloadIdQuery
-from starter.job_service import resolve_data_split_config, settings_for
+from starter.job_requests import resolve_data_split_config, settings_for
 
 schedules_router = APIRouter(prefix="/api/schedules", tags=["schedules"])
 

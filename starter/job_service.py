@@ -4,173 +4,70 @@ The job store is the system of record for documents; Temporal is the system of r
 run is still alive. Reads of a running job ask the workflow itself (``status`` query) and fall back to
 the stored document; finished jobs are served from the store, corrected when the store lags behind
 Temporal (e.g. a run that was terminated before it could persist its final state).
+
+The pieces live beside it: the errors (``job_errors``), ids and inputs (``job_requests``), the corrections
+from Temporal (``job_reconciliation``), deletion (``job_deletion``) and the review Updates (``job_review``).
+Their public names are importable from here too.
 """
 
 from __future__ import annotations
 
 import asyncio
-import secrets
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle, WorkflowUpdateFailedError
-from temporalio.common import (
-    SearchAttributePair,
-    TypedSearchAttributes,
-    WorkflowIDConflictPolicy,
-    WorkflowIDReusePolicy,
-)
+from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
-from flywheel.config import ConfigError, DataSplitConfig, Settings, format_validation_error, load_settings
+from flywheel.config import DataSplitConfig, Settings
 from flywheel.jobdoc import JobDocument, RunStatus, Stage
 from flywheel.jobstore import DEFAULT_PAGE_SIZE, JobStore, next_revision
-from flywheel.vocabulary import JobType, ReviewOutcome
+from flywheel.vocabulary import JobType
+from starter.job_deletion import CLEANUP_WAIT, JobDeletion, delete_job
+from starter.job_errors import (
+    InvalidJobRequestError,
+    JobAlreadyFinishedError,
+    JobError,
+    JobNotFoundError,
+    JobPromotedError,
+    JobStillRunningError,
+    ReviewRejectedError,
+    TemporalUnavailableError,
+)
+from starter.job_reconciliation import (
+    QUERY_TIMEOUT,
+    UNKNOWN_RUN_GRACE,
+    execution_status,
+    mark_finished,
+    reconcile_finished,
+    reconcile_page,
+)
+from starter.job_requests import (
+    JOB_TYPES,
+    is_job_id,
+    job_search_attributes,
+    new_job_id,
+    resolve_data_split_config,
+    settings_for,
+    workflow_id_of,
+)
+from starter.job_review import UPDATE_TIMEOUT, review_update
 from starter.live_progress import overlay_live_progress
 from workflows import models
-from workflows.search_attributes import KEY_CLIENT_ID, KEY_JOB_TYPE, KEY_STAGE, KEY_WORKLOAD_ID
+
+__all__ = [
+    "CLEANUP_WAIT", "JOB_TYPES", "QUERY_TIMEOUT", "UNKNOWN_RUN_GRACE", "UPDATE_TIMEOUT",
+    "InvalidJobRequestError", "JobAlreadyFinishedError", "JobDeletion", "JobError", "JobFilters",
+    "JobNotFoundError", "JobPromotedError", "JobService", "JobStillRunningError", "ReviewRejectedError",
+    "TemporalUnavailableError",
+    "is_job_id", "job_search_attributes", "new_job_id", "resolve_data_split_config", "settings_for",
+    "workflow_id_of",
+]
 
 log = structlog.get_logger("starter.job_service")
-
-QUERY_TIMEOUT = timedelta(seconds=5)
-UPDATE_TIMEOUT = timedelta(seconds=30)
-# A stored pending/running document whose run Temporal does not know is only declared lost after this long
-# (a start may be in progress: the document is written before the workflow starts).
-UNKNOWN_RUN_GRACE = timedelta(minutes=5)
-CLEANUP_WAIT = timedelta(seconds=60)  # DELETE waits this long for the platform clean-up
-
-JOB_TYPES = tuple(JobType)
-
-_FINISHED_STATUS = {
-    WorkflowExecutionStatus.COMPLETED: RunStatus.completed,
-    WorkflowExecutionStatus.CANCELED: RunStatus.cancelled,
-    WorkflowExecutionStatus.FAILED: RunStatus.failed,
-    WorkflowExecutionStatus.TERMINATED: RunStatus.failed,
-    WorkflowExecutionStatus.TIMED_OUT: RunStatus.failed,
-}
-_FINISHED_STAGE = {
-    RunStatus.completed: Stage.completed, RunStatus.cancelled: Stage.cancelled, RunStatus.failed: Stage.failed,
-}
-
-
-# ---------------------------------------------------------------------------------------------- errors
-
-
-class JobError(Exception):
-    """Base of the typed errors the API maps to HTTP statuses."""
-
-
-class JobNotFoundError(JobError):
-    """No such job (404)."""
-
-
-class JobAlreadyFinishedError(JobError):
-    """The job has finished; it cannot be cancelled (400)."""
-
-
-class JobStillRunningError(JobError):
-    """The job is still running; it cannot be deleted (400)."""
-
-
-class JobPromotedError(JobError):
-    """The job's candidate was promoted: the promotion history reads its document, so it is kept (409)."""
-
-
-class ReviewRejectedError(JobError):
-    """The workflow refused a promote/reject update (409); the message is the validator's."""
-
-
-class InvalidJobRequestError(JobError):
-    """The request cannot start a job (bad override, unknown config_name, unknown job_type) (422)."""
-
-
-class TemporalUnavailableError(JobError):
-    """Temporal did not answer (503)."""
-
-
-# ---------------------------------------------------------------------------------------------- ids
-
-
-def new_job_id() -> str:
-    """24 lowercase hex characters, the shape of the blueprint's Mongo ObjectId."""
-    return secrets.token_hex(12)
-
-
-def is_job_id(value: str) -> bool:
-    return len(value) == 24 and all(c in "0123456789abcdef" for c in value)
-
-
-def workflow_id_of(doc: JobDocument) -> str:
-    return doc.workflow_id or models.flywheel_workflow_id(doc.workload_id, doc.client_id, doc.id)
-
-
-def job_search_attributes(workload_id: str, client_id: str, job_type: str, stage: Stage) -> TypedSearchAttributes:
-    return TypedSearchAttributes(
-        [
-            SearchAttributePair(KEY_WORKLOAD_ID, workload_id),
-            SearchAttributePair(KEY_CLIENT_ID, client_id),
-            SearchAttributePair(KEY_STAGE, stage.value),
-            SearchAttributePair(KEY_JOB_TYPE, job_type),
-        ]
-    )
-
-
-def resolve_data_split_config(settings: Settings, override: DataSplitConfig | dict[str, Any] | None,
-                              ) -> DataSplitConfig | None:
-    """A per-job override merged over the configured split settings (fields not given keep config values)."""
-    if override is None:
-        return None
-    given = override.model_dump(exclude_unset=True) if isinstance(override, DataSplitConfig) else dict(override)
-    merged = {**settings.data_split_config.model_dump(), **given}
-    try:
-        return DataSplitConfig.model_validate(merged)
-    except ValueError as exc:  # pydantic ValidationError is a ValueError
-        detail = format_validation_error(exc) if hasattr(exc, "errors") else str(exc)
-        raise InvalidJobRequestError(f"data_split_config: {detail}") from exc
-
-
-def settings_for(settings: Settings, config_name: str | None) -> Settings:
-    """The settings a job runs with: the served ones, or the named config when one is asked for."""
-    if not config_name or config_name == settings.config_name:
-        return settings
-    try:
-        return load_settings(config_name=config_name)
-    except ConfigError as exc:
-        raise InvalidJobRequestError(str(exc)) from exc
-
-
-# ---------------------------------------------------------------------------------------------- jobs
-
-
-async def _execution_status(handle: WorkflowHandle) -> WorkflowExecutionStatus | None:
-    """The run's status, or None when Temporal no longer (or never) knew it."""
-    try:
-        return (await handle.describe()).status
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            return None
-        raise TemporalUnavailableError(f"Temporal did not describe {handle.id}: {exc.message}") from exc
-
-
-def _mark_finished(doc: JobDocument, status: RunStatus, reason: str | None = None) -> JobDocument:
-    doc = doc.model_copy(deep=True)
-    doc.status = status
-    doc.stage = _FINISHED_STAGE[status]
-    doc.finished_at = doc.finished_at or datetime.now(UTC)
-    if status is RunStatus.failed and not doc.error:
-        doc.error = reason or "workflow ended without recording a result"
-    return doc
-
-
-@dataclass(frozen=True)
-class JobDeletion:
-    doc: JobDocument
-    removed: list[str]  # what the clean-up removed ("<kind>: <what>"), one line each
-    removed_by_kind: dict[str, list[str]] = field(default_factory=dict)
-    kept: list[str] = field(default_factory=list)  # what it left on purpose ("<kind>: <what> (kept: <why>)")
 
 
 @dataclass(frozen=True)
@@ -269,7 +166,7 @@ class JobService:
             return None
         handle = client.get_workflow_handle(workflow_id_of(doc))
         try:
-            execution = await _execution_status(handle)
+            execution = await execution_status(handle)
         except TemporalUnavailableError as exc:
             log.warning("job_status_unavailable", job_id=job_id, error=str(exc))
             return doc
@@ -284,7 +181,7 @@ class JobService:
             if not isinstance(live, JobDocument):
                 return doc  # None before the run has built its document
             return await overlay_live_progress(client, live)
-        return await self._reconcile_finished(client, doc, execution)
+        return await reconcile_finished(self._jobstore, client, doc, execution)
 
     async def list(
         self,
@@ -304,66 +201,22 @@ class JobService:
             offset=offset,
             limit=limit,
         )
-        return await self._reconcile_page(docs), total
-
-    async def _reconcile_page(self, docs: list[JobDocument]) -> list[JobDocument]:
-        """Documents on this page that still say pending/running, checked against Temporal: a run that was
-        terminated (Temporal UI), failed or timed out without recording it, or that Temporal no longer
-        knows (retention passed), is stored with its real outcome. Without Temporal the stored page answers."""
-        stale = [i for i, d in enumerate(docs) if not d.status.finished]
-        if not stale:
-            return docs
-        try:
-            client = await self._client()
-        except Exception as exc:  # noqa: BLE001 - listing works from the store alone
-            log.warning("job_list_reconcile_skipped", error=str(exc))
-            return docs
-        out = list(docs)
-
-        async def one(i: int) -> None:
-            try:
-                out[i] = await self._reconcile(client, docs[i])
-            except TemporalUnavailableError as exc:
-                log.warning("job_status_unavailable", job_id=docs[i].id, error=str(exc))
-
-        await asyncio.gather(*(one(i) for i in stale))
-        return out
-
-    async def _reconcile(self, client: Client, doc: JobDocument) -> JobDocument:
-        execution = await _execution_status(client.get_workflow_handle(workflow_id_of(doc)))
-        if execution is None:
-            return await self._reconcile_unknown(doc)
-        return await self._reconcile_finished(client, doc, execution)
-
-    async def _reconcile_unknown(self, doc: JobDocument) -> JobDocument:
-        """Temporal does not know the run: past retention, or its start never reached Temporal. A document
-        younger than the grace period may be a start in progress and is left alone."""
-        started = doc.started_at
-        if started is not None and started.tzinfo is None:
-            started = started.replace(tzinfo=UTC)
-        if doc.status.finished or (started is not None and datetime.now(UTC) - started < UNKNOWN_RUN_GRACE):
-            return doc
-        reason = ("the run is no longer known to Temporal (its history passed retention, or it never started); "
-                  f"last recorded stage: {getattr(doc.stage, 'value', doc.stage)}")
-        fixed = next_revision(_mark_finished(doc, RunStatus.failed, reason=reason), doc)
-        await asyncio.to_thread(self._jobstore.put, fixed)
-        log.info("job_reconciled", job_id=doc.id, status=fixed.status.value, reason="unknown_to_temporal")
-        return fixed
+        return await reconcile_page(self._jobstore, self._client, docs), total
 
     async def cancel(self, job_id: str) -> JobDocument:
         """Request cancellation of a running job (children and heartbeating activities follow)."""
         client = await self._client()
         doc = await self._stored(job_id)
         handle = client.get_workflow_handle(workflow_id_of(doc))
-        execution = await _execution_status(handle)
+        execution = await execution_status(handle)
         if execution is None:
             if doc.status.finished:
                 raise JobAlreadyFinishedError("Cannot cancel a job that has already finished.")
-            doc = next_revision(_mark_finished(doc, RunStatus.cancelled), doc)  # never reached Temporal
+            doc = next_revision(mark_finished(doc, RunStatus.cancelled), doc)  # never reached Temporal
             await asyncio.to_thread(self._jobstore.put, doc)
             return doc
         if execution not in (WorkflowExecutionStatus.RUNNING, WorkflowExecutionStatus.CONTINUED_AS_NEW):
-            await self._reconcile_finished(client, doc, execution)
+            await reconcile_finished(self._jobstore, client, doc, execution)
             raise JobAlreadyFinishedError("Cannot cancel a job that has already finished.")
         try:
             await handle.cancel()
@@ -382,45 +235,7 @@ class JobService:
         (DELETE again later: the clean-up is idempotent)."""
         client = await self._client()
         doc = await self._stored(job_id)
-        execution = await _execution_status(client.get_workflow_handle(workflow_id_of(doc)))
-        if execution in (WorkflowExecutionStatus.RUNNING, WorkflowExecutionStatus.CONTINUED_AS_NEW):
-            raise JobStillRunningError("Cannot delete a running job. Please cancel the job first.")
-        review = doc.review or {}
-        if review.get("decision") == ReviewOutcome.promoted:
-            # Deleting it would silently drop a promotion from GET /api/workloads/{id}/promotions.
-            raise JobPromotedError(f"job {job_id} promoted {review.get('model_name')!r} for "
-                                   f"{doc.workload_id}/{doc.client_id}: the promotion history reads this job, "
-                                   "so it cannot be deleted")
-        result = await self._remove_run_resources(client, doc)
-        await asyncio.to_thread(self._jobstore.delete, job_id)
-        log.info("job_deleted", job_id=job_id, removed=len(result.removed), kept=len(result.kept))
-        return JobDeletion(doc=doc, removed=list(result.removed), removed_by_kind=dict(result.removed_by_kind),
-                           kept=list(result.kept))
-
-    async def _remove_run_resources(self, client: Client, doc: JobDocument) -> models.RemoveRunResult:
-        settings = settings_for(self._settings, doc.config_name)
-        resources = models.run_resources(doc, workflow_id_of(doc))
-        inp = models.RemoveRunInput(settings=settings, job_id=doc.id, run_key=resources.run_key,
-                                    candidate_keys=resources.candidate_keys, resources=resources)
-        try:
-            handle = await client.start_workflow(
-                models.CLEANUP_WORKFLOW, inp, id=f"remove-{workflow_id_of(doc)}",
-                task_queue=settings.temporal.task_queues.orchestrator, result_type=models.RemoveRunResult,
-                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING)
-            result = await asyncio.wait_for(handle.result(), self.cleanup_wait.total_seconds())
-        except TimeoutError as exc:
-            raise TemporalUnavailableError(
-                f"clean-up of job {doc.id} on its platform did not finish within "
-                f"{self.cleanup_wait.total_seconds():.0f}s (are workers running?); the job was not deleted"
-            ) from exc
-        except RPCError as exc:
-            raise TemporalUnavailableError(f"Temporal did not start the clean-up of job {doc.id}: "
-                                           f"{exc.message}") from exc
-        except Exception as exc:  # the workflow failed: say why, keep the document
-            raise TemporalUnavailableError(f"clean-up of job {doc.id} failed: {exc}; the job was not deleted") \
-                from exc
-        return result
+        return await delete_job(self._settings, self._jobstore, client, doc, self.cleanup_wait)
 
     async def promote(self, job_id: str, *, model_name: str, note: str | None = None, by: str | None = None) -> Any:
         """Promote a candidate of a run awaiting review; returns the update's result."""
@@ -438,42 +253,7 @@ class JobService:
             raise JobNotFoundError(f"Job with ID {job_id} not found")
         return doc
 
-    async def _reconcile_finished(
-        self, client: Client, doc: JobDocument, execution: WorkflowExecutionStatus
-    ) -> JobDocument:
-        """A finished run whose stored document still says pending/running: take the truth from Temporal."""
-        status = _FINISHED_STATUS.get(execution)
-        if status is None or doc.status.finished:
-            return doc
-        fixed: JobDocument | None = None
-        if execution == WorkflowExecutionStatus.COMPLETED:
-            typed = client.get_workflow_handle(workflow_id_of(doc), result_type=JobDocument)
-            try:
-                fixed = await typed.result(rpc_timeout=QUERY_TIMEOUT)
-            except Exception:  # noqa: BLE001 - the workflow may return something else; then the store copy is best
-                fixed = None
-        if not isinstance(fixed, JobDocument) or fixed.id != doc.id or not fixed.status.finished:
-            fixed = _mark_finished(doc, status, reason=f"workflow {execution.name.lower()}")
-        fixed = next_revision(fixed, doc)
-        await asyncio.to_thread(self._jobstore.put, fixed)
-        log.info("job_reconciled", job_id=doc.id, status=fixed.status.value)
-        return fixed
-
     async def _review_update(self, job_id: str, update_name: str, request: Any) -> Any:
         client = await self._client()
         doc = await self._stored(job_id)
-        handle = client.get_workflow_handle(workflow_id_of(doc))
-        try:
-            result = await handle.execute_update(update_name, request, rpc_timeout=UPDATE_TIMEOUT)
-        except WorkflowUpdateFailedError as exc:
-            reason = getattr(exc.cause, "message", None) or str(exc.cause or exc)
-            log.info("job_review_rejected", job_id=job_id, update=update_name, reason=reason)
-            raise ReviewRejectedError(reason) from exc
-        except RPCError as exc:
-            if exc.status == RPCStatusCode.NOT_FOUND:
-                raise ReviewRejectedError(f"job {job_id} is not awaiting review: it has already finished") from exc
-            if exc.status in (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.UNAVAILABLE):
-                raise TemporalUnavailableError(f"no answer from job {job_id} (is a worker running?)") from exc
-            raise ReviewRejectedError(exc.message) from exc
-        log.info("job_reviewed", job_id=job_id, update=update_name)
-        return result
+        return await review_update(client, doc, update_name, request)

@@ -30,7 +30,7 @@ from temporalio.client import (
 
 from flywheel.config import DataSplitConfig, Settings
 from flywheel.jobdoc import Stage
-from starter.job_service import job_search_attributes
+from starter.job_requests import job_search_attributes
 from workflows.models import (
     FLYWHEEL_WORKFLOW,
     FlywheelJobInput,
