@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from temporalio import workflow
@@ -26,17 +26,24 @@ with workflow.unsafe.imports_passed_through():
     from activities.persistence import aggregate_results, log_mlflow, persist_job, write_report
     from activities.promotion import deliver_promotion_webhook, register_champion
     from flywheel.ids import run_key
-    from flywheel.jobdoc import DatasetDoc, DeploymentStatus, JobDocument, NimDoc, NimStatus, RunStatus, Stage
-    from flywheel.judge import llm_judge_doc, needs_deployment
+    from flywheel.jobdoc import DeploymentStatus, JobDocument, NimDoc, NimStatus, Stage
+    from flywheel.judge import needs_deployment
     from flywheel.promotions import promotion_record
-    from flywheel.types import Endpoint
-    from flywheel.vocabulary import (
-        TERMINAL_CUSTOMIZATION_STATUSES,
-        CustomizationStatus,
-        EvalType,
-        JobType,
-        ReviewOutcome,
+    from flywheel.run_document import (
+        apply_candidate_update,
+        apply_mlflow_uris,
+        failed_candidate,
+        mark_run_cancelled,
+        mark_run_completed,
+        mark_run_failed,
+        new_run_document,
+        not_reviewable_reason,
+        record_prepared_data,
+        run_candidates,
+        unknown_candidate_reason,
     )
+    from flywheel.types import Endpoint
+    from flywheel.vocabulary import EvalType, JobType, ReviewOutcome
     from workflows.candidate_run import CandidateRun
     from workflows.common import (
         error_text,
@@ -80,18 +87,6 @@ T = TypeVar("T")
 # workflow.patched ids: runs recorded before these steps existed replay without them.
 PATCH_ACT_ON_REVIEW = "act-on-review"
 PATCH_DEPLOY_JUDGE = "deploy-local-judge"
-_TERMINAL_NIM = (NimStatus.completed, NimStatus.failed, NimStatus.cancelled)
-
-
-def _mark_unfinished_cancelled(nim: NimDoc, now: datetime) -> None:
-    """On cancel, whatever a child last reported as running is cancelled (a cancelled child does not report
-    again), so the stored document never shows a dead run's steps as running."""
-    for cust in nim.customizations:
-        if cust.status not in TERMINAL_CUSTOMIZATION_STATUSES:
-            cust.status, cust.finished_at = CustomizationStatus.cancelled, cust.finished_at or now
-    for evaluation in nim.evaluations:
-        if evaluation.finished_at is None and evaluation.error is None:
-            evaluation.error = "cancelled"
 
 
 @workflow.defn(name=FLYWHEEL_WORKFLOW)
@@ -111,11 +106,8 @@ class FlywheelRun:
 
     @workflow.signal(name=CANDIDATE_UPDATE_SIGNAL)
     def candidate_update(self, nim: NimDoc) -> None:
-        if self._doc is None:
-            return
-        for i, current in enumerate(self._doc.nims):
-            if current.model_name == nim.model_name and current.status not in _TERMINAL_NIM:
-                self._doc.nims[i] = nim
+        if self._doc is not None:
+            apply_candidate_update(self._doc, nim)
 
     @workflow.update(name=PROMOTE_UPDATE)
     async def promote(self, req: PromoteRequest) -> ReviewDecision:
@@ -125,13 +117,9 @@ class FlywheelRun:
     @promote.validator
     def _validate_promote(self, req: PromoteRequest) -> None:
         self._check_reviewable("promote")
-        with_results = self._models_with_results()
-        if req.model_name not in with_results:
-            raise ApplicationError(
-                f"promote: model {req.model_name!r} is not a candidate with results in job {self._doc.id} "
-                f"(candidates with results: {', '.join(with_results) or 'none'})",
-                type="UnknownCandidate", non_retryable=True,
-            )
+        reason = unknown_candidate_reason(self._doc, req.model_name)
+        if reason is not None:
+            raise ApplicationError(reason, type="UnknownCandidate", non_retryable=True)
 
     @workflow.update(name=REJECT_UPDATE)
     async def reject(self, req: RejectRequest) -> ReviewDecision:
@@ -142,18 +130,9 @@ class FlywheelRun:
         self._check_reviewable("reject")
 
     def _check_reviewable(self, action: str) -> None:
-        doc = self._doc
-        if doc is None or doc.stage != Stage.awaiting_review or self._decision is not None:
-            stage = doc.stage.value if doc is not None else "pending"
-            raise ApplicationError(
-                f"{action}: job {doc.id if doc else '?'} is in stage {stage!r}; "
-                f"promote/reject is only possible in stage 'awaiting_review'",
-                type="InvalidReviewState", non_retryable=True,
-            )
-
-    def _models_with_results(self) -> list[str]:
-        return [n.model_name for n in self._doc.nims
-                if any(e.scores and e.error is None for e in n.evaluations)]
+        reason = not_reviewable_reason(self._doc, self._decision is not None, action)
+        if reason is not None:
+            raise ApplicationError(reason, type="InvalidReviewState", non_retryable=True)
 
     def _decide(self, decision: ReviewDecision, stage: Stage) -> ReviewDecision:
         self._decision = decision
@@ -167,14 +146,10 @@ class FlywheelRun:
         info = workflow.info()
         settings = self._settings
         job_id = inp.job_id or job_id_from_workflow_id(info.workflow_id, inp.workload_id, inp.client_id)
-        self._doc = doc = JobDocument(
-            id=job_id, workload_id=inp.workload_id, client_id=inp.client_id, status=RunStatus.running,
-            started_at=workflow.now(), workflow_id=info.workflow_id, job_type=inp.job_type,
-            config_name=inp.config_name or settings.config_name,
-            nims=[NimDoc(model_name=n.model_name) for n in self._candidates()],
-            llm_judge=llm_judge_doc(settings.llm_judge_config, settings.platform.kind),
-            requested_by=inp.requested_by,
-        )
+        self._doc = doc = new_run_document(
+            settings, job_id=job_id, workflow_id=info.workflow_id, workload_id=inp.workload_id,
+            client_id=inp.client_id, job_type=inp.job_type, config_name=inp.config_name,
+            requested_by=inp.requested_by, started_at=workflow.now())
         embedding = inp.job_type == JobType.embedding
         if embedding:
             doc.not_applicable = {"icl-eval": ICL_NOT_APPLICABLE}
@@ -189,11 +164,8 @@ class FlywheelRun:
                 **long_options(t, self._cpu, start_to_close_s=t.prepare_start_to_close_s,
                                heartbeat_s=t.evaluate_heartbeat_s, wait_for_cancellation=False),
             )
-            doc.num_records = prepared.num_records
-            doc.curation = prepared.curation
-            doc.manifest_hash = prepared.manifest_hash
-            doc.datasets = [DatasetDoc(name=r.name, num_records=r.num_records, nmp_uri=r.platform_uri or r.uri,
-                                       split=split_name) for split_name, r in prepared.datasets.items()]
+            record_prepared_data(doc, num_records=prepared.num_records, curation=prepared.curation,
+                                 manifest_hash=prepared.manifest_hash, datasets=prepared.datasets)
             await self._set_stage(Stage.evaluating)
             semaphore = asyncio.Semaphore(settings.temporal.max_parallel_candidates)
             judge = None
@@ -203,7 +175,7 @@ class FlywheelRun:
             try:
                 # return_exceptions: on cancellation wait for EVERY child to finish its teardown.
                 outcomes = await asyncio.gather(*(self._candidate(n, prepared, semaphore)
-                                                  for n in self._candidates()),
+                                                  for n in run_candidates(self._settings, inp.job_type)),
                                                 return_exceptions=True)
             except GeneratorExit:
                 raise  # eviction: not an outcome; the judge stays up for the replayed run
@@ -220,8 +192,7 @@ class FlywheelRun:
             await self._review(inp)
             if workflow.patched(PATCH_ACT_ON_REVIEW):
                 await self._act_on_review()
-            doc.status = RunStatus.completed
-            doc.finished_at = workflow.now()
+            mark_run_completed(doc, workflow.now())
             await self._persist(final=True)
             await workflow.wait_condition(workflow.all_handlers_finished)
             return doc
@@ -229,19 +200,11 @@ class FlywheelRun:
             raise  # evicted from the worker's cache: not an outcome of the run; replay resumes it
         except BaseException as exc:
             if is_cancelled_exception(exc):
-                doc.status, doc.stage = RunStatus.cancelled, Stage.cancelled
-                doc.error = doc.error or "cancelled"
-                doc.finished_at = workflow.now()
-                for nim in doc.nims:
-                    if nim.status not in _TERMINAL_NIM:
-                        nim.status = NimStatus.cancelled
-                    _mark_unfinished_cancelled(nim, doc.finished_at)
+                mark_run_cancelled(doc, workflow.now())
                 # shield(ensure_future(...)): the final write must finish although this run is being cancelled.
                 await asyncio.shield(asyncio.ensure_future(self._persist(final=True, stage=Stage.cancelled)))
                 raise
-            doc.status, doc.stage = RunStatus.failed, Stage.failed
-            doc.error = error_text(exc)
-            doc.finished_at = workflow.now()
+            mark_run_failed(doc, error_text(exc), workflow.now())
             await asyncio.shield(asyncio.ensure_future(self._persist(final=True, stage=Stage.failed)))  # as above
             raise ApplicationError(doc.error, type=error_type(exc), non_retryable=True) from exc
 
@@ -277,12 +240,6 @@ class FlywheelRun:
                 raise
             workflow.logger.warning("persisting job %s failed: %s", self._doc.id, error_text(exc))
 
-    def _candidates(self) -> list[Any]:
-        """The job type's candidates: chat models (``nims``) or embedding models (``embedding_config``)."""
-        if self._inp.job_type == JobType.embedding:
-            return list(self._settings.embedding_config.candidates)
-        return list(self._settings.nims)
-
     def _child(self, nim_cfg: Any, prepared: PreparedData) -> tuple[Any, Any]:
         inp, parent = self._inp, workflow.info().workflow_id
         common = {"parent_workflow_id": parent, "job_id": self._doc.id, "settings": self._settings,
@@ -308,12 +265,7 @@ class FlywheelRun:
             except Exception as exc:
                 if is_cancelled_exception(exc):
                     raise
-                details = failure_details(exc)
-                failed = NimDoc.model_validate(details[0]) if details and isinstance(details[0], dict) else None
-                nim = failed or doc.nims[index].model_copy()
-                nim.status = NimStatus.failed
-                nim.error = nim.error or error_text(exc)
-                doc.nims[index] = nim
+                doc.nims[index] = failed_candidate(doc.nims[index], failure_details(exc), error_text(exc))
                 return
             doc.nims[index] = result.nim or doc.nims[index]
 
@@ -381,9 +333,8 @@ class FlywheelRun:
         if self._settings.mlflow_config.enabled:
             uris = await self._best_effort("MLflow logging", workflow.execute_activity(
                 log_mlflow, ReportInput(settings=self._settings, doc=doc), **options))
-            for nim in doc.nims if uris is not None else []:
-                for ev in nim.evaluations:
-                    ev.mlflow_uri = uris.get(f"{nim.model_name}/{ev.eval_type}", ev.mlflow_uri)
+            if uris is not None:
+                apply_mlflow_uris(doc, uris)
         report_uri = await self._best_effort("report", workflow.execute_activity(
             write_report, ReportInput(settings=self._settings, doc=doc), **options))
         if report_uri is not None:
