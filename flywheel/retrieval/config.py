@@ -7,15 +7,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from flywheel.config_sections.base import Section
 
 
-class _Section(BaseModel):
-    # As flywheel.config's sections (which include this one as ``embedding_config``): a typo is an error.
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-class ContrastiveTrainingConfig(_Section):
+class ContrastiveTrainingConfig(Section):
     """Fine-tuning an embedding model with MultipleNegativesRankingLoss (in-batch + mined negatives)."""
 
     finetuning_type: Literal["all_weights", "lora"] = "all_weights"
@@ -34,7 +31,7 @@ class ContrastiveTrainingConfig(_Section):
     seed: int = 42
 
 
-class EmbeddingCustomizerConfig(_Section):
+class EmbeddingCustomizerConfig(Section):
     """NeMo Microservices (``nemo_v1``): how the Customizer fine-tunes this candidate and which embedding NIM
     serves the fine-tuned model for its evaluation (an embedding NIM serves full weights, no adapters)."""
 
@@ -51,7 +48,7 @@ class EmbeddingCustomizerConfig(_Section):
     max_seq_length: int = Field(2048, ge=8)
 
 
-class EmbeddingCandidateConfig(_Section):
+class EmbeddingCandidateConfig(Section):
     """One candidate embedding model: a local sentence-transformers directory (default: the bundled
     all-MiniLM-L6-v2) or an OpenAI-compatible ``/v1/embeddings`` endpoint. On NeMo Microservices the
     candidate is an embedding NIM (``url``, default ``nmp_config.nim_base_url``/v1) and ``customizer_configs``
@@ -76,7 +73,7 @@ class EmbeddingCandidateConfig(_Section):
         return self
 
 
-class RetrievalConfig(_Section):
+class RetrievalConfig(Section):
     candidates: list[EmbeddingCandidateConfig] = Field(default_factory=lambda: [EmbeddingCandidateConfig()])
     gate_metric: str = Field("ndcg_at_10", description="The metric the promotion gate reads for embedding jobs.")
     ks: list[int] = Field(default_factory=lambda: [1, 5, 10], description="Cut-offs of Recall/nDCG/MRR@k.")
