@@ -28,6 +28,7 @@ from typing import Any
 import orjson
 
 from flywheel.config import CurationConfig
+from flywheel.record_normalize import normalize_record
 from flywheel.records import (
     RecordError,
     call_arguments,
@@ -37,7 +38,6 @@ from flywheel.records import (
     expected_calls,
     message_tool_calls,
     normalize_query,
-    normalize_record,
 )
 
 _ARGUMENT_REASONS = ("arguments_not_json", "arguments_not_object")

@@ -15,6 +15,7 @@ from flywheel.config import CurationConfig, DataSplitConfig
 from flywheel.curation import canonical_bytes, canonical_json, curate, dedup_key, record_id
 from flywheel.logstore.sqlite import SQLiteLogStore
 from flywheel.prepare import prepare_datasets
+from flywheel.record_normalize import normalize_record
 from flywheel.records import (
     RecordError,
     call_arguments,
@@ -23,7 +24,6 @@ from flywheel.records import (
     conversation_turns,
     expected_calls,
     normalize_query,
-    normalize_record,
     parse_record,
 )
 

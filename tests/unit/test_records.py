@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from flywheel.record_normalize import normalize_record
 from flywheel.records import (
     NO_CALL,
     RecordError,
@@ -12,7 +13,6 @@ from flywheel.records import (
     expected_calls,
     expected_message,
     normalize_query,
-    normalize_record,
     parse_arguments,
     parse_record,
     query_key,
