@@ -14,7 +14,7 @@ from temporalio.exceptions import ApplicationError
 from activities.common import get_platform, previous_details, run_with_heartbeat
 from flywheel.logstore import open_logstore
 from flywheel.retrieval.corpus import read_passages
-from flywheel.retrieval.evaluate import RetrievalEvalResult
+from flywheel.retrieval.evaluate import PRODUCTION_SCORES, RetrievalEvalResult, production_reference
 from flywheel.retrieval.prepare import PreparedRetrieval, prepare_retrieval_datasets
 from flywheel.retrieval.types import CORPUS_SPLIT, MinedRefs
 from flywheel.splits import InsufficientData
@@ -55,7 +55,11 @@ async def prepare_retrieval_data(inp: PrepareDataInput) -> PreparedData:
         progress({"phase": "store", "corpus": len(prepared.corpus)})
         refs = await get_platform(inp.settings).put_retrieval_datasets(
             inp.workflow_id, {**prepared.splits, CORPUS_SPLIT: prepared.corpus})
-        curation = {**prepared.counts, "corpus_sha256": prepared.corpus_sha256}
+        # The gate's reference: the production retriever scored on the rankings it logged (flywheel.aggregation).
+        production = production_reference(prepared.splits["eval"], corpus_size=len(prepared.corpus),
+                                          ks=inp.settings.embedding_config.ks)
+        curation = {**prepared.counts, "corpus_sha256": prepared.corpus_sha256,
+                    PRODUCTION_SCORES: {k: round(v, 6) for k, v in production.scores.items()}}
         return PreparedData(num_records=prepared.num_records, curation=curation, datasets=dict(refs),
                             manifest_hash=prepared.manifest_hash)
 

@@ -2,17 +2,18 @@
 gate (flywheel.gate) over every candidate configuration. Pure: a document in, a new document out.
 
 An ``embedding_job``'s evaluations arrive with their own intervals (bootstrap over queries: nDCG and MRR
-are not 0/1 per query), which are kept; its gate reads ``embedding_config.gate_metric`` against the
-candidate's own base model (the production retriever's logged scores are optimistic by construction, see
-docs/retrieval.md), so a fine-tuned retriever qualifies when it is no worse than what it started from.
+are not 0/1 per query), which are kept; its gate is the same, on ``embedding_config.gate_metric``, with the
+production retriever (scored on the rankings it logged) as the reference.
 """
 
 from __future__ import annotations
 
 from flywheel.config import Settings
+from flywheel.gate import Arm, Reference, candidate_summary, evaluate_gate
 from flywheel.gate_inputs import apply_gate
 from flywheel.jobdoc import JobDocument
-from flywheel.stats import confidence_interval, cost_per_1k_requests, gate_verdict
+from flywheel.retrieval.evaluate import PRODUCTION_SCORES
+from flywheel.stats import confidence_interval, cost_per_1k_requests
 from flywheel.vocabulary import EvalType, JobType
 
 
@@ -49,18 +50,27 @@ def aggregate(doc: JobDocument, settings: Settings) -> JobDocument:
 
 
 def _aggregate_retrieval(doc: JobDocument, settings: Settings) -> JobDocument:
+    """The same gate as an llm_job's (flywheel.gate), on ``embedding_config.gate_metric``.
+
+    The reference is the production retriever scored on the rankings it logged (``curation.production_scores``,
+    written when the data was prepared): a configuration passes when the lower bound of its interval clears
+    the production retriever's own score minus the margin. Per-query scores stay with the platform, so the
+    arms are built from the mean and the query count (a graded metric's Wilson interval is conservative).
+    """
     metric = settings.embedding_config.gate_metric
     gate = settings.gate.model_copy(update={"metric": metric})
+    production = (doc.curation.get(PRODUCTION_SCORES) or {}).get(metric)
+    reference = Reference(model_name="production retriever (logged rankings)",
+                          agreement=min(1.0, float(production)) if production is not None else 1.0)
+    arms = [Arm(model_name=nim.model_name, eval_type=ev.eval_type, successes=float(ev.scores[metric]) * ev.num_records,
+                n=ev.num_records, latency_p95_ms=ev.latency_p95_ms)
+            for nim in doc.nims for ev in nim.evaluations
+            if not ev.error and ev.num_records and ev.scores.get(metric) is not None]
+    report = evaluate_gate(arms, reference, gate)
+    doc.gate = report.model_dump(mode="json")
+    known = {e.value: e for e in EvalType}
     for nim in doc.nims:
-        scored = [ev for ev in nim.evaluations if not ev.error and ev.scores.get(metric) is not None]
-        if not scored:
-            nim.gate = {"passed": False, "reasons": ["no successful evaluation"], "eval_type": None}
-            continue
-        best = max(scored, key=lambda ev: ev.scores[metric])
-        base = nim.evaluation(EvalType.base)
-        reference = base.scores.get(metric) if base is not None and not base.error else None
-        verdict = gate_verdict(best.scores, reference, gate)
-        nim.gate = {**verdict, "eval_type": best.eval_type, "metric": metric, "score": best.scores[metric]}
-        if reference is not None:
-            nim.gate["reference_score"] = reference
+        summary = candidate_summary(report, nim.model_name)
+        summary["eval_type"] = known.get(summary["eval_type"], summary["eval_type"])
+        nim.gate = {**summary, "reference_score": production}
     return doc

@@ -79,6 +79,10 @@ class Reference(BaseModel):
     model_name: str
     cost_per_1k_requests: float | None = None
     latency_p95_ms: float | None = None
+    # The reference's own score on the gate metric. 1.0 when its answers are the ground truth (an llm_job:
+    # the production model agrees with itself); a retriever scored on its logged rankings may score lower
+    # (nDCG < 1 when a passage it relied on was not ranked first). The floor is this minus the margin.
+    agreement: float = Field(1.0, ge=0, le=1)
 
 
 def reference_from_config(gate: GateConfig, tokens_per_request: float | None,
@@ -251,7 +255,7 @@ def check_constraints(arm: Arm, reference: Reference, gate: GateConfig) -> list[
 
 def judge_arm(arm: Arm, reference: Reference, gate: GateConfig) -> ArmVerdict:
     """The verdict for one configuration, with the sentence that explains it."""
-    threshold = 1 - gate.max_drop_vs_reference
+    threshold = reference.agreement - gate.max_drop_vs_reference
     level = gate.confidence
     constraints = check_constraints(arm, reference, gate)
     base = dict(model_name=arm.model_name, eval_type=arm.eval_type, metric=gate.metric, n=arm.n,
@@ -346,9 +350,9 @@ def evaluate_gate(arms: Sequence[Arm], reference: Reference, gate: GateConfig) -
     verdicts = [judge_arm(arm, reference, gate) for arm in arms]
     recommendation, why = recommend(verdicts)
     return GateReport(metric=gate.metric, margin=gate.max_drop_vs_reference, confidence=gate.confidence,
-                      threshold=1 - gate.max_drop_vs_reference, reference=reference, verdicts=verdicts,
-                      paired=paired_comparisons(arms, gate.paired_alpha), recommendation=recommendation,
-                      recommendation_reason=why, frontier=pareto_frontier(verdicts))
+                      threshold=reference.agreement - gate.max_drop_vs_reference, reference=reference,
+                      verdicts=verdicts, paired=paired_comparisons(arms, gate.paired_alpha),
+                      recommendation=recommendation, recommendation_reason=why, frontier=pareto_frontier(verdicts))
 
 
 _RANK = {"pass": 0, "inconclusive": 1, "fail": 2}

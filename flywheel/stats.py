@@ -1,15 +1,14 @@
-"""Statistics for comparing candidates: confidence intervals, a paired test, latency, cost, the gate."""
+"""Statistics for comparing candidates: confidence intervals, a paired test, latency, cost."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from statistics import NormalDist
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 
-from flywheel.config import GateConfig
 from flywheel.paired_tests import exact_binomial_two_sided
 
 
@@ -76,36 +75,3 @@ def cost_per_1k_requests(prompt_tokens: int, completion_tokens: int, n: int,
     tokens_per_request = (prompt_tokens + completion_tokens) / n
     # 1000 requests × tokens_per_request / 1000 tokens × cost per 1k tokens
     return tokens_per_request * cost_per_1k_tokens
-
-
-def gate_verdict(candidate_scores: Mapping[str, float | None], reference_score: float | None,
-                 gate: GateConfig) -> dict[str, Any]:
-    """Does a candidate qualify for promotion? ``{"passed": bool, "reasons": [str, ...]}``.
-
-    Checks ``gate.metric`` against ``gate.min_score`` and, when a reference score (the production
-    model's, or the best reference candidate's) is known, against ``reference - max_drop_vs_reference``.
-    Every check adds a reason, passing or not, so the verdict explains itself.
-    """
-    metric = gate.metric
-    score = candidate_scores.get(metric)
-    if score is None:
-        return {"passed": False, "reasons": [f"{metric} is not available for this candidate"]}
-    reasons: list[str] = []
-    passed = True
-    if score + 1e-12 < gate.min_score:
-        passed = False
-        reasons.append(f"{metric} {score:.3f} is below the minimum {gate.min_score:.3f}")
-    else:
-        reasons.append(f"{metric} {score:.3f} meets the minimum {gate.min_score:.3f}")
-    if reference_score is not None:
-        floor = reference_score - gate.max_drop_vs_reference
-        if score + 1e-12 < floor:
-            passed = False
-            reasons.append(f"{metric} {score:.3f} drops more than {gate.max_drop_vs_reference:.3f} "
-                           f"below the reference {reference_score:.3f}")
-        else:
-            reasons.append(f"{metric} {score:.3f} is within {gate.max_drop_vs_reference:.3f} "
-                           f"of the reference {reference_score:.3f}")
-    else:
-        reasons.append("no reference score: only the minimum was checked")
-    return {"passed": passed, "reasons": reasons}

@@ -57,11 +57,11 @@ def retrieval_table(doc: JobDocument) -> Table:
     for metric in METRICS:
         table.add_column(metric, justify="right")
     table.add_column("gate")
+    verdicts = {(v["model_name"], v["eval_type"]): v["verdict"] for v in (doc.gate or {}).get("verdicts", [])}
     for nim in doc.nims:
         for eval_type in (EvalType.base, EvalType.customized):
             ev = nim.evaluation(eval_type)
-            gate = nim.gate or {}
-            verdict = ("passed" if gate.get("passed") else "not passed") if gate.get("eval_type") == eval_type else ""
+            verdict = verdicts.get((nim.model_name, eval_type), "")
             table.add_row(nim.model_name, eval_type.removesuffix("-eval"), *(_cell(ev, m) for m in METRICS), verdict)
         for cust in nim.customizations:
             mining = getattr(cust, "mining", None) or {}

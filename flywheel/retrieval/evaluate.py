@@ -21,6 +21,8 @@ from flywheel.retrieval.index import ExactIndex
 from flywheel.retrieval.metrics import DEFAULT_KS, per_query_table, summarize
 
 INTERVAL_METHOD = "percentile bootstrap over queries, 2000 resamples, 95%"
+# Where an embedding_job's document keeps the production retriever's own scores (``curation``): the gate's reference.
+PRODUCTION_SCORES = "production_scores"
 
 
 class RetrievalEvalResult(BaseModel):

@@ -104,7 +104,17 @@ async def test_embedding_job_on_nemo_v1_emulator(temporal_env: WorkflowEnvironme
     (cust,) = cand.customizations
     assert cust.status == "completed" and cust.customized_model == customized, cust.error
     assert cust.mining["train"]["triplets"] > 0 and cust.training["finetuning_type"] == "all_weights"
-    assert cand.gate and cand.gate["metric"] == "ndcg_at_10" and cand.gate["passed"] is True
+    # The same gate as an llm_job, against the production retriever's own nDCG@10 on its logged rankings.
+    production = doc.curation["production_scores"]["ndcg_at_10"]
+    assert 0 < production <= 1 and doc.gate["threshold"] == pytest.approx(production - 0.05)
+    verdicts = {v["eval_type"]: v for v in doc.gate["verdicts"]}
+    assert set(verdicts) == {"base-eval", "customized-eval"}
+    for v in verdicts.values():  # each verdict is what its interval says about the floor
+        low, high = v["interval"]
+        expected = "pass" if low >= v["threshold"] else "fail" if high < v["threshold"] else "inconclusive"
+        assert v["verdict"] == expected and v["n"] == EVAL_SIZE
+    assert cand.gate["metric"] == "ndcg_at_10" and cand.gate["eval_type"] == "customized-eval"
+    assert cand.gate["reference_score"] == production
 
     # One Customizer job on the mined triplets, two Evaluator retriever jobs, one DMS deployment, deleted.
     (cjob,) = [j for j in emu.jobs.values() if j.kind == "customization"]

@@ -1,39 +1,55 @@
-"""Aggregation of an embedding_job: the evaluation's own bootstrap intervals are kept, and the gate reads
-embedding_config.gate_metric against the candidate's base model."""
+"""Aggregation of an embedding_job: the evaluation's own bootstrap intervals are kept, and the same gate as an
+llm_job reads embedding_config.gate_metric against the production retriever's own score on its logged rankings."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+
+import pytest
 
 from flywheel.aggregation import aggregate
 from flywheel.config import Settings
 from flywheel.jobdoc import EvaluationDoc, JobDocument, NimDoc
 
 
-def doc_with(base: float, customized: float, job_type: str = "embedding_job") -> JobDocument:
+def doc_with(base: float, customized: float, job_type: str = "embedding_job",
+             production: float | None = 0.8) -> JobDocument:
     now = datetime.now(UTC)
     evs = [EvaluationDoc(eval_type=t, scores={"ndcg_at_10": v, "recall_at_5": v}, num_records=150, finished_at=now,
                          confidence_intervals={"ndcg_at_10": [v - 0.05, v + 0.04]})
            for t, v in (("base-eval", base), ("customized-eval", customized))]
-    return JobDocument(id="j", workload_id="w", client_id="c", job_type=job_type,
+    curation = {} if production is None else {"production_scores": {"ndcg_at_10": production, "recall_at_5": 1.0}}
+    return JobDocument(id="j", workload_id="w", client_id="c", job_type=job_type, curation=curation,
                        nims=[NimDoc(model_name="all-MiniLM-L6-v2", evaluations=evs)])
 
 
-def test_bootstrap_intervals_are_kept_and_the_gate_compares_with_the_base_model():
+def test_bootstrap_intervals_are_kept_and_the_gate_compares_with_the_production_retriever():
     out = aggregate(doc_with(0.71, 0.94), Settings())
     nim = out.nims[0]
     assert nim.evaluations[1].confidence_intervals == {"ndcg_at_10": [0.94 - 0.05, 0.94 + 0.04]}
+    # Floor: production's own nDCG@10 0.80 minus the margin 0.05 = 0.75.
+    assert out.gate["threshold"] == pytest.approx(0.75) and out.gate["reference"]["agreement"] == 0.8
+    verdicts = {v["eval_type"]: v for v in out.gate["verdicts"]}
+    assert verdicts["customized-eval"]["verdict"] == "pass"  # Wilson lower bound of 0.94 on 150 queries ~0.89
+    assert verdicts["base-eval"]["verdict"] == "inconclusive"  # 0.71 on 150 queries straddles 0.75
+    assert verdicts["base-eval"]["records_needed"] > 150
     assert nim.gate["passed"] and nim.gate["metric"] == "ndcg_at_10" and nim.gate["eval_type"] == "customized-eval"
-    assert nim.gate["reference_score"] == 0.71
+    assert nim.gate["reference_score"] == 0.8
+    assert out.gate["recommendation"] == "all-MiniLM-L6-v2/customized-eval"
 
 
-def test_gate_fails_when_fine_tuning_made_retrieval_worse():
+def test_gate_fails_when_retrieval_is_clearly_below_production():
     settings = Settings(embedding_config={"gate_metric": "recall_at_5"})
-    nim = aggregate(doc_with(0.9, 0.5), settings).nims[0]
-    assert nim.gate["eval_type"] == "base-eval" and nim.gate["metric"] == "recall_at_5"
-    worse = aggregate(doc_with(0.9, 0.5), settings.model_copy(update={"gate": settings.gate.model_copy(
-        update={"min_score": 0.95})})).nims[0]
-    assert not worse.gate["passed"]
+    out = aggregate(doc_with(0.9, 0.5), settings)  # production's recall@5 on its own rankings is 1.0: floor 0.95
+    verdicts = {v["eval_type"]: v["verdict"] for v in out.gate["verdicts"]}
+    assert verdicts == {"base-eval": "fail", "customized-eval": "fail"}
+    assert not out.nims[0].gate["passed"] and out.nims[0].gate["metric"] == "recall_at_5"
+    assert out.gate["recommendation"] is None
+
+
+def test_without_production_scores_the_reference_agrees_with_itself():
+    out = aggregate(doc_with(0.71, 0.94, production=None), Settings())
+    assert out.gate["threshold"] == pytest.approx(0.95) and out.nims[0].gate["reference_score"] is None
 
 
 def test_llm_jobs_keep_wilson_intervals():

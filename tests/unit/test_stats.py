@@ -1,10 +1,8 @@
 import pytest
 
-from flywheel.config import GateConfig
 from flywheel.stats import (
     confidence_interval,
     cost_per_1k_requests,
-    gate_verdict,
     latency_percentiles,
     mcnemar_exact,
 )
@@ -50,10 +48,3 @@ def test_cost_per_1k_requests():
     assert cost_per_1k_requests(0, 0, 0, 1.0) is None
 
 
-def test_gate_verdict():
-    gate = GateConfig(metric="function_name", min_score=0.5, max_drop_vs_reference=0.05)
-    assert gate_verdict({"function_name": 0.9}, 0.92, gate)["passed"] is True
-    failed = gate_verdict({"function_name": 0.8}, 0.92, gate)
-    assert failed["passed"] is False and any("reference" in r for r in failed["reasons"])
-    assert gate_verdict({"function_name": 0.4}, None, gate)["passed"] is False
-    assert gate_verdict({"function_name": None}, 0.9, gate)["passed"] is False
