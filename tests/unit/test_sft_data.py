@@ -78,3 +78,43 @@ def test_prune_tools_keeps_called_tools_plus_seeded_distractors_in_order():
     both = [messages[0],
             {"role": "assistant", "tool_calls": [{"function": {"name": n, "arguments": {}}} for n in "ace"]}]
     assert [t["function"]["name"] for t in prune_tools(tools, both, 2, seed=1)] == ["a", "c", "e"]
+
+
+def test_multi_turn_record_trains_on_the_prompt_the_customized_model_is_evaluated_with():
+    """A kept multi-turn record (earlier call with JSON-*string* arguments, as logged) renders the same
+    prompt for the trainer as the evaluator → model server path does, the earlier call's arguments
+    once-encoded; pruning keeps both the earlier and the answered tool."""
+    from flywheel.evaluator import chat_request_body
+    from flywheel.platforms.local.model_server import ChatCompletionRequest, ChatService
+    from flywheel.platforms.local.sft_data import prune_tools
+    from flywheel.types import DatasetRef, Endpoint, EvalSpec
+
+    tools = TOOLS + _tools("track_shipment", "cancel_order", "search_products")
+    earlier = {"id": "c0", "type": "function",
+               "function": {"name": "track_shipment", "arguments": '{"tracking_number": "1Z9", "carrier": "ups"}'}}
+    record = row(content="and order ORD-1?")
+    record["request"] = {"messages": [{"role": "system", "content": "You are Aiva."},
+                                      {"role": "user", "content": "Track 1Z9 with UPS"},
+                                      {"role": "assistant", "content": None, "tool_calls": [earlier]},
+                                      {"role": "tool", "content": '{"ok": true}', "tool_call_id": "c0"},
+                                      {"role": "user", "content": "and order ORD-1?"}], "tools": tools}
+    tok = CharTokenizer()
+    ex = encode_example(record, tok, GGUFPromptInfo(chat_template=None, add_bos=True), 8192)
+    n_target = sum(1 for t in ex.labels if t != IGNORE_INDEX)
+    trained_prompt = tok.decode(ex.input_ids[1:len(ex.input_ids) - n_target])
+
+    spec = EvalSpec(name="t-customized-eval", eval_type="customized-eval",
+                    dataset=DatasetRef(name="d", split="eval", uri="file:///d", num_records=1),
+                    endpoint=Endpoint(deployment_name="d", model_name="m", served_model="m", base_url="http://x/v1"))
+    served_prompt, _ = ChatService(None, "m", eos_token="<eos>").build_prompt(
+        ChatCompletionRequest(**chat_request_body(spec, record)))
+    assert trained_prompt == served_prompt
+    assert '{"name": "track_shipment", "arguments": {"tracking_number": "1Z9", "carrier": "ups"}}' in trained_prompt
+    assert '\\"tracking_number' not in trained_prompt  # not double-encoded
+    target = tok.decode([t for t in ex.labels if t != IGNORE_INDEX])
+    assert target.startswith('<tool_call>\n{"name": "get_order_status", "arguments": {"order_id": "ORD-1"}}')
+
+    messages = record["request"]["messages"] + [record["response"]["choices"][0]["message"]]
+    for seed in range(10):  # not a lucky distractor: the earlier call's tool is kept for every seed
+        kept = [t["function"]["name"] for t in prune_tools(tools, messages, 2, seed=seed)]
+        assert kept == ["get_order_status", "track_shipment"]
