@@ -26,7 +26,7 @@ from flywheel.jobdoc import JobDocument, RunStatus
 from flywheel.logstore import open_logstore
 from flywheel.metrics import ACCURACY_METRIC
 from flywheel.report import gate_table, write_report
-from flywheel.vocabulary import JobType
+from flywheel.vocabulary import JobType, SplitName
 from starter import demo_embedding
 from starter.api_client import auth_headers
 from starter.auth import KeyStore
@@ -134,6 +134,8 @@ def run_one(stack: EmbeddedStack, api: DemoAPI, settings: Settings, client_id: s
         api.cancel_job(job_id)
         raise
     console.print(demo_embedding.retrieval_table(doc) if embedding else results_table(doc))
+    if not embedding and (note := training_scale_note(doc, settings)):
+        console.print(note, style="yellow", highlight=False)
     if doc.gate:
         console.print(gate_table(doc))
     write_outputs(doc, out_dir, console)
@@ -142,6 +144,20 @@ def run_one(stack: EmbeddedStack, api: DemoAPI, settings: Settings, client_id: s
         console.print(f"Temporal UI (this run): {link}", highlight=False)
     console.print(f"Job document: {api.base_url}/api/jobs/{job_id}", highlight=False)
     return doc
+
+
+def training_scale_note(doc: JobDocument, settings: Settings) -> str | None:
+    """How much of the train split the demo's short fine-tune saw: its customized-eval is a check that the
+    loop works end to end, not a trained model (a 270M model after a few dozen examples)."""
+    steps = max((c.steps_completed for nim in doc.nims for c in nim.customizations), default=0)
+    if not steps:
+        return None
+    seen = steps * settings.training_config.batch_size
+    train = next((d.num_records for d in doc.datasets if d.split == SplitName.train), None)
+    of = f" of {train:,}" if train else ""
+    return (f"customized-eval: the adapter trained {steps} steps, {seen:,}{of} training examples "
+            f"(training_config.max_steps / batch_size) — a check that fine-tuning, serving and scoring work "
+            f"end to end, not a trained model; raise max_steps for one.")
 
 
 def accuracy_trajectory(runs: list[tuple[str, JobDocument]]) -> Table:
