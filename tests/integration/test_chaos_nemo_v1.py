@@ -326,9 +326,46 @@ async def recover(run: Run, history: RunHistory, interrupted: dict[tuple[str, st
     return time.time()
 
 
+@dataclass
+class Injected:
+    """One applied fault, measured; rendered once the run's complete histories are in."""
+    fault: Fault
+    detail: str
+    t_fault: float
+    t_back: float
+    warm: bool
+    before: dict[tuple[str, str], Any]  # pending activities at the fault
+    interrupted: dict[tuple[str, str], Any]  # ... and right after it (a SIGTERM fails them first)
+    after: dict[tuple[str, str], tuple[int, str]]  # still pending at recovery: (attempt, why the last one ended)
+    requests: Any  # Counter of request classes in the recovery window
+
+    def row(self, history: RunHistory) -> list[Any]:
+        def restarted(key: tuple[str, str], p: Any) -> str | None:
+            """The attempt running at the fault, if it was given up for a new one: label and why it ended."""
+            record = history.record(*key)
+            final, why = self.after.get(key) or ((record.attempt, record.last_failure) if record else (0, ""))
+            if p.state != "STARTED" or final <= p.attempt:
+                return None
+            return f"{history.label_of(*key)} ({ATTEMPT_ENDED.get(why, why or '?')})"
+
+        # Running at the fault: started before it, or picked up by the old worker just before it.
+        running = {k: p for k, p in self.interrupted.items() if p.state == "STARTED"} | \
+            {k: p for k, p in self.before.items() if p.state == "STARTED"}
+        flying = ", ".join(sorted(f"{history.label_of(*key)} ({'started' if key in running else 'scheduled'})"
+                                  for key in {**self.interrupted, **self.before})) or "none"
+        redone = ", ".join(sorted(filter(None, (restarted(k, p) for k, p in running.items())))) or "none"
+        waits = [kind for t, kind in history.workflow_task_timeouts if self.t_fault < t <= self.t_back]
+        notes = ([] if self.warm or self.fault.kind == "server" else ["cold start"]) + \
+            [f"{w} workflow-task timeout" for w in waits]
+        recovered = f"{self.t_back - self.t_fault:.1f}" + (f" ({', '.join(notes)})" if notes else "")
+        c = self.requests
+        return [self.fault.where, self.detail or "-", flying, recovered, redone,
+                f"{c['lookup']} / {c['upload']} / {c['create']} / {c['cancel']}"]
+
+
 async def inject(run: Run, history: RunHistory, fault: Fault, sig: signal.Signals, server: DevServer,
-                 fired_at: float) -> list[Any]:
-    """Apply one fault; its row of the table."""
+                 fired_at: float) -> Injected:
+    """Apply one fault and wait for the run to recover from it."""
     warm = run.standby_ready.exists()
     before = {(p.workflow, p.activity_id): p for p in await pending_activities(run.client, run.ids)}
     interrupted = dict(before)
@@ -354,27 +391,11 @@ async def inject(run: Run, history: RunHistory, fault: Fault, sig: signal.Signal
         since = t_fault
     t_back = await recover(run, history, interrupted, remote_before, identity=identity, since=since,
                            what=fault.where)
-    now = {(p.workflow, p.activity_id): p for p in await pending_activities(run.client, run.ids)}
-
-    def restarted(key: tuple[str, str], p: Any) -> str | None:
-        """The attempt running at the fault, if it was given up for a new one: its label and why it ended."""
-        record = history.record(*key)
-        final, why = (now[key].attempt, now[key].last_failure) if key in now else \
-            (record.attempt, record.last_failure) if record else (0, "")
-        if p.state != "STARTED" or final <= p.attempt:
-            return None
-        return f"{history.label_of(*key)} ({ATTEMPT_ENDED.get(why, why or '?')})"
+    after = {(p.workflow, p.activity_id): (p.attempt, p.last_failure)
+             for p in await pending_activities(run.client, run.ids)}
     window = [c for c, t in zip(run.emu.calls[calls_before:], run.emu.call_times[calls_before:], strict=False)
               if t <= t_back]
-    classes = request_classes(window)
-    flying = ", ".join(sorted(f"{history.label_of(*key)} ({p.state.lower()})"
-                              for key, p in {**interrupted, **before}.items())) or "none"
-    waits = [kind for t, kind in history.workflow_task_timeouts if t_fault < t <= t_back]
-    redone = ", ".join(sorted(filter(None, (restarted(key, p) for key, p in before.items())))) or "none"
-    notes = ([] if warm or fault.kind == "server" else ["cold start"]) + [f"{w} workflow-task timeout" for w in waits]
-    recovered = f"{t_back - t_fault:.1f}" + (f" ({', '.join(notes)})" if notes else "")
-    return [fault.where, detail or "-", flying, recovered, redone,
-            f"{classes['lookup']} / {classes['upload']} / {classes['create']} / {classes['cancel']}"]
+    return Injected(fault, detail, t_fault, t_back, warm, before, interrupted, after, request_classes(window))
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
@@ -383,7 +404,7 @@ async def test_worker_restarted_at_every_stage_boundary_and_mid_activity(
         nim: ScriptedOpenAI, tmp_path: Path) -> None:  # noqa: F811 - nim is the fixture
     script(emu)
     run = Run(temporal, emu, nim, tmp_path / "chaos")
-    rows: list[list[Any]] = []
+    injected: list[Injected] = []
     started = time.monotonic()
     try:
         run.spawn()
@@ -393,12 +414,13 @@ async def test_worker_restarted_at_every_stage_boundary_and_mid_activity(
         await run.start()
         async with RunHistory(temporal, run.ids) as live:
             for fault in PLAN:
-                rows.append(await inject(run, live, fault, sig, server, await fired(fault, run, live)))
+                injected.append(await inject(run, live, fault, sig, server, await fired(fault, run, live)))
         outcome = await finish(run, 180)
         outcome.wall_s = time.monotonic() - started
     finally:
         run.stop()
 
+    rows = [i.row(outcome.history) for i in injected]
     report = render(sig, rows, outcome, baseline, emu)
     OUTPUT.mkdir(parents=True, exist_ok=True)
     (OUTPUT / f"{sig.name}.md").write_text(report)
