@@ -30,6 +30,7 @@ import base64
 import json
 import re
 import threading
+import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -90,6 +91,7 @@ class NemoV1Emulator:
         self.nim = nim
         self.lock = threading.RLock()
         self.calls: list[tuple[str, str]] = []
+        self.call_times: list[float] = []  # time.time() of each entry of ``calls`` (fault tests window them)
         self.namespaces: set[str] = set()
         self.ds_namespaces: set[str] = set()
         self.repos: dict[str, dict[str, bytes]] = {}
@@ -102,6 +104,8 @@ class NemoV1Emulator:
         # Scripts for the next job/deployment created (tests set them).
         self.eval_script = [{"status": "created"}, {"status": "pending"}, {"status": "running", "progress": 50.0},
                             {"status": "completed", "progress": 100.0}]
+        # Per eval type: a job whose flywheel_name ends with a key here gets that script instead.
+        self.eval_scripts: dict[str, list[dict[str, Any]]] = {}
         self.customization_script = [{"status": "created"}, {"status": "pending"},
                                      {"status": "running", "percentage_done": 50.0, "epochs_completed": 1,
                                       "steps_completed": 5},
@@ -185,6 +189,7 @@ class NemoV1Emulator:
         async def record(request: Request, call_next):
             with emu.lock:
                 emu.calls.append((request.method, request.url.path))
+                emu.call_times.append(time.time())
             return await call_next(request)
 
         # Entity Store ---------------------------------------------------------------------------
@@ -310,8 +315,10 @@ class NemoV1Emulator:
             target = body["target"].get("model")
             if isinstance(target, str) and target not in emu.models:
                 return error(404, f"Not Found: {emu.url}/v1/models/{target}")  # as the real Evaluator
+            name = str((body.get("custom_fields") or {}).get("flywheel_name") or "")
+            script = next((s for suffix, s in emu.eval_scripts.items() if name.endswith(suffix)), emu.eval_script)
             with emu.lock:
-                job = Job("evaluation", body, [dict(s) for s in emu.eval_script])
+                job = Job("evaluation", body, [dict(s) for s in script])
                 emu.jobs[job.id] = job
                 return sdk(EvaluationJob, emu._eval_job_body(job))
 

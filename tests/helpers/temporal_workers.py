@@ -76,10 +76,17 @@ async def close_cached_platforms() -> None:
     await activity_common.close_platforms()
 
 
-def spawn_activity_worker(module: str, settings_path: Path, log: Path) -> subprocess.Popen:
-    """``python -m <module> SETTINGS_JSON`` in its own process (the test kills it by pid)."""
+def spawn_activity_worker(module: str, settings_path: Path, log: Path, *args: str,
+                          standby: Path | None = None) -> subprocess.Popen:
+    """``python -m <module> SETTINGS_JSON [ARGS...]`` in its own process (the test kills it by pid).
+
+    ``standby``: the worker creates this file once imported and waits for a line on its stdin before it
+    connects (tests/integration/flywheel_activity_worker.py)."""
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    return subprocess.Popen([sys.executable, "-m", module, str(settings_path)], cwd=REPO_ROOT, env=env,
+    if standby is not None:
+        env["FLYWHEEL_WORKER_STANDBY"] = str(standby)
+    return subprocess.Popen([sys.executable, "-m", module, str(settings_path), *args], cwd=REPO_ROOT, env=env,
+                            stdin=subprocess.PIPE if standby is not None else None,
                             stdout=log.open("ab"), stderr=subprocess.STDOUT)
 
 
