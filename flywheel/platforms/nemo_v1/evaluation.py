@@ -171,6 +171,15 @@ class EvaluationV1:
         if progress:
             progress({"kind": "evaluation", "job_id": job_id, "nmp_uri": uri,
                       "status": "attached" if existing else "created"})
+        result = await self.wait_job(job_id, uri, progress, cleanup_on_cancel)
+        out = parse_results(result, spec, judged=judge_endpoint(spec.judge, self.c.nim_url) is not None)
+        out.nmp_uri = uri
+        out.runtime_seconds = time.monotonic() - t0
+        return out
+
+    async def wait_job(self, job_id: str, uri: str, progress: ProgressFn | None, cleanup_on_cancel) -> dict[str, Any]:
+        """Poll an evaluation job (ours or a retriever one) until it ends; its results. A person's cancel
+        (``cleanup_on_cancel()``) cancels it remotely, a worker shutdown keeps it for the retry to re-attach."""
         timing = self.c.timing
 
         def describe(job: dict[str, Any]) -> dict[str, Any]:
@@ -189,11 +198,7 @@ class EvaluationV1:
             if exc.error_type in ("InfrastructureError", "Timeout"):
                 await self.cancel_job(job_id)  # free the queue slot; a retry then creates a fresh job
             raise
-        result = await self.c.get_json(f"{uri}/results")
-        out = parse_results(result, spec, judged=judge_endpoint(spec.judge, self.c.nim_url) is not None)
-        out.nmp_uri = uri
-        out.runtime_seconds = time.monotonic() - t0
-        return out
+        return await self.c.get_json(f"{uri}/results")
 
     async def cancel_job(self, job_id: str) -> None:
         try:

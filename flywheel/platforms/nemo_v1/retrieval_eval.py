@@ -25,8 +25,7 @@ from typing import Any
 from flywheel.platforms.nemo_v1.client import NemoV1Clients, api_key
 from flywheel.platforms.nemo_v1.deployment import DeploymentV1
 from flywheel.platforms.nemo_v1.evaluation import NAME_FIELD, EvaluationV1
-from flywheel.platforms.nemo_v1.jobs import create_once, poll_job, reusable
-from flywheel.progress import EvaluationProgress
+from flywheel.platforms.nemo_v1.jobs import create_once, reusable
 from flywheel.retrieval.evaluate import RetrievalEvalResult
 from flywheel.retrieval.nemo_formats import (
     AGGREGATE_ONLY,
@@ -113,7 +112,7 @@ class RetrievalEvaluationV1:
             if progress:
                 progress({"kind": "evaluation", "job_id": job_id, "nmp_uri": uri, "model": model_id,
                           "status": "attached" if existing else "created"})
-            result = await self._wait(job_id, uri, progress, cleanup_on_cancel)
+            result = await self.evaluation.wait_job(job_id, uri, progress, cleanup_on_cancel)
         except asyncio.CancelledError:
             cancelled_for_retry = not cleanup_on_cancel()
             raise
@@ -133,24 +132,3 @@ class RetrievalEvaluationV1:
         return RetrievalEvalResult(model_name=model_id, num_queries=spec.eval.num_records,
                                    corpus_size=spec.corpus.num_records, scores=scores, interval_method=AGGREGATE_ONLY,
                                    notes=notes, nmp_uri=uri, timings={"runtime_s": round(time.monotonic() - t0, 2)})
-
-    async def _wait(self, job_id: str, uri: str, progress: ProgressFn | None, cleanup_on_cancel) -> dict[str, Any]:
-        timing = self.c.timing
-
-        def describe(job: dict[str, Any]) -> dict[str, Any]:
-            details = job.get("status_details") or {}
-            return EvaluationProgress(progress=details.get("progress"), message=details.get("message")).details()
-
-        try:
-            await poll_job(kind="evaluation", job_id=job_id, nmp_uri=uri, fetch=lambda: self.c.get_json(uri),
-                           describe=describe, interval_s=timing.poll_interval_s, timeout_s=timing.eval_timeout_s,
-                           pending_timeout_s=timing.pending_timeout_s, progress=progress)
-        except asyncio.CancelledError:
-            if cleanup_on_cancel():
-                await self.evaluation.cancel_job(job_id)
-            raise
-        except PlatformError as exc:
-            if exc.error_type in ("InfrastructureError", "Timeout"):
-                await self.evaluation.cancel_job(job_id)
-            raise
-        return await self.c.get_json(f"{uri}/results")
