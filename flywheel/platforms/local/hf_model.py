@@ -49,7 +49,8 @@ def dtype_for(device: torch.device) -> torch.dtype:
     return torch.float32
 
 
-def _cache_dir(model_path: Path, cache_root: Path | None) -> Path:
+def cache_dir(model_path: Path, cache_root: Path | None = None) -> Path:
+    """Where this host keeps the dequantised weights of ``model_path`` (platforms.local.weights_cache shares it)."""
     stat = model_path.stat()
     root = cache_root or (model_path.parent / ".hf-dequantized")
     return root / f"{model_path.stem}-{stat.st_size}-{stat.st_mtime_ns}"
@@ -86,7 +87,7 @@ def load_base(model_path: Path, *, cache_root: Path | None = None, disk_cache: b
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     model_path = Path(model_path).resolve()
-    cache = _cache_dir(model_path, cache_root)
+    cache = cache_dir(model_path, cache_root)
     key = (str(model_path), str(cache))
     with _MEMORY_LOCK:
         if key in _MEMORY:

@@ -204,6 +204,21 @@ class LocalPlatform(Platform):
         main_key = self._prediction_files(predictions_path)[0][0]
         return self.artifacts.uri(main_key) if predictions_path.exists() else None
 
+    async def _share_dequantised_weights(self, model_path: Path, *, pull: bool) -> None:
+        """In a cluster (no shared disk) the trainer's dequantised base weights go through the artifact store:
+        pulled before training when this host has none, published after it when the store has none. Best
+        effort: without them the trainer dequantises the GGUF itself."""
+        if not self.settings.cluster.active:
+            return
+        from flywheel.platforms.local import hf_model, weights_cache
+
+        sync = weights_cache.pull if pull else weights_cache.push
+        try:
+            await asyncio.to_thread(sync, self.artifacts, model_path, hf_model.cache_dir(model_path.resolve()))
+        except Exception as exc:  # noqa: BLE001 - a cache must never fail a training
+            log.warning("dequantised weights of %s not %s the artifact store: %s", model_path.name,
+                        "pulled from" if pull else "published to", exc)
+
     async def customize(self, spec: CustomizationSpec, progress: ProgressFn | None = None) -> CustomizationResult:
         """LoRA-train in a thread; ``work_dir`` is keyed by the spec's deterministic name, so a retried
         attempt resumes from the trainer's newest complete checkpoint."""
@@ -219,6 +234,7 @@ class LocalPlatform(Platform):
         rows_val = await self.read_dataset(spec.val) if spec.val else None
         work_dir = self.data_dir / "customizations" / spec.name
         await asyncio.to_thread(work_sync.pull_newest_checkpoint, self.artifacts, spec.name, work_dir)
+        await self._share_dequantised_weights(model_path, pull=True)
         stop = self._training_stops[spec.name] = threading.Event()
         job = asyncio.ensure_future(asyncio.to_thread(
             train, spec, model_path=model_path, work_dir=work_dir, rows_train=rows_train, rows_val=rows_val,
@@ -227,6 +243,7 @@ class LocalPlatform(Platform):
         try:
             # shield: a cancelled activity must wait for the trainer's checkpoint, not abandon the thread.
             result = await asyncio.shield(job)
+            await self._share_dequantised_weights(model_path, pull=False)
             return await asyncio.to_thread(work_sync.push_result, self.artifacts, spec.name, result)
         except asyncio.CancelledError:
             stop.set()
