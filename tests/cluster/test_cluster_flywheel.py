@@ -319,6 +319,9 @@ def test_real_model_flywheel_run_on_a_cluster_survives_training_and_serving_host
     assert training["steps_executed"] < 2 * TRAIN_STEPS
     adapter = [k for k in artifacts if k.endswith("/adapter.gguf")]
     assert len(adapter) == 1  # one training result, not one per attempt or host
+    # The trainer's dequantised base weights were published once for other hosts (weights_cache).
+    shared = [k for k in artifacts if k.startswith("weights-cache/") and k.endswith("/COMPLETE")]
+    assert len(shared) == 1 and any(k.endswith("/model.safetensors") for k in artifacts), shared
     # The surviving CPU host started a deployment the cut-off host had served (its own server log proves it).
     survivor_logs = {p.stem for p in (tmp_path / serving["survivor"] / "data" / "deployments").glob("*.log")}
     assert survivor_logs & set(serving["served"]), (survivor_logs, serving["served"])
