@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
 import time
@@ -89,6 +90,30 @@ def heartbeat_interval(default: float = 10.0) -> float:
     if timeout is None:
         return default
     return max(0.2, min(default, timeout.total_seconds() / 4))
+
+
+def heartbeat_on_a_timer(fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+    """For a quick activity (persist, aggregate, report, MLflow): heartbeat every few seconds while its body
+    runs, so a worker that died during it is noticed within ``short_heartbeat_s`` instead of only when
+    ``short_start_to_close_s`` runs out (300 s by default). The body must not block the event loop (they
+    all run their work in a thread)."""
+
+    @functools.wraps(fn)
+    async def wrapper(*args: Any, **kwargs: Any) -> T:
+        async def tick() -> None:
+            while True:
+                activity.heartbeat()
+                await asyncio.sleep(heartbeat_interval())
+
+        ticker = asyncio.create_task(tick())
+        try:
+            return await fn(*args, **kwargs)
+        finally:
+            ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ticker
+
+    return wrapper
 
 
 def previous_details() -> dict[str, Any]:

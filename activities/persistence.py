@@ -7,6 +7,7 @@ import asyncio
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.common import heartbeat_on_a_timer
 from flywheel.aggregation import aggregate
 from flywheel.artifacts import open_artifact_store
 from flywheel.cluster import host_local
@@ -32,6 +33,7 @@ def _put(inp: PersistJobInput) -> bool:
 
 
 @activity.defn(name=ACT_PERSIST_JOB)
+@heartbeat_on_a_timer
 async def persist_job(inp: PersistJobInput) -> None:
     """Write the job document to the JobStore (it outlives Temporal's retention)."""
     try:
@@ -44,17 +46,20 @@ async def persist_job(inp: PersistJobInput) -> None:
 
 
 @activity.defn(name=ACT_AGGREGATE)
+@heartbeat_on_a_timer
 async def aggregate_results(inp: AggregateInput) -> JobDocument:
     return await asyncio.to_thread(aggregate, inp.doc, inp.settings)
 
 
 @activity.defn(name=ACT_WRITE_REPORT)
+@heartbeat_on_a_timer
 async def write_report(inp: ReportInput) -> str:
     settings = host_local(inp.settings)
     return await asyncio.to_thread(publish_report, inp.doc, open_artifact_store(settings), settings.data_dir)
 
 
 @activity.defn(name=ACT_LOG_MLFLOW)
+@heartbeat_on_a_timer
 async def log_mlflow(inp: ReportInput) -> dict[str, str]:
     """``{"<model>/<eval_type>": "runs:/<id>"}``; {} when MLflow is disabled."""
     if not inp.settings.mlflow_config.enabled:

@@ -7,10 +7,12 @@ import asyncio
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.common import heartbeat_on_a_timer
 from workflows.models import ACT_DELIVER_WEBHOOK, ACT_REGISTER_CHAMPION, PromotionInput
 
 
 @activity.defn(name=ACT_REGISTER_CHAMPION)
+@heartbeat_on_a_timer
 async def register_champion(inp: PromotionInput) -> dict[str, str]:
     """Register the promoted model in the MLflow registry and move the alias to it; {} when MLflow is off."""
     from flywheel.tracking import register_champion as register

@@ -24,6 +24,9 @@ class ActivityTimeouts(BaseModel):
     customize_start_to_close_s: int = 48 * 3600
     customize_heartbeat_s: int = 120  # heartbeats every 10 s; a dead worker is noticed within 2 min
     short_start_to_close_s: int = 300  # teardown, persist, report, aggregate, icl
+    # Quick activities heartbeat on a timer: a worker that died during one is noticed within this many
+    # seconds (the retry then runs elsewhere) instead of when short_start_to_close_s runs out. 0 = off.
+    short_heartbeat_s: int = 30
     retry_initial_interval_s: float = 1.0
     retry_max_interval_s: float = 60.0
     max_attempts: int = 5  # quick activities; 0 = unlimited

@@ -33,11 +33,14 @@ def retry_policy(t: ActivityTimeouts, max_attempts: int | None = None) -> RetryP
 
 
 def short_options(t: ActivityTimeouts, task_queue: str, **extra: Any) -> dict[str, Any]:
-    """Options of a quick activity (persist, aggregate, report, teardown, ICL selection)."""
+    """Options of a quick activity (persist, aggregate, report, teardown, ICL selection). Every activity run
+    with them heartbeats (activities.common.heartbeat_on_a_timer, or its own progress)."""
+    heartbeat = {"heartbeat_timeout": timedelta(seconds=t.short_heartbeat_s)} if t.short_heartbeat_s else {}
     return {
         "task_queue": task_queue,
         "start_to_close_timeout": timedelta(seconds=t.short_start_to_close_s),
         "retry_policy": retry_policy(t),
+        **heartbeat,
         **extra,
     }
 
