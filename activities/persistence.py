@@ -9,12 +9,14 @@ from temporalio.exceptions import ApplicationError
 
 from activities.common import heartbeat_on_a_timer
 from flywheel.aggregation import aggregate
-from flywheel.artifacts import open_artifact_store
+from flywheel.artifacts import ArtifactError, open_artifact_store
 from flywheel.cluster import host_local
-from flywheel.config import ConfigError
+from flywheel.config import ConfigError, Settings
+from flywheel.gate_inputs import ScoresReader
 from flywheel.jobdoc import JobDocument
 from flywheel.jobstore import open_jobstore
 from flywheel.report import publish_report
+from flywheel.scoring import parse_record_scores
 from flywheel.tracking import log_job
 from workflows.models import (
     ACT_AGGREGATE,
@@ -48,7 +50,25 @@ async def persist_job(inp: PersistJobInput) -> None:
 @activity.defn(name=ACT_AGGREGATE)
 @heartbeat_on_a_timer
 async def aggregate_results(inp: AggregateInput) -> JobDocument:
-    return await asyncio.to_thread(aggregate, inp.doc, inp.settings)
+    return await asyncio.to_thread(aggregate, inp.doc, inp.settings, stored_record_scores(inp.settings))
+
+
+def stored_record_scores(settings: Settings) -> ScoresReader:
+    """Per-record scores beside predictions in the artifact store (``<predictions>.scores.jsonl``), for the
+    gate's paired tests; {} for predictions elsewhere (a remote platform's) or without a scores file."""
+    store = open_artifact_store(host_local(settings))
+
+    def read(predictions_uri: str) -> dict[str, dict[str, float | None]]:
+        try:
+            key = store.key(predictions_uri)
+        except ArtifactError:
+            return {}
+        scores_key = key.removesuffix(".jsonl") + ".scores.jsonl"
+        if not key.endswith(".jsonl") or not store.exists(scores_key):
+            return {}
+        return parse_record_scores(store.read_bytes(scores_key).decode("utf-8"))
+
+    return read
 
 
 @activity.defn(name=ACT_WRITE_REPORT)

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from flywheel.config import Settings
 from flywheel.gate import Arm, Reference, candidate_summary, evaluate_gate
-from flywheel.gate_inputs import apply_gate
+from flywheel.gate_inputs import ScoresReader, apply_gate
 from flywheel.jobdoc import JobDocument
 from flywheel.retrieval.evaluate import PRODUCTION_SCORES
 from flywheel.stats import confidence_interval, cost_per_1k_requests
 from flywheel.vocabulary import EvalType, JobType
 
 
-def aggregate(doc: JobDocument, settings: Settings) -> JobDocument:
+def aggregate(doc: JobDocument, settings: Settings, read_scores: ScoresReader | None = None) -> JobDocument:
     """Confidence intervals per score, cost per 1k requests and the promotion gate (pure).
 
     The reference is the production model, whose answers are the ground truth (agreement 1.0): the
@@ -46,7 +46,7 @@ def aggregate(doc: JobDocument, settings: Settings) -> JobDocument:
                 lo, hi = confidence_interval([1.0] * hits + [0.0] * (n - hits))
                 cis[metric] = [round(lo, 4), round(hi, 4)]
             ev.confidence_intervals = cis
-    return apply_gate(doc, settings)
+    return apply_gate(doc, settings, read_scores)
 
 
 def _aggregate_retrieval(doc: JobDocument, settings: Settings) -> JobDocument:

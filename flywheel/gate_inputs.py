@@ -1,13 +1,15 @@
 """From a job document to the gate's inputs: one :class:`~flywheel.gate.Arm` per candidate × eval type.
 
 Per-record scores (the judge's verdicts included) come from the file the evaluator writes beside its
-predictions (``<predictions>.scores.jsonl``) when it is readable here; then the gate also runs paired
-tests. Otherwise (a remote platform's evaluation) the
-arm is built from the mean score and the record count, and has no paired tests.
+predictions (``<predictions>.scores.jsonl``), read through ``read_scores`` (the activity passes one that
+reads the artifact store, where the predictions live) or from a local path; then the gate also runs paired
+tests. Otherwise (a remote platform's evaluation) the arm is built from the mean score and the record
+count, and has no paired tests.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +30,19 @@ def _local_path(uri: str | None) -> Path | None:
     return path if path.exists() else None
 
 
-def record_outcomes(ev: EvaluationDoc, metric: str) -> dict[str, float] | None:
+# predictions URI → its per-record scores keyed by record id ({} when there are none).
+ScoresReader = Callable[[str], dict[str, dict[str, float | None]]]
+
+
+def record_outcomes(ev: EvaluationDoc, metric: str, read_scores: ScoresReader | None = None) -> dict[str, float] | None:
     """Per-record scores of ``metric`` on [0, 1] keyed by record id (undefined ones left out); None if unavailable."""
-    predictions = _local_path(ev.predictions_uri)
-    if predictions is None:
+    if read_scores is not None and ev.predictions_uri:
+        rows = read_scores(ev.predictions_uri)
+    elif (predictions := _local_path(ev.predictions_uri)) is not None:
+        rows = read_record_scores(record_scores_path(predictions))
+    else:
         return None
-    values = {rid: scores.get(metric) for rid, scores in read_record_scores(record_scores_path(predictions)).items()}
+    values = {rid: scores.get(metric) for rid, scores in rows.items()}
     defined = {rid: _unit(metric, float(v)) for rid, v in values.items() if v is not None}
     return defined or None
 
@@ -50,7 +59,7 @@ def tokens_per_request(ev: EvaluationDoc) -> float | None:
     return tokens / ev.num_records if tokens and ev.num_records else None
 
 
-def arms_for(doc: JobDocument, settings: Settings) -> list[Arm]:
+def arms_for(doc: JobDocument, settings: Settings, read_scores: ScoresReader | None = None) -> list[Arm]:
     metric = settings.gate.metric
     prices = {n.model_name: n.cost_per_1k_tokens for n in settings.nims}
     arms: list[Arm] = []
@@ -58,7 +67,7 @@ def arms_for(doc: JobDocument, settings: Settings) -> list[Arm]:
         for ev in nim.evaluations:
             if ev.error or not ev.num_records:
                 continue
-            outcomes = record_outcomes(ev, metric)
+            outcomes = record_outcomes(ev, metric, read_scores)
             if outcomes is not None:
                 successes, n = sum(outcomes.values()), len(outcomes)
             else:
@@ -81,16 +90,16 @@ def reference_for(doc: JobDocument, settings: Settings) -> Reference:
     return reference_from_config(settings.gate, tokens)
 
 
-def gate_report(doc: JobDocument, settings: Settings) -> GateReport:
-    return evaluate_gate(arms_for(doc, settings), reference_for(doc, settings), settings.gate)
+def gate_report(doc: JobDocument, settings: Settings, read_scores: ScoresReader | None = None) -> GateReport:
+    return evaluate_gate(arms_for(doc, settings, read_scores), reference_for(doc, settings), settings.gate)
 
 
-def apply_gate(doc: JobDocument, settings: Settings) -> JobDocument:
+def apply_gate(doc: JobDocument, settings: Settings, read_scores: ScoresReader | None = None) -> JobDocument:
     """A copy of ``doc`` with the gate's report (``doc.gate``) and each candidate's best verdict (``nim.gate``)."""
     from flywheel.gate import candidate_summary
 
     doc = doc.model_copy(deep=True)
-    report = gate_report(doc, settings)
+    report = gate_report(doc, settings, read_scores)
     doc.gate = report.model_dump(mode="json")
     known = {e.value: e for e in EvalType}
     for nim in doc.nims:

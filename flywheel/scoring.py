@@ -125,6 +125,11 @@ def read_record_scores(path: Path) -> dict[str, dict[str, float | None]]:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         return {}
+    return parse_record_scores(text)
+
+
+def parse_record_scores(text: str) -> dict[str, dict[str, float | None]]:
+    """The lines of a ``.scores.jsonl`` file, keyed by record id."""
     out: dict[str, dict[str, float | None]] = {}
     for line in text.splitlines():
         if line.strip():

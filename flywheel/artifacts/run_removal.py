@@ -5,7 +5,7 @@ The keys a run writes (docs/stores.md, "What is kept there") are derived from it
 
 * whole directories: ``datasets/<name>/`` for the run's splits, each candidate's ICL set and mined
   triplets; ``customizations/<cand>-customize/`` (checkpoints, adapter, result); ``reports/<job id>/``;
-* single keys: ``predictions/<cand>-<eval type>.jsonl`` (+ ``.judge.jsonl``) and
+* single keys: ``predictions/<cand>-<eval type>.jsonl`` (+ ``.judge.jsonl``, ``.scores.jsonl``) and
   ``deployments/<deployment>.json``.
 
 A directory is matched by whole path segments, so ``datasets/run-1/`` never reaches ``datasets/run-10/``.
@@ -31,7 +31,7 @@ def run_directories(resources: RunResources) -> list[str]:
 
 def run_keys(resources: RunResources) -> list[str]:
     keys = [f"predictions/{name}{suffix}" for name in resources.evaluation_names()
-            for suffix in (".jsonl", ".judge.jsonl")]
+            for suffix in (".jsonl", ".judge.jsonl", ".scores.jsonl")]
     return keys + [f"deployments/{name}.json" for name in resources.deployment_names()]
 
 

@@ -3,7 +3,7 @@
 Under ``data_dir`` a run keeps, by its names (:class:`flywheel.removal.RunResources`): its splits in
 ``datasets/<name>/`` (and their staged copies in ``staging/datasets/<name>/``) for the run key and each
 candidate's ICL set and mined triplets; each candidate's training work in ``customizations/<name>/``;
-evaluation caches ``predictions/<eval>.jsonl`` (+ ``.judge.jsonl``) and ``embedding-evals/<eval>/``;
+evaluation caches ``predictions/<eval>.jsonl`` (+ ``.judge.jsonl``, ``.scores.jsonl``) and ``embedding-evals/<eval>/``;
 model-server logs ``deployments/<name>.log``; downloaded adapters ``adapters/<sha256[:16]>/``.
 The artifact store's copies are removed by :mod:`flywheel.artifacts.run_removal`; servers still running
 are stopped by the platform first. Nothing outside these exact names is touched.
@@ -29,8 +29,9 @@ def run_paths(data_dir: Path, resources: RunResources) -> list[Path]:
     paths += [root / "customizations" / n for n in resources.customization_names() if SAFE_NAME.match(n)]
     for name in resources.evaluation_names():
         if SAFE_NAME.match(name):
-            paths += [root / "predictions" / f"{name}.jsonl", root / "predictions" / f"{name}.judge.jsonl",
-                      root / "embedding-evals" / name]
+            suffixes = (".jsonl", ".judge.jsonl", ".scores.jsonl")
+            paths += [root / "predictions" / f"{name}{suffix}" for suffix in suffixes]
+            paths.append(root / "embedding-evals" / name)
     paths += [root / "deployments" / f"{n}.log" for n in resources.deployment_names() if SAFE_NAME.match(n)]
     return paths
 

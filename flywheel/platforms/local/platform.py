@@ -40,6 +40,7 @@ from flywheel.retrieval.types import (
     MiningSpec,
     RetrievalEvalSpec,
 )
+from flywheel.scoring import record_scores_path
 from flywheel.types import (
     CustomizationResult,
     CustomizationSpec,
@@ -189,8 +190,9 @@ class LocalPlatform(Platform):
             return result.model_copy(update={"predictions_uri": uri}) if uri else result
 
     def _prediction_files(self, predictions_path: Path) -> list[tuple[str, Path]]:
+        """The predictions, the judge's verdicts and the per-record scores (the gate's paired tests read them)."""
         judge = predictions_path.with_name(predictions_path.stem + ".judge.jsonl")
-        return [(f"predictions/{p.name}", p) for p in (predictions_path, judge)]
+        return [(f"predictions/{p.name}", p) for p in (predictions_path, judge, record_scores_path(predictions_path))]
 
     def _pull_predictions(self, predictions_path: Path) -> None:
         for key, path in self._prediction_files(predictions_path):
