@@ -329,4 +329,5 @@ def test_real_model_flywheel_run_on_a_cluster_survives_training_and_serving_host
     assert kinds.get("deployments", 0) == 0
     assert {"datasets", "predictions", "customizations", "reports"} <= set(kinds)
     assert sum(1 for k in artifacts if k.startswith("predictions/") and k.endswith(".jsonl")
-               and not k.endswith(".judge.jsonl")) == 3
+               and not k.endswith((".judge.jsonl", ".scores.jsonl"))) == 3
+    assert sum(1 for k in artifacts if k.startswith("predictions/") and k.endswith(".scores.jsonl")) == 3
