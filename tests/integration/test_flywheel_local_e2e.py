@@ -73,6 +73,10 @@ async def test_real_model_flywheel_run(tmp_path: Path, temporal_env: WorkflowEnv
         assert len(predictions) == EVAL_SIZE and all(p.get("error") is None for p in predictions)
     # The real model makes real tool calls: some names right (the demo measures ~0.5 on 20 records).
     assert evals["base-eval"].scores["function_name"] > 0
+    # The gate read the per-record scores stored with the predictions: base vs ICL is a paired test.
+    (paired,) = doc.gate["paired"]
+    assert {paired["a"], paired["b"]} == {f"{nim.model_name}/base-eval", f"{nim.model_name}/icl-eval"}
+    assert paired["n_paired"] == EVAL_SIZE
 
     # Everything deployed was torn down, and the stored document matches the run's result.
     assert set(model_server_pids()) - servers_before == set()
