@@ -132,12 +132,12 @@ async def test_base_retriever_eval_scores_equal_our_evaluator_and_say_there_are_
     assert set(task["metrics"]) == {"recall_5", "ndcg_cut_5", "recall_10", "ndcg_cut_10", "recip_rank"}
 
 
-async def test_retriever_eval_retry_reattaches_to_the_same_job(settings, emu, prepared):
-    emu.eval_script = [{"status": "running", "progress": 10.0}] * 15 + [{"status": "completed", "progress": 100.0}]
+async def crash_then_retry(settings, call):
+    """``call(platform, progress)`` on a worker that shuts down once the remote job runs (the attempt is cancelled,
+    the job kept), then on a fresh worker: (the crashed attempt's progress, the retry's progress, its result)."""
     crashed = NemoV1Platform(settings, TIMING, cleanup_on_cancel=lambda: False)  # worker shutdown
-    refs = await stored(crashed, prepared)
     seen: list[dict] = []
-    task = asyncio.create_task(crashed.evaluate_retrieval(eval_spec(settings, refs), seen.append))
+    task = asyncio.create_task(call(crashed, seen.append))
     while not any(p.get("status") == "running" for p in seen):
         await asyncio.sleep(0.01)
     task.cancel()
@@ -147,11 +147,19 @@ async def test_retriever_eval_retry_reattaches_to_the_same_job(settings, emu, pr
     retried = NemoV1Platform(settings, TIMING)
     progress: list[dict] = []
     try:
-        result = await retried.evaluate_retrieval(eval_spec(settings, refs), progress.append)
+        result = await call(retried, progress.append)
     finally:
         await retried.close()
-    assert emu.count("POST", "/v1/evaluation/jobs") == 1
     assert progress[0]["status"] == "attached" and progress[0]["job_id"] == seen[0]["job_id"]
+    return seen, progress, result
+
+
+async def test_retriever_eval_retry_reattaches_to_the_same_job(settings, emu, prepared, platform):
+    emu.eval_script = [{"status": "running", "progress": 10.0}] * 15 + [{"status": "completed", "progress": 100.0}]
+    refs = await stored(platform, prepared)
+    _, _, result = await crash_then_retry(
+        settings, lambda p, progress: p.evaluate_retrieval(eval_spec(settings, refs), progress))
+    assert emu.count("POST", "/v1/evaluation/jobs") == 1
     assert emu.count("POST", r"/v1/evaluation/jobs/.*/cancel") == 0 and result.scores["ndcg_at_10"] > 0
 
 
@@ -235,27 +243,13 @@ async def test_customized_model_is_deployed_with_the_embedding_nim_image_and_alw
     assert len(emu.deployment_requests) == 2 and not emu.deployments  # a failed deployment is removed too
 
 
-async def test_customization_retry_reattaches_with_one_create(settings, emu, prepared):
+async def test_customization_retry_reattaches_with_one_create(settings, emu, prepared, platform):
     emu.customization_script = [{"status": "running", "percentage_done": 10.0}] * 20 + [
         {"status": "completed", "percentage_done": 100.0, "epochs_completed": 1, "steps_completed": 5}]
-    crashed = NemoV1Platform(settings, TIMING, cleanup_on_cancel=lambda: False)
-    triplets = (await mined(crashed, settings, await stored(crashed, prepared))).datasets
-    seen: list[dict] = []
-    task = asyncio.create_task(crashed.customize_embedding(cust_spec(settings, triplets), seen.append))
-    while not any(p.get("status") == "running" for p in seen):
-        await asyncio.sleep(0.01)
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    await crashed.close()
-    retried = NemoV1Platform(settings, TIMING)
-    progress: list[dict] = []
-    try:
-        result = await retried.customize_embedding(cust_spec(settings, triplets), progress.append)
-    finally:
-        await retried.close()
+    triplets = (await mined(platform, settings, await stored(platform, prepared))).datasets
+    _, _, result = await crash_then_retry(
+        settings, lambda p, progress: p.customize_embedding(cust_spec(settings, triplets), progress))
     assert emu.count("POST", "/v1/customization/jobs") == 1
-    assert progress[0]["status"] == "attached" and progress[0]["job_id"] == seen[0]["job_id"]
     assert result.steps_completed == 5
 
 
